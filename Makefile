@@ -1,0 +1,73 @@
+# seq2seq pipeline: data -> spm -> train -> eval. Each stage is a file target, rerun only when its
+# inputs (the previous stage's output, or that stage's resolved settings) changed.
+#
+#   make train                                   # embedded default recipe, offline
+#   make train RECIPE=recipes/multi30k-de-en.yaml MIRROR=../shared/corpora/multi30k ARGS="max_steps=200"
+#   make translate IN=in.de OUT=out.en RECIPE=...
+#   make test
+
+RECIPE ?= recipes/default.yaml
+MIRROR ?=
+ARGS ?=
+IN ?=
+OUT ?=
+PYTHON ?= python3
+
+NAME := $(basename $(notdir $(RECIPE)))
+WORK := data/$(NAME)
+CORPUS := $(WORK)/corpus
+RUN := $(WORK)/run
+STAMPS := $(WORK)/stamps
+VENV := .venv
+S2S := $(VENV)/bin/seq2seq
+INSTALLED := $(VENV)/.installed
+
+.PHONY: setup data spm train eval translate test clean FORCE
+.DELETE_ON_ERROR:
+
+setup: $(INSTALLED)
+
+# torch first, pinned: that release's CPU wheel is on these machines' disks (an unpinned torch pulls CUDA)
+$(INSTALLED): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	touch $@
+
+# One file per stage's settings, rewritten only when they change (make then sees a newer input).
+$(STAMPS)/data.yaml $(STAMPS)/spm.yaml $(STAMPS)/train.yaml $(STAMPS)/eval.yaml &: FORCE | $(INSTALLED)
+	@$(S2S) config $(RECIPE) $(ARGS) --stamps $(STAMPS)
+
+$(CORPUS)/manifest.json: $(STAMPS)/data.yaml
+	$(S2S) download $(RECIPE) $(ARGS) $(if $(MIRROR),--mirror $(MIRROR))
+
+$(RUN)/spm/trained: $(CORPUS)/manifest.json $(STAMPS)/spm.yaml
+	$(S2S) spm $(RECIPE) $(ARGS)
+	touch $@
+
+$(RUN)/checkpoints/best.pt: $(RUN)/spm/trained $(STAMPS)/train.yaml
+	$(S2S) train $(RECIPE) $(ARGS)
+	touch $@
+
+$(RUN)/results.json: $(RUN)/checkpoints/best.pt $(STAMPS)/eval.yaml
+	$(S2S) evaluate $(RECIPE) $(ARGS) >/dev/null
+
+data: $(CORPUS)/manifest.json
+spm: $(RUN)/spm/trained
+
+# train runs the whole pipeline and prints the test scores with their sacreBLEU signatures
+train eval: $(RUN)/results.json
+	@cat $(RUN)/results.txt
+
+translate: $(RUN)/checkpoints/best.pt
+	@test -n "$(IN)" || { echo "usage: make translate IN=input OUT=output [RECIPE=...]" >&2; exit 2; }
+	$(S2S) translate $(RUN) -i $(IN) $(if $(OUT),-o $(OUT))
+
+test: $(INSTALLED)
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(WORK)
+
+FORCE:

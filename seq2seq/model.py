@@ -1,0 +1,177 @@
+"""Bidirectional-GRU encoder, attention LSTM decoder with input feeding.
+
+The model exposes :meth:`Seq2Seq.encode` and :meth:`Seq2Seq.decode_step` for search, and a
+training :meth:`Seq2Seq.forward` that gives the same numbers as stepping ``decode_step`` with
+teacher forcing but hoists everything that does not depend on the previous step out of the
+time loop: the first LSTM layer's input projection of all target embeddings, the attention
+keys, and the output layer (computed once over all positions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seq2seq.attention import Attention
+from seq2seq.config import ModelConfig
+from seq2seq.tokenizer import BOS, PAD, UNK
+
+
+@dataclass
+class DecoderState:
+    """Everything a decoder step needs; every tensor's first (or second, for h/c) dim is the batch."""
+
+    h: torch.Tensor  # (L, B, H) LSTM hidden states
+    c: torch.Tensor  # (L, B, H) LSTM cell states
+    feed: torch.Tensor  # (B, H) previous attentional vector (input feeding)
+    memory: torch.Tensor  # (B, S, 2He) encoder outputs
+    keys: torch.Tensor  # (B, S, K) projected attention keys
+    mask: torch.Tensor  # (B, S) True at real source tokens
+
+    def select(self, index: torch.Tensor) -> "DecoderState":
+        """Rows ``index`` (N,) of every tensor: reorders/expands beams, drops finished sentences."""
+        return DecoderState(self.h.index_select(1, index), self.c.index_select(1, index),
+                            self.feed.index_select(0, index), self.memory.index_select(0, index),
+                            self.keys.index_select(0, index), self.mask.index_select(0, index))
+
+
+class Encoder(nn.Module):
+    def __init__(self, vocab: int, cfg: ModelConfig):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, cfg.emb_dim, padding_idx=PAD)
+        self.rnn = nn.GRU(cfg.emb_dim, cfg.enc_hidden, cfg.enc_layers, batch_first=True, bidirectional=True,
+                          dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = cfg.enc_layers
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """src (B, S) ids, lengths (B,) -> outputs (B, S, 2He) zero at padding, final (B, 2He).
+
+        Packed sequences: the padding never enters the recurrence, in either direction.
+        """
+        x = self.drop(self.embed(src))  # (B, S, E)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, h = self.rnn(packed)  # h: (layers * 2, B, He)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))  # (B, S, 2He)
+        last = h.view(self.layers, 2, h.size(1), h.size(2))[-1]  # (2, B, He): last layer fwd/bwd
+        return self.drop(out), torch.cat([last[0], last[1]], dim=1)
+
+
+class Decoder(nn.Module):
+    def __init__(self, vocab: int, cfg: ModelConfig):
+        super().__init__()
+        H, E, M = cfg.dec_hidden, cfg.emb_dim, 2 * cfg.enc_hidden
+        self.layers, self.hidden, self.emb_dim, self.input_feeding = cfg.dec_layers, H, E, cfg.input_feeding
+        self.embed = nn.Embedding(vocab, E, padding_idx=PAD)
+        self.cells = nn.ModuleList(
+            [nn.LSTMCell(E + (H if cfg.input_feeding else 0) if i == 0 else H, H) for i in range(cfg.dec_layers)])
+        self.attention = Attention(cfg.attention, H, M, cfg.attn_dim)
+        self.bridge = nn.Linear(M, 2 * cfg.dec_layers * H)  # encoder final state -> every layer's (h, c)
+        self.combine = nn.Linear(M + H, H, bias=False)  # attentional vector tanh(W [ctx; h])
+        self.pre_output = nn.Linear(H, E, bias=False) if cfg.tie_embeddings else None
+        self.output = nn.Linear(E if cfg.tie_embeddings else H, vocab)
+        if cfg.tie_embeddings:
+            self.output.weight = self.embed.weight
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def init_state(self, memory: torch.Tensor, final: torch.Tensor, mask: torch.Tensor) -> DecoderState:
+        B = memory.size(0)
+        hc = torch.tanh(self.bridge(final)).view(B, 2, self.layers, self.hidden)  # (B, 2, L, H)
+        h = hc[:, 0].transpose(0, 1).contiguous()  # (L, B, H)
+        c = hc[:, 1].transpose(0, 1).contiguous()
+        feed = memory.new_zeros(B, self.hidden)
+        return DecoderState(h, c, feed, memory, self.attention.project_keys(memory), mask)
+
+    def _upper_layers_and_attention(self, h0, c0, state: DecoderState):
+        """Layers 1..L-1 on top of layer 0's new (h0, c0), then attention. Returns the new state's pieces."""
+        hs, cs, x = [h0], [c0], h0
+        for i in range(1, self.layers):
+            h, c = self.cells[i](self.drop(x), (state.h[i], state.c[i]))
+            hs.append(h), cs.append(c)
+            x = h
+        context, weights = self.attention(x, state.keys, state.memory, state.mask)  # (B, M), (B, S)
+        feed = self.drop(torch.tanh(self.combine(torch.cat([context, x], dim=1))))  # (B, H)
+        return torch.stack(hs), torch.stack(cs), feed, weights
+
+    def logits(self, feed: torch.Tensor) -> torch.Tensor:
+        """(..., H) attentional vectors -> (..., V) output scores."""
+        return self.output(self.pre_output(feed) if self.pre_output is not None else feed)
+
+    def step(self, prev: torch.Tensor, state: DecoderState):
+        """Plain step: prev (B,) ids -> feed (B, H), new state, attention (B, S)."""
+        emb = self.drop(self.embed(prev))  # (B, E)
+        x = torch.cat([emb, state.feed], dim=1) if self.input_feeding else emb
+        h0, c0 = self.cells[0](x, (state.h[0], state.c[0]))
+        h, c, feed, weights = self._upper_layers_and_attention(h0, c0, state)
+        return feed, DecoderState(h, c, feed, state.memory, state.keys, state.mask), weights
+
+    def forward(self, tgt_in: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """Teacher forcing: tgt_in (B, T) -> attentional vectors (B, T, H), equal to T calls of step().
+
+        Layer 0's input projection of all embeddings (and both biases) is one matmul; each step then
+        adds one matmul of [feed; h] against the concatenated recurrent weights.
+        """
+        cell = self.cells[0]
+        E = self.emb_dim
+        emb = self.drop(self.embed(tgt_in))  # (B, T, E)
+        gates_x = F.linear(emb, cell.weight_ih[:, :E], cell.bias_ih + cell.bias_hh)  # (B, T, 4H)
+        w_rec = torch.cat([cell.weight_ih[:, E:], cell.weight_hh], dim=1)  # (4H, [H] + H)
+        feeds = []
+        for t in range(tgt_in.size(1)):
+            rec = torch.cat([state.feed, state.h[0]], dim=1) if self.input_feeding else state.h[0]
+            gates = gates_x[:, t] + F.linear(rec, w_rec)  # (B, 4H), gate order i, f, g, o
+            i, f, g, o = gates.chunk(4, dim=1)
+            c0 = torch.sigmoid(f) * state.c[0] + torch.sigmoid(i) * torch.tanh(g)
+            h0 = torch.sigmoid(o) * torch.tanh(c0)
+            h, c, feed, _ = self._upper_layers_and_attention(h0, c0, state)
+            state = DecoderState(h, c, feed, state.memory, state.keys, state.mask)
+            feeds.append(feed)
+        return torch.stack(feeds, dim=1)  # (B, T, H)
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, cfg: ModelConfig, src_vocab: int, tgt_vocab: int):
+        super().__init__()
+        self.cfg = cfg
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+        self.encoder = Encoder(src_vocab, cfg)
+        self.decoder = Decoder(tgt_vocab, cfg)
+        if cfg.share_embeddings:
+            if src_vocab != tgt_vocab:
+                raise ValueError("share_embeddings needs one joint vocabulary")
+            self.decoder.embed.weight = self.encoder.embed.weight
+            if cfg.tie_embeddings:
+                self.decoder.output.weight = self.encoder.embed.weight
+
+    def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
+        """src (B, S) ids (each row ends with EOS), lengths (B,) -> the initial decoder state."""
+        if self.training and self.cfg.word_dropout > 0:  # source word dropout: training only
+            drop = (torch.rand(src.shape, device=src.device) < self.cfg.word_dropout) & (src != PAD)
+            src = src.masked_fill(drop, UNK)
+        mask = src != PAD  # (B, S)
+        memory, final = self.encoder(src, lengths)
+        return self.decoder.init_state(memory, final, mask)
+
+    def decode_step(self, prev: torch.Tensor, state: DecoderState):
+        """prev (B,) previous target ids -> log-probs (B, V) float32, new state, attention (B, S)."""
+        feed, state, weights = self.decoder.step(prev, state)
+        return torch.log_softmax(self.decoder.logits(feed).float(), dim=-1), state, weights
+
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced scores: src (B, S), lengths (B,), tgt_in (B, T) starting with BOS -> (B, T, V)."""
+        return self.decoder.logits(self.decoder(tgt_in, self.encode(src, lengths)))
+
+
+def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    return Seq2Seq(cfg, src_vocab, tgt_vocab)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+__all__ = ["DecoderState", "Seq2Seq", "build_model", "count_parameters", "BOS"]

@@ -1,0 +1,167 @@
+"""Greedy and beam search: plain functions over ``model.encode`` / ``model.decode_step``.
+
+Any object with those two methods works (a :class:`~seq2seq.model.Seq2Seq`, an ensemble), as
+long as its state has ``select(index)``. Each sentence is decoded independently of the others in
+its batch: the output does not depend on the batch size or on the batch's other sentences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from seq2seq.tokenizer import BOS, EOS
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # output ids without BOS/EOS
+    logprob: float  # sum of token log-probabilities (EOS included when it was produced)
+    score: float  # logprob / length penalty, used for ranking
+    attention: Optional[torch.Tensor] = field(default=None, repr=False)  # (len(tokens) [+1], S)
+
+
+def max_lengths(lengths: torch.Tensor, ratio: float, offset: int) -> list[int]:
+    """Largest output length per sentence: int(ratio * source length) + offset, at least 1."""
+    return [max(1, int(ratio * n) + offset) for n in lengths.tolist()]
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT length penalty ((5 + length) / 6) ** alpha; alpha = 0 ranks by raw log-probability."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def greedy(model, src: torch.Tensor, lengths: torch.Tensor, max_len_ratio: float = 2.0,
+           max_len_offset: int = 10, return_attention: bool = False) -> list[Hypothesis]:
+    """Argmax decoding. src (B, S), lengths (B,). Finished sentences leave the active batch."""
+    B = src.size(0)
+    state = model.encode(src, lengths)
+    limits = max_lengths(lengths, max_len_ratio, max_len_offset)
+    prev = torch.full((B,), BOS, dtype=torch.long, device=src.device)
+    active = list(range(B))  # original index of each active row
+    out_tokens: list[list[int]] = [[] for _ in range(B)]
+    out_logp = [0.0] * B
+    out_attn: list[list[torch.Tensor]] = [[] for _ in range(B)]
+    done = [False] * B
+    t = 0
+    while active:
+        logp, state, attn = model.decode_step(prev, state)  # (A, V), (A, S)
+        best_logp, best = logp.max(dim=1)  # (A,)
+        toks, lps = best.tolist(), best_logp.tolist()
+        keep = []
+        for row, b in enumerate(active):
+            out_logp[b] += lps[row]
+            if return_attention:
+                out_attn[b].append(attn[row].float().cpu())
+            if toks[row] == EOS:
+                done[b] = True
+            else:
+                out_tokens[b].append(toks[row])
+                if t + 1 < limits[b]:
+                    keep.append(row)
+        t += 1
+        if len(keep) < len(active):
+            index = torch.tensor(keep, dtype=torch.long, device=src.device)
+            state, prev = state.select(index), best.index_select(0, index)
+            active = [active[r] for r in keep]
+        else:
+            prev = best
+    hyps = []
+    for b in range(B):
+        attn_b = torch.stack(out_attn[b]) if return_attention else None
+        hyps.append(Hypothesis(out_tokens[b], out_logp[b], out_logp[b], attn_b))
+    return hyps
+
+
+@torch.no_grad()
+def beam_search(model, src: torch.Tensor, lengths: torch.Tensor, beam_size: int = 5, alpha: float = 1.0,
+                max_len_ratio: float = 2.0, max_len_offset: int = 10, n_best: int = 1,
+                return_attention: bool = False) -> list[list[Hypothesis]]:
+    """Batched beam search over sentences x beams; returns the ``n_best`` hypotheses per sentence.
+
+    Each step scores all K x V continuations of a sentence's K beams at once (top-2K over the
+    flattened scores). Candidates ending in EOS among the top K are finished; the best K others
+    continue. A sentence stops when it has K finished hypotheses or reaches its maximum length
+    (its live beams are then finished as they are), and leaves the active batch. With K = 1 this
+    is exactly :func:`greedy`.
+    """
+    B, K, device = src.size(0), beam_size, src.device
+    state = model.encode(src, lengths)
+    limits = max_lengths(lengths, max_len_ratio, max_len_offset)
+    state = state.select(torch.arange(B, device=device).repeat_interleave(K))  # row a*K + k
+    scores = torch.full((B, K), float("-inf"), device=device)  # (A, K) cumulative log-prob
+    scores[:, 0] = 0.0
+    tokens = torch.empty(B * K, 0, dtype=torch.long, device=device)  # (A*K, t)
+    attn_hist = torch.empty(B * K, 0, src.size(1), device=device) if return_attention else None
+    prev = torch.full((B * K,), BOS, dtype=torch.long, device=device)
+    active = list(range(B))
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    positions = torch.arange(2 * K, device=device)
+    t = 0
+    while active:
+        A = len(active)
+        logp, state, attn = model.decode_step(prev, state)  # (A*K, V), (A*K, S)
+        V = logp.size(1)
+        if attn_hist is not None:
+            attn_hist = torch.cat([attn_hist, attn.float().unsqueeze(1)], dim=1)  # (A*K, t+1, S)
+        cand = (scores.unsqueeze(2) + logp.view(A, K, V)).view(A, K * V)
+        top_scores, top_idx = cand.topk(min(2 * K, K * V), dim=1)  # (A, 2K), best first
+        top_beam, top_tok = top_idx // V, top_idx % V
+        is_eos = top_tok == EOS
+        # the K best non-EOS candidates continue, in rank order
+        cont = ~is_eos & ((~is_eos).cumsum(1) <= K)
+        pick = ((~cont).long() * (2 * K) + positions[: top_idx.size(1)]).argsort(dim=1)[:, :K]  # (A, K)
+        new_scores = top_scores.gather(1, pick)
+        new_beam, new_tok = top_beam.gather(1, pick), top_tok.gather(1, pick)
+        # one host transfer per step: finished candidates and the rows they came from
+        eos_cpu = is_eos[:, :K].tolist()
+        eos_any = any(any(r) for r in eos_cpu)
+        if eos_any:
+            eos_scores = top_scores[:, :K].tolist()
+            eos_beams = top_beam[:, :K].tolist()
+            tokens_cpu = tokens.tolist()
+        for a, b in enumerate(active):
+            if not eos_any:
+                break
+            for j in range(K):
+                if eos_cpu[a][j] and len(finished[b]) < K and eos_scores[a][j] > float("-inf"):
+                    row = a * K + eos_beams[a][j]
+                    toks = tokens_cpu[row]
+                    h_attn = attn_hist[row].cpu() if attn_hist is not None else None
+                    lp = eos_scores[a][j]
+                    finished[b].append(Hypothesis(toks, lp, lp / length_penalty(len(toks) + 1, alpha), h_attn))
+        rows = (torch.arange(A, device=device).unsqueeze(1) * K + new_beam).view(-1)  # (A*K,)
+        tokens = torch.cat([tokens.index_select(0, rows), new_tok.view(-1, 1)], dim=1)
+        if attn_hist is not None:
+            attn_hist = attn_hist.index_select(0, rows)
+        state, scores, prev = state.select(rows), new_scores, new_tok.view(-1)
+        t += 1
+        keep = []
+        at_limit = [a for a, b in enumerate(active) if t >= limits[b]]
+        if at_limit:
+            live_scores, live_tokens = scores.tolist(), None
+        for a, b in enumerate(active):
+            if len(finished[b]) >= K:
+                continue
+            if t >= limits[b]:  # out of length: the live beams finish as they are
+                live_tokens = live_tokens if live_tokens is not None else tokens.tolist()
+                for k in range(K):
+                    lp = live_scores[a][k]
+                    if lp > float("-inf"):
+                        h_attn = attn_hist[a * K + k].cpu() if attn_hist is not None else None
+                        finished[b].append(Hypothesis(live_tokens[a * K + k], lp,
+                                                      lp / length_penalty(t, alpha), h_attn))
+                continue
+            keep.append(a)
+        if len(keep) < A:
+            index = torch.tensor(keep, dtype=torch.long, device=device)
+            rows = (index.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
+            state, tokens, prev = state.select(rows), tokens.index_select(0, rows), prev.index_select(0, rows)
+            scores = scores.index_select(0, index)
+            if attn_hist is not None:
+                attn_hist = attn_hist.index_select(0, rows)
+            active = [active[a] for a in keep]
+    return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]

@@ -1,0 +1,112 @@
+"""Line-exact text I/O for translate: one output line per input line, streamed, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator, Optional
+
+from seq2seq.errors import UserError
+
+
+def read_lines(stream: BinaryIO, name: str, replace_invalid: bool = False) -> Iterator[str]:
+    """Decode a byte stream line by line. Only '\\n' ends a line; a trailing '\\r' (CRLF) is dropped,
+    a missing final newline is fine, and invalid UTF-8 is an error naming the line (or U+FFFD with
+    ``replace_invalid``)."""
+    for number, raw in enumerate(stream, start=1):
+        raw = raw[:-1] if raw.endswith(b"\n") else raw
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        if b"\0" in raw:
+            raise UserError(f"{name}: line {number} contains NUL bytes: not a text file")
+        try:
+            yield raw.decode("utf-8", errors="replace" if replace_invalid else "strict")
+        except UnicodeDecodeError as e:
+            raise UserError(f"{name}: line {number} is not valid UTF-8 (byte {e.start}); "
+                            f"use --replace-invalid to replace bad bytes") from None
+
+
+class AtomicOutput:
+    """Write lines to a temporary file beside ``path`` and rename it into place on success only."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        self.f = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+
+    def write(self, text: str) -> None:
+        self.f.write(text)
+
+    def commit(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.f.close()
+        Path(self.tmp).unlink(missing_ok=True)
+
+
+def translate_files(run_dirs: list[Path], input_path: Optional[Path], output_path: Optional[Path], *,
+                    beam_size: Optional[int] = None, length_penalty: Optional[float] = None, n_best: int = 1,
+                    fmt: str = "text", batch_size: Optional[int] = None, checkpoint: str = "best",
+                    device: str = "auto", replace_invalid: bool = False, chunk: int = 2000) -> int:
+    """Translate a file (or stdin) into a file (or stdout). Returns the number of lines written."""
+    import dataclasses
+
+    from seq2seq.translator import Translator
+
+    if input_path is not None and not input_path.is_file():
+        raise UserError(f"input file not found: {input_path}")
+    translator = Translator.from_run_dirs(run_dirs, checkpoint, device)
+    dc = translator.cfg.decode
+    dc = dataclasses.replace(dc, beam_size=beam_size or dc.beam_size,
+                             length_penalty=dc.length_penalty if length_penalty is None else length_penalty,
+                             batch_size=batch_size or dc.batch_size, n_best=n_best)
+    if dc.n_best > dc.beam_size:
+        dc = dataclasses.replace(dc, beam_size=dc.n_best)
+    limit = translator.cfg.train.max_len
+    in_stream = open(input_path, "rb") if input_path else sys.stdin.buffer
+    out = AtomicOutput(output_path) if output_path else None
+    write = out.write if out else sys.stdout.write
+    count = 0
+    try:
+        lines = read_lines(in_stream, str(input_path or "<stdin>"), replace_invalid)
+        while True:
+            buf = [line for _, line in zip(range(chunk), lines)]
+            if not buf:
+                break
+            for hyps, src in zip(translator.hypotheses(buf, dc), buf):
+                write(_format(translator, src, hyps, fmt, n_best, limit) + "\n")
+                count += 1
+            if out is None:
+                sys.stdout.flush()
+    except BaseException:
+        if out:
+            out.discard()
+        raise
+    finally:
+        if input_path:
+            in_stream.close()
+    if out:
+        out.commit()
+    return count
+
+
+def _format(translator, src: str, hyps, fmt: str, n_best: int, limit: int) -> str:
+    if hyps and len(translator.src_tok.encode([src])[0]) > limit:
+        print(f"warning: a line of {len(src)} characters is longer than the training limit "
+              f"({limit} pieces); its output is bounded by decode.max_len_ratio", file=sys.stderr)
+    texts = translator.tgt_tok.decode([h.tokens for h in hyps]) if hyps else []
+    if fmt == "json":
+        return json.dumps({"source": src, "hypotheses": [
+            {"text": t, "score": round(h.score, 4), "logprob": round(h.logprob, 4),
+             "tokens": translator.tgt_tok.id_to_piece(h.tokens)} for t, h in zip(texts, hyps)]},
+            ensure_ascii=False)
+    if n_best > 1:
+        return "\t".join(f"{t}\t{h.score:.4f}" for t, h in zip(texts, hyps))
+    return texts[0] if texts else ""

@@ -1,0 +1,102 @@
+"""SentencePiece models trained on the training split; fixed special ids shared with the model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import sentencepiece as spm
+
+from seq2seq.config import Config
+from seq2seq.errors import UserError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class Tokenizer:
+    """One SentencePiece model: text <-> ids (no BOS/EOS added; the model adds them)."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"tokenizer model not found: {path}")
+        self.path = path
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.Load(str(path))
+        except (OSError, RuntimeError) as e:
+            raise UserError(f"{path} is not a SentencePiece model ({str(e).splitlines()[0]})") from None
+        if (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()) != (PAD, UNK, BOS, EOS):
+            raise UserError(f"{path}: special ids differ from pad=0 unk=1 bos=2 eos=3")
+
+    def __len__(self) -> int:
+        return self.sp.GetPieceSize()
+
+    def encode(self, lines: list[str]) -> list[list[int]]:
+        return self.sp.Encode(lines)
+
+    def pieces(self, line: str) -> list[str]:
+        return self.sp.EncodeAsPieces(line)
+
+    def id_to_piece(self, ids: list[int]) -> list[str]:
+        return [self.sp.IdToPiece(i) for i in ids]
+
+    def decode(self, ids: list[list[int]]) -> list[str]:
+        return self.sp.Decode(ids)
+
+
+def spm_paths(run_dir: Path) -> tuple[Path, Path]:
+    """(source model, target model); a joint model is one file used for both."""
+    joint = run_dir / "spm" / "joint.model"
+    if joint.is_file():
+        return joint, joint
+    return run_dir / "spm" / "src.model", run_dir / "spm" / "tgt.model"
+
+
+def load_tokenizers(run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
+    src, tgt = spm_paths(run_dir)
+    s = Tokenizer(src)
+    return s, (s if tgt == src else Tokenizer(tgt))
+
+
+def _train_one(lines: list[str], prefix: Path, cfg: Config) -> None:
+    sc = cfg.spm
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", dir=prefix.parent, delete=False) as f:
+        f.writelines(x + "\n" for x in lines if x)
+        tmp = f.name
+    kwargs = dict(input=tmp, model_prefix=str(prefix) + ".tmp", vocab_size=sc.vocab_size, model_type=sc.model_type,
+                  character_coverage=sc.character_coverage, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+                  input_sentence_size=sc.input_sentence_size, shuffle_input_sentence=True,
+                  seed_sentencepiece_size=1000000, num_threads=max(1, os.cpu_count() or 1),
+                  hard_vocab_limit=False, minloglevel=2)
+    try:
+        spm.SentencePieceTrainer.Train(**kwargs)
+    except RuntimeError as e:
+        raise UserError(f"SentencePiece training failed: {str(e).splitlines()[0]}") from None
+    finally:
+        os.unlink(tmp)
+    for ext in (".model", ".vocab"):  # rename into place only when both exist: atomic per file
+        os.replace(str(prefix) + ".tmp" + ext, str(prefix) + ext)
+
+
+def train_tokenizers(cfg: Config, log=print) -> tuple[Path, Path]:
+    """Train on the train split only; writes ``<run_dir>/spm/{joint|src,tgt}.model``."""
+    from seq2seq.data import read_split
+
+    src, tgt = read_split(cfg, "train")
+    out = cfg.run_path / "spm"
+    for stale in ("joint", "src", "tgt"):  # a switch between joint and separate must not keep old models
+        for ext in (".model", ".vocab"):
+            (out / (stale + ext)).unlink(missing_ok=True)
+    if cfg.spm.joint:
+        _train_one(src + tgt, out / "joint", cfg)
+        log(f"trained joint SentencePiece model ({cfg.spm.model_type}, {cfg.spm.vocab_size}) on {len(src)} pairs")
+    else:
+        _train_one(src, out / "src", cfg)
+        _train_one(tgt, out / "tgt", cfg)
+        log(f"trained source and target SentencePiece models ({cfg.spm.model_type}, {cfg.spm.vocab_size})")
+    s, t = load_tokenizers(cfg.run_path)
+    log(f"vocabulary: source {len(s)}, target {len(t)}")
+    return spm_paths(cfg.run_path)

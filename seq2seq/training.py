@@ -1,0 +1,297 @@
+"""The training loop: token batches, Adam, clipping, label smoothing, validation, early stopping, resume.
+
+``last.pt`` holds everything needed to continue exactly where a run stopped (model, optimizer,
+scheduler, epoch and batch position, RNG state, early-stopping state); re-running ``train`` on the
+same run directory continues from it. ``best.pt`` holds the parameters with the best dev BLEU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import math
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from seq2seq import checkpoint as ckpt_io
+from seq2seq.batches import collate, make_batches
+from seq2seq.config import Config, save_config
+from seq2seq.data import read_split
+from seq2seq.errors import UserError
+from seq2seq.evaluate import score
+from seq2seq.model import Seq2Seq, build_model, count_parameters
+from seq2seq.tokenizer import PAD, Tokenizer, load_tokenizers
+from seq2seq.translator import pick_device, translate_lines
+
+
+class RunLog:
+    """Lines to stdout and appended to ``<run_dir>/train.log``."""
+
+    def __init__(self, path: Path, echo=print):
+        self.path, self.echo = path, echo
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, msg: str) -> None:
+        self.echo(msg)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(msg + "\n")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_pairs(cfg: Config, split: str, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: Optional[int] = None):
+    """(source ids, target ids) of a split; training drops empty pairs and those longer than max_len."""
+    src, tgt = read_split(cfg, split)
+    s_ids, t_ids = src_tok.encode(src), tgt_tok.encode(tgt)
+    keep = [i for i in range(len(s_ids)) if s_ids[i] and t_ids[i]
+            and (max_len is None or (len(s_ids[i]) <= max_len and len(t_ids[i]) <= max_len))]
+    return [s_ids[i] for i in keep], [t_ids[i] for i in keep]
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Summed (label-smoothed) cross-entropy over real target tokens. logits (B, T, V), target (B, T)."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=PAD,
+                           label_smoothing=smoothing, reduction="sum")
+
+
+def tokenizer_fingerprint(src_tok: Tokenizer, tgt_tok: Tokenizer) -> str:
+    h = hashlib.sha256(src_tok.sp.serialized_model_proto())
+    h.update(tgt_tok.sp.serialized_model_proto())
+    return h.hexdigest()
+
+
+@dataclasses.dataclass
+class Progress:
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # next batch of this epoch
+    best_bleu: float = -1.0
+    best_step: int = 0
+    bad_validations: int = 0
+    stopped_early: bool = False
+    lr_scale: float = 1.0  # plateau reductions so far
+    lr_bad: int = 0  # validations without improvement since the last reduction
+
+
+class Trainer:
+    def __init__(self, cfg: Config, log=None):
+        self.cfg = cfg
+        tc = cfg.train
+        self.run = cfg.run_path
+        self.ckpt_dir = self.run / "checkpoints"
+        self.log = log or RunLog(self.run / "train.log")
+        seed_everything(tc.seed)
+        if tc.threads:
+            torch.set_num_threads(tc.threads)
+        self.device = pick_device(tc.device)
+        self.src_tok, self.tgt_tok = load_tokenizers(self.run)
+        self.fingerprint = tokenizer_fingerprint(self.src_tok, self.tgt_tok)
+        self.model: Seq2Seq = build_model(cfg.model, len(self.src_tok), len(self.tgt_tok)).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        cuda = self.device.type == "cuda"
+        self.amp_dtype = None
+        if cuda and tc.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.progress = Progress()
+        self.train_src, self.train_tgt = load_pairs(cfg, "train", self.src_tok, self.tgt_tok, tc.max_len)
+        if not self.train_src:
+            raise UserError("no training pairs left after length filtering (train.max_len)")
+        self.dev_src_lines, self.dev_ref = read_split(cfg, "dev")
+        self.dev_src, self.dev_tgt = load_pairs(cfg, "dev", self.src_tok, self.tgt_tok)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def _payload(self, full: bool) -> dict:
+        p = {"config": self.cfg.to_dict(), "model": self.model.state_dict(), "src_vocab": len(self.src_tok),
+             "tgt_vocab": len(self.tgt_tok), "tokenizers": self.fingerprint,
+             "progress": dataclasses.asdict(self.progress)}
+        if full:
+            p.update(optimizer=self.optimizer.state_dict(),
+                     scaler=self.scaler.state_dict(), rng_cpu=torch.get_rng_state(),
+                     rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+        return p
+
+    def save(self, name: str, full: bool = True) -> None:
+        ckpt_io.save(self.ckpt_dir / f"{name}.pt", self._payload(full))
+
+    def try_resume(self) -> bool:
+        path = self.ckpt_dir / "last.pt"
+        if not path.is_file():
+            return False
+        ckpt = ckpt_io.load(path, map_location=self.device)
+        if ckpt.get("tokenizers") != self.fingerprint or ckpt["config"]["model"] != self.cfg.to_dict()["model"]:
+            raise UserError(f"{path} was trained with another model config or tokenizer; delete "
+                            f"{self.ckpt_dir} or choose another run_dir")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng_cpu"].cpu())
+        if ckpt["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
+        self.progress = Progress(**ckpt["progress"])
+        return True
+
+    def learning_rate(self) -> float:
+        """lr x warm-up x (plateau reductions | cosine decay), never below min_lr after warm-up."""
+        tc, p = self.cfg.train, self.progress
+        step = p.step + 1  # the step about to be taken
+        warm = min(1.0, step / tc.warmup_steps) if tc.warmup_steps else 1.0
+        if tc.lr_schedule == "cosine":
+            frac = min(1.0, max(0, step - tc.warmup_steps) / max(1, tc.max_steps - tc.warmup_steps))
+            lr = tc.min_lr + (tc.lr - tc.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
+        else:
+            lr = max(tc.min_lr, tc.lr * p.lr_scale)
+        return lr * warm
+
+    # ---- validation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> tuple[float, float]:
+        """(dev loss per token, dev BLEU) with the model in eval mode; logs a few samples."""
+        self.model.eval()
+        total, ntok = 0.0, 0
+        for idx in make_batches([len(s) for s in self.dev_src], [len(t) for t in self.dev_tgt],
+                                self.cfg.train.batch_tokens, shuffle=False):
+            b = collate([self.dev_src[i] for i in idx], [self.dev_tgt[i] for i in idx]).to(self.device)
+            with self._autocast():
+                logits = self.model(b.src, b.lengths, b.tgt_in)
+            total += loss_fn(logits, b.tgt_out, 0.0).item()
+            ntok += b.ntokens
+        dc = dataclasses.replace(self.cfg.decode, beam_size=self.cfg.train.valid_beam, n_best=1)
+        with self._autocast():
+            hyps = translate_lines(self.model, self.src_tok, self.tgt_tok, self.dev_src_lines, dc, self.device)
+        bleu = score(hyps, self.dev_ref)["bleu"]
+        for i in range(min(self.cfg.train.samples, len(hyps))):
+            self.log(f"  sample {i}: {self.dev_src_lines[i]!r} -> {hyps[i]!r} (ref {self.dev_ref[i]!r})")
+        self.model.train()
+        return total / max(ntok, 1), bleu
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def _check(self, log_line: str) -> None:
+        """Validate, step the LR schedule, save best/last, update early stopping."""
+        p, tc = self.progress, self.cfg.train
+        dev_loss, bleu = self.validate()
+        improved = bleu > p.best_bleu
+        if improved:
+            p.best_bleu, p.best_step, p.bad_validations = bleu, p.step, 0
+        else:
+            p.bad_validations += 1
+        if tc.lr_schedule == "plateau" and not improved:
+            p.lr_bad += 1
+            if p.lr_bad > tc.lr_patience - 1:
+                p.lr_scale, p.lr_bad = p.lr_scale * tc.lr_factor, 0
+        elif improved:
+            p.lr_bad = 0
+        if tc.patience and p.bad_validations >= tc.patience:
+            p.stopped_early = True
+        lr = self.learning_rate()
+        self.log(f"{log_line}validation step {p.step}: dev loss {dev_loss:.4f} ppl {math.exp(min(dev_loss, 50)):.2f} "
+                 f"BLEU {bleu:.2f} (best {p.best_bleu:.2f} at step {p.best_step}) lr {lr:.2e}")
+        if improved:
+            self.save("best", full=False)
+        self.save("last")
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def budget_left(self) -> bool:
+        p, tc = self.progress, self.cfg.train
+        if p.stopped_early:
+            return False
+        if tc.max_steps and p.step >= tc.max_steps:
+            return False
+        return not (tc.max_epochs and p.epoch >= tc.max_epochs)
+
+    def train(self) -> Progress:
+        cfg, tc, p = self.cfg, self.cfg.train, self.progress
+        resumed = self.try_resume()
+        p = self.progress
+        save_config(cfg, self.run / "config.yaml")
+        self.log(f"{'resuming at step ' + str(p.step) if resumed else 'training'}: {count_parameters(self.model):,} "
+                 f"parameters, {len(self.train_src)} training pairs, device {self.device}"
+                 f"{', amp ' + str(self.amp_dtype).replace('torch.', '') if self.amp_dtype else ''}, "
+                 f"{torch.get_num_threads()} threads")
+        if not self.budget_left():
+            self.log(f"nothing to do: the run already ended at step {p.step} (best dev BLEU {p.best_bleu:.2f})")
+            return p
+        src_lens, tgt_lens = [len(s) for s in self.train_src], [len(t) for t in self.train_tgt]
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        tok_sum, t0, validated_at = 0, time.perf_counter(), -1
+        with _interrupt_flag() as interrupted:
+            while self.budget_left():
+                batches = make_batches(src_lens, tgt_lens, tc.batch_tokens, tc.seed, p.epoch)
+                while p.batch < len(batches) and self.budget_left():
+                    idx = batches[p.batch]
+                    b = collate([self.train_src[i] for i in idx], [self.train_tgt[i] for i in idx]).to(self.device)
+                    with self._autocast():
+                        logits = self.model(b.src, b.lengths, b.tgt_in)  # (B, T, V)
+                    loss = loss_fn(logits, b.tgt_out, tc.label_smoothing)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = self.learning_rate()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scaler.scale(loss / b.ntokens).backward()
+                    self.scaler.unscale_(self.optimizer)
+                    if tc.clip_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_norm)
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    p.step += 1
+                    p.batch += 1
+                    loss_sum += loss.detach()
+                    tok_sum += b.ntokens
+                    line = ""
+                    if p.step % tc.log_every == 0:
+                        elapsed = time.perf_counter() - t0
+                        line = (f"step {p.step} epoch {p.epoch + 1}: loss {loss_sum.item() / tok_sum:.4f} "
+                                f"{tok_sum / elapsed:,.0f} tgt tok/s lr {self.optimizer.param_groups[0]['lr']:.2e}")
+                        self.log(line)
+                        line = ""
+                        loss_sum.zero_()
+                        tok_sum, t0 = 0, time.perf_counter()
+                    if p.step % tc.valid_every == 0:
+                        self._check(line)
+                        validated_at = p.step
+                        t0 = time.perf_counter()
+                    if interrupted.is_set():  # Ctrl-C: stop at a step boundary, keep everything
+                        self.save("last")
+                        self.log(f"interrupted at step {p.step}: saved {self.ckpt_dir / 'last.pt'}; "
+                                 f"run train again to resume")
+                        raise KeyboardInterrupt
+                if p.batch >= len(batches):
+                    p.epoch, p.batch = p.epoch + 1, 0
+        if validated_at != p.step and not p.stopped_early:
+            self._check("")
+        why = "early stopping" if p.stopped_early else "budget reached"
+        self.log(f"finished at step {p.step} ({why}): best dev BLEU {p.best_bleu:.2f} at step {p.best_step}")
+        return p
+
+
+@contextlib.contextmanager
+def _interrupt_flag():
+    """SIGINT sets a flag instead of raising mid-step (main thread only); restored on exit."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def train(cfg: Config, log=None) -> Progress:
+    return Trainer(cfg, log).train()

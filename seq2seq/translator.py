@@ -1,0 +1,161 @@
+"""Translate text with a trained run directory (or several: an ensemble).
+
+``Translator.from_run_dirs`` needs only run directories: each holds config.yaml, its SentencePiece
+models under spm/ and checkpoints under checkpoints/.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import torch
+
+from seq2seq import checkpoint as ckpt_io
+from seq2seq.batches import source_tensor
+from seq2seq.config import Config, DecodeConfig, from_dict
+from seq2seq.errors import UserError
+from seq2seq.model import Seq2Seq, build_model
+from seq2seq.search import Hypothesis, beam_search, greedy
+from seq2seq.tokenizer import Tokenizer, load_tokenizers
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' requested but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"config key 'train.device': unknown device {name!r}") from None
+
+
+@dataclass
+class EnsembleState:
+    states: list
+
+    def select(self, index: torch.Tensor) -> "EnsembleState":
+        return EnsembleState([s.select(index) for s in self.states])
+
+
+class Ensemble:
+    """Several models that share a vocabulary, averaging their log-probabilities at each step."""
+
+    def __init__(self, models: list[Seq2Seq]):
+        self.models = models
+
+    def encode(self, src, lengths) -> EnsembleState:
+        return EnsembleState([m.encode(src, lengths) for m in self.models])
+
+    def decode_step(self, prev, state: EnsembleState):
+        outs = [m.decode_step(prev, s) for m, s in zip(self.models, state.states)]
+        logp = torch.stack([o[0] for o in outs]).mean(0)  # (B, V)
+        attn = torch.stack([o[2] for o in outs]).mean(0)  # (B, S)
+        return logp, EnsembleState([o[1] for o in outs]), attn
+
+
+def decode_ids(model, seqs: list[list[int]], dc: DecodeConfig, device: torch.device,
+               return_attention: bool = False) -> list[list[Hypothesis]]:
+    """n-best hypotheses for each id sequence, in input order. Sorted by length into batches."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out: list[Optional[list[Hypothesis]]] = [None] * len(seqs)
+    for start in range(0, len(order), dc.batch_size):
+        idx = order[start: start + dc.batch_size]
+        src, lengths = source_tensor([seqs[i] for i in idx])
+        src = src.to(device)
+        if dc.beam_size == 1 and dc.n_best == 1:
+            hyps = [[h] for h in greedy(model, src, lengths, dc.max_len_ratio, dc.max_len_offset, return_attention)]
+        else:
+            hyps = beam_search(model, src, lengths, dc.beam_size, dc.length_penalty, dc.max_len_ratio,
+                               dc.max_len_offset, dc.n_best, return_attention)
+        for i, h in zip(idx, hyps):
+            out[i] = h
+    return out  # type: ignore[return-value]
+
+
+def translate_lines(model, src_tok: Tokenizer, tgt_tok: Tokenizer, lines: list[str], dc: DecodeConfig,
+                    device: torch.device) -> list[str]:
+    """Best translation of each line; empty or whitespace-only lines give empty output."""
+    keep = [i for i, x in enumerate(lines) if x.strip()]
+    hyps = decode_ids(model, src_tok.encode([lines[i] for i in keep]), dc, device)
+    out = [""] * len(lines)
+    for i, text in zip(keep, tgt_tok.decode([h[0].tokens for h in hyps])):
+        out[i] = text
+    return out
+
+
+class Translator:
+    def __init__(self, models: list[Seq2Seq], src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: Config,
+                 device: torch.device):
+        self.models, self.src_tok, self.tgt_tok, self.cfg, self.device = models, src_tok, tgt_tok, cfg, device
+        self.model = models[0] if len(models) == 1 else Ensemble(models)
+
+    @classmethod
+    def from_run_dirs(cls, run_dirs: list[str | Path], checkpoint: str = "best", device: str = "auto"):
+        dev = pick_device(device)
+        models, toks, cfg = [], None, None
+        for run_dir in map(Path, run_dirs):
+            cfg_i, model = load_run(run_dir, checkpoint, dev)
+            toks_i = load_tokenizers(run_dir)
+            if toks is not None and ([t.sp.serialized_model_proto() for t in toks] !=
+                                     [t.sp.serialized_model_proto() for t in toks_i]):
+                raise UserError(f"{run_dir}: its vocabulary differs from {run_dirs[0]}; an ensemble needs one vocabulary")
+            toks, cfg = toks or toks_i, cfg or cfg_i
+            models.append(model)
+        return cls(models, toks[0], toks[1], cfg, dev)
+
+    def hypotheses(self, lines: list[str], dc: DecodeConfig, return_attention: bool = False):
+        """n-best Hypothesis lists per line ([] for empty lines)."""
+        keep = [i for i, x in enumerate(lines) if x.strip()]
+        hyps = decode_ids(self.model, self.src_tok.encode([lines[i] for i in keep]), dc, self.device,
+                          return_attention)
+        out: list[list[Hypothesis]] = [[] for _ in lines]
+        for i, h in zip(keep, hyps):
+            out[i] = h
+        return out
+
+    def translate(self, lines: list[str], dc: Optional[DecodeConfig] = None) -> list[str]:
+        return translate_lines(self.model, self.src_tok, self.tgt_tok, lines, dc or self.cfg.decode, self.device)
+
+    def translate_stream(self, lines: Iterable[str], dc: Optional[DecodeConfig] = None,
+                         chunk: int = 2000) -> Iterator[str]:
+        """Translate an iterable of lines lazily, ``chunk`` lines at a time (bounded memory)."""
+        buf: list[str] = []
+        for line in lines:
+            buf.append(line)
+            if len(buf) >= chunk:
+                yield from self.translate(buf, dc)
+                buf = []
+        if buf:
+            yield from self.translate(buf, dc)
+
+
+def load_run(run_dir: Path, which: str = "best", device: torch.device = torch.device("cpu")):
+    """(config, model in eval mode) from a run directory."""
+    import yaml
+
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = from_dict(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
+    path = run_dir / "checkpoints" / f"{which}.pt"
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no checkpoint {path.name}: train it first")
+    ckpt = ckpt_io.load(path)
+    src_tok, tgt_tok = load_tokenizers(run_dir)
+    if (ckpt["src_vocab"], ckpt["tgt_vocab"]) != (len(src_tok), len(tgt_tok)):
+        raise UserError(f"{path}: vocabulary sizes {ckpt['src_vocab']}/{ckpt['tgt_vocab']} do not match the "
+                        f"tokenizers in {run_dir / 'spm'} ({len(src_tok)}/{len(tgt_tok)})")
+    model = build_model(cfg.model, ckpt["src_vocab"], ckpt["tgt_vocab"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UserError(f"{path}: parameters do not match the run's config ({str(e).splitlines()[0]})") from None
+    return cfg, model.to(device).eval()
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
