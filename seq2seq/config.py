@@ -10,6 +10,7 @@ that names the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -154,6 +155,8 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     if typ is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
             return value.lower() in ("true", "yes", "1", "on")
         raise UserError(f"config key '{key}': expected true/false, got {value!r}")
@@ -172,11 +175,14 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         if isinstance(value, bool):
             raise UserError(f"config key '{key}': expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise UserError(f"config key '{key}': expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise UserError(f"config key '{key}': expected a finite number, got {value!r}")
+        return number
     if typ is str:
-        if isinstance(value, (dict, list)):
+        if value is None or isinstance(value, (dict, list)):
             raise UserError(f"config key '{key}': expected a string, got {value!r}")
         return str(value)
     if typ is dict:
@@ -312,6 +318,10 @@ def validate(cfg: Config) -> None:
         raise UserError("config key 'data.splits' must name at least one test split besides train and dev")
     if cfg.model.attention == "dot" and cfg.model.dec_hidden != 2 * cfg.model.enc_hidden:
         raise UserError("config key 'model.attention': dot attention needs dec_hidden == 2 * enc_hidden")
+    for split, size in cfg.data.embedded_sizes.items():
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise UserError(f"config key 'data.embedded_sizes': size of '{split}' must be a whole number >= 0, "
+                            f"got {size!r}")
     if cfg.data.source == "embedded" and set(cfg.data.embedded_sizes) != set(cfg.data.splits):
         raise UserError("config key 'data.embedded_sizes' must give a size for every split in data.splits")
     if cfg.data.source in ("hub",) and not cfg.data.dataset:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import sentencepiece as spm
@@ -63,9 +62,9 @@ def load_tokenizers(run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
 def _train_one(lines: list[str], prefix: Path, cfg: Config) -> None:
     sc = cfg.spm
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", dir=prefix.parent, delete=False) as f:
+    tmp = str(prefix) + ".input.txt"  # a fixed name: SentencePiece records it in the model
+    with open(tmp, "w", encoding="utf-8") as f:
         f.writelines(x + "\n" for x in lines if x)
-        tmp = f.name
     kwargs = dict(input=tmp, model_prefix=str(prefix) + ".tmp", vocab_size=sc.vocab_size, model_type=sc.model_type,
                   character_coverage=sc.character_coverage, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
                   input_sentence_size=sc.input_sentence_size, shuffle_input_sentence=True,

@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny seeded models built in code, tiny recipes in a temp folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from seq2seq.config import ModelConfig
+from seq2seq.model import Seq2Seq
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MULTI30K = Path(os.environ.get("SEQ2SEQ_MULTI30K", ROOT.parent / "shared" / "corpora" / "multi30k"))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def tiny_model(seed: int = 0, vocab: int = 40, **overrides) -> Seq2Seq:
+    """A small random-weight model in eval mode; overrides go to ModelConfig."""
+    values = dict(emb_dim=16, enc_hidden=12, enc_layers=2, dec_hidden=20, dec_layers=1, attention="additive",
+                  attn_dim=10, input_feeding=True, tie_embeddings=True, dropout=0.0)
+    values.update(overrides)
+    torch.manual_seed(seed)
+    model = Seq2Seq(ModelConfig(**values), vocab, vocab)
+    return model.eval()
+
+
+def random_ids(n: int, vocab: int = 40, min_len: int = 1, max_len: int = 9, seed: int = 0) -> list[list[int]]:
+    """n id sequences of random length using ids 4..vocab-1 (no specials)."""
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(min_len, max_len + 1, (n,), generator=g).tolist()
+    return [torch.randint(4, vocab, (k,), generator=g).tolist() for k in lens]
+
+
+def tiny_recipe_dict(tmp_path: Path, **sections) -> dict:
+    """An embedded-corpus recipe small enough to run all stages in seconds, everything under tmp_path."""
+    recipe = {
+        "name": "tiny",
+        "run_dir": str(tmp_path / "run"),
+        "data": {"source": "embedded", "splits": {"train": "train", "dev": "dev", "test": "test"},
+                 "embedded_sizes": {"train": 400, "dev": 20, "test": 20}, "dir": str(tmp_path / "corpus")},
+        "spm": {"vocab_size": 120, "model_type": "unigram"},
+        "model": {"emb_dim": 16, "enc_hidden": 16, "enc_layers": 1, "dec_hidden": 24, "attn_dim": 16,
+                  "dropout": 0.1},
+        "train": {"batch_tokens": 400, "max_steps": 12, "valid_every": 6, "log_every": 3, "lr": 0.003,
+                  "samples": 1},
+        "decode": {"beam_size": 3, "batch_size": 8},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            recipe.setdefault(section, {}).update(values)
+        else:
+            recipe[section] = values
+    return recipe
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path: Path) -> Path:
+    """Path of a tiny embedded recipe YAML (see tiny_recipe_dict)."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe_dict(tmp_path)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def multi30k_dir() -> Path:
+    if not (SHARED_MULTI30K / "train.de.gz").is_file():
+        pytest.skip(f"real Multi30k files not found at {SHARED_MULTI30K} (../shared is absent)")
+    return SHARED_MULTI30K

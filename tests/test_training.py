@@ -1,0 +1,252 @@
+"""Training on the tiny embedded recipe: outputs, exact resume, no-op reruns, config guards, learning."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_recipe_dict
+from seq2seq import checkpoint as ckpt_io
+from seq2seq.batches import make_batches
+from seq2seq.config import Config, from_dict, load_config
+from seq2seq.data import download
+from seq2seq.errors import UserError
+from seq2seq.tokenizer import train_tokenizers
+from seq2seq.training import Progress, Trainer, train
+from seq2seq.translator import load_run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tiny models run fastest on one thread, and do not crawl when other jobs share the cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def quiet(msg: str) -> None:
+    pass
+
+
+def prepare(recipe: Path, overrides=(), spm_from: Path | None = None) -> Config:
+    """Config with the corpus downloaded and tokenizers in its run_dir (copied from ``spm_from`` if given)."""
+    cfg = load_config(recipe, list(overrides))
+    if not (cfg.data_dir / "manifest.json").is_file():
+        download(cfg, log=quiet)
+    if spm_from is not None:
+        shutil.copytree(spm_from / "spm", cfg.run_path / "spm", dirs_exist_ok=True)
+    else:
+        train_tokenizers(cfg, log=quiet)
+    return cfg
+
+
+def ckpt(run: Path, name: str = "last") -> dict:
+    return ckpt_io.load(run / "checkpoints" / f"{name}.pt")
+
+
+def assert_same_tensors(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def assert_same_optimizer(a: dict, b: dict):
+    assert a["param_groups"] == b["param_groups"]
+    assert a["state"].keys() == b["state"].keys()
+    for i in a["state"]:
+        assert_same_tensors(a["state"][i], b["state"][i])
+
+
+def logged_losses(run: Path) -> list[float]:
+    text = (run / "train.log").read_text(encoding="utf-8")
+    return [float(x) for x in re.findall(r"^step \d+ epoch \d+: loss ([0-9.]+)", text, re.M)]
+
+
+def dev_losses(run: Path) -> list[float]:
+    text = (run / "train.log").read_text(encoding="utf-8")
+    return [float(x) for x in re.findall(r"validation step \d+: dev loss ([0-9.]+)", text)]
+
+
+def batches_per_epoch(cfg: Config) -> int:
+    trainer = Trainer(cfg, log=quiet)
+    sizes = {len(make_batches([len(x) for x in trainer.train_src], [len(y) for y in trainer.train_tgt],
+                              cfg.train.batch_tokens, cfg.train.seed, epoch)) for epoch in range(3)}
+    assert len(sizes) == 1
+    return sizes.pop()
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(recipe, run_dir) of one uninterrupted 12-step run of the tiny recipe; treat as read-only."""
+    tmp = tmp_path_factory.mktemp("reference")
+    recipe = tmp / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(tmp)), encoding="utf-8")
+    cfg = prepare(recipe)
+    progress = train(cfg)
+    assert progress.step == 12
+    return recipe, cfg.run_path
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest)
+    return dest
+
+
+# ---- a short run ---------------------------------------------------------------------------------
+
+def test_short_run_writes_checkpoints_config_and_log(tiny_recipe):
+    cfg = prepare(tiny_recipe)
+    run = cfg.run_path
+    progress = train(cfg)
+    assert isinstance(progress, Progress) and progress.step == 12
+    for name in ("checkpoints/best.pt", "checkpoints/last.pt", "config.yaml", "train.log"):
+        assert (run / name).is_file(), name
+    assert from_dict(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))) == cfg
+    log = (run / "train.log").read_text(encoding="utf-8")
+    assert log.startswith("training: ")
+    assert "finished at step 12 (budget reached)" in log
+    assert len(dev_losses(run)) == 2  # valid_every = 6
+    assert len(logged_losses(run)) == 4  # log_every = 3
+
+    last, best = ckpt(run, "last"), ckpt(run, "best")
+    assert last["progress"]["step"] == 12
+    assert {"optimizer", "rng_cpu", "scaler"} <= last.keys()
+    assert "optimizer" not in best, "best.pt holds the parameters only"
+    assert best["progress"]["step"] == best["progress"]["best_step"] == last["progress"]["best_step"]
+    assert last["config"] == cfg.to_dict()
+    assert len(list((run / "checkpoints").iterdir())) == 2, "no temporary files left"
+
+    # the run directory is enough to rebuild the model
+    loaded_cfg, model = load_run(run, "last")
+    assert loaded_cfg == cfg and not model.training
+    assert_same_tensors(model.state_dict(), last["model"])
+
+
+# ---- exact resume --------------------------------------------------------------------------------
+
+def test_resume_is_exact(reference_run, tmp_path):
+    """Run B stops at step 6 and is continued to 12: bit-identical to the uninterrupted run A."""
+    recipe, run_a = reference_run
+    cfg_b = prepare(recipe, [f"run_dir={tmp_path / 'B'}", "max_steps=6"], spm_from=run_a)
+    assert train(cfg_b).step == 6
+    half = ckpt(cfg_b.run_path)
+    assert half["progress"]["step"] == 6
+
+    cfg_b12 = load_config(recipe, [f"run_dir={tmp_path / 'B'}", "max_steps=12"])
+    assert train(cfg_b12).step == 12
+    assert "resuming at step 6" in (cfg_b.run_path / "train.log").read_text(encoding="utf-8")
+
+    a, b = ckpt(run_a), ckpt(cfg_b.run_path)
+    assert_same_tensors(a["model"], b["model"])
+    assert_same_optimizer(a["optimizer"], b["optimizer"])
+    assert torch.equal(a["rng_cpu"], b["rng_cpu"])
+    assert a["progress"] == b["progress"]
+    assert (a["progress"]["step"], a["progress"]["epoch"], a["progress"]["batch"]) == (12, 0, 12)
+    assert_same_tensors(ckpt(run_a, "best")["model"], ckpt(cfg_b.run_path, "best")["model"])
+
+
+@pytest.mark.parametrize("batch_tokens,stop,valid_every", [
+    (2000, 6, 6),  # 6 batches per epoch: B stops exactly at the end of the first epoch
+    (1500, 4, 4),  # 8 batches per epoch: B stops mid-epoch, A crosses the epoch boundary later
+])
+def test_resume_is_exact_across_epoch_boundaries(tiny_recipe, tmp_path, batch_tokens, stop, valid_every):
+    common = [f"batch_tokens={batch_tokens}", f"valid_every={valid_every}", "log_every=5"]
+    cfg_a = prepare(tiny_recipe, common + [f"run_dir={tmp_path / 'A'}"])
+    progress_a = train(cfg_a, log=quiet)
+    cfg_b = prepare(tiny_recipe, common + [f"run_dir={tmp_path / 'B'}", f"max_steps={stop}"],
+                    spm_from=cfg_a.run_path)
+    train(cfg_b, log=quiet)
+    progress_b = train(load_config(tiny_recipe, common + [f"run_dir={tmp_path / 'B'}"]), log=quiet)
+    assert progress_a == progress_b and progress_a.step == 12
+    a, b = ckpt(cfg_a.run_path), ckpt(cfg_b.run_path)
+    assert_same_tensors(a["model"], b["model"])
+    assert_same_optimizer(a["optimizer"], b["optimizer"])
+    assert a["progress"] == b["progress"]
+    # every epoch goes through all of its batches: 12 steps with n batches per epoch end in
+    # epoch (12 - 1) // n at batch 12 - epoch * n (last.pt is written before the epoch rolls over)
+    n = batches_per_epoch(cfg_a)
+    epoch = (12 - 1) // n
+    assert epoch >= 1, "the run crosses an epoch boundary"
+    assert (a["progress"]["epoch"], a["progress"]["batch"]) == (epoch, 12 - epoch * n)
+
+
+def test_validation_does_not_change_training(reference_run, tmp_path):
+    """Validating more often (with no LR plateau reductions possible) leaves the parameters unchanged."""
+    recipe, run_a = reference_run
+    cfg = prepare(recipe, [f"run_dir={tmp_path / 'V'}", "valid_every=4", "lr_patience=100"], spm_from=run_a)
+    progress = train(cfg, log=quiet)
+    assert progress.step == 12 and progress.lr_scale == 1.0
+    assert len(dev_losses(run_a)) == 2
+    assert_same_tensors(ckpt(run_a)["model"], ckpt(cfg.run_path)["model"])
+
+
+# ---- reruns and guards ---------------------------------------------------------------------------
+
+def test_rerun_with_the_same_budget_does_nothing(reference_run, tmp_path):
+    recipe, run_a = reference_run
+    run = copy_run(run_a, tmp_path / "again")
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    best_before = (run / "checkpoints" / "best.pt").read_bytes()
+    messages: list[str] = []
+    progress = train(load_config(recipe, [f"run_dir={run}"]), log=messages.append)
+    assert progress.step == 12
+    assert any(m.startswith("nothing to do") for m in messages), messages
+    assert not any(m.startswith("step ") for m in messages), "no training step was taken"
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    assert (run / "checkpoints" / "best.pt").read_bytes() == best_before
+
+
+@pytest.mark.parametrize("override", ["model.dropout=0.2", "emb_dim=24", "attention=general"])
+def test_resuming_with_another_model_config_is_refused(reference_run, tmp_path, override):
+    recipe, run_a = reference_run
+    run = copy_run(run_a, tmp_path / "other")
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(UserError, match="another model config") as e:
+        train(load_config(recipe, [f"run_dir={run}", "max_steps=20", override]), log=quiet)
+    assert "last.pt" in str(e.value)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_resuming_with_other_tokenizers_is_refused(reference_run, tmp_path):
+    recipe, run_a = reference_run
+    run = copy_run(run_a, tmp_path / "retok")
+    cfg = load_config(recipe, [f"run_dir={run}", "max_steps=20", "spm.vocab_size=100"])
+    train_tokenizers(cfg, log=quiet)
+    with pytest.raises(UserError, match="tokenizer"):
+        train(load_config(recipe, [f"run_dir={run}", "max_steps=20"]), log=quiet)
+
+
+def test_training_can_extend_a_finished_run(reference_run, tmp_path):
+    recipe, run_a = reference_run
+    run = copy_run(run_a, tmp_path / "longer")
+    progress = train(load_config(recipe, [f"run_dir={run}", "max_steps=15", "valid_every=3"]), log=quiet)
+    assert progress.step == 15
+    assert ckpt(run)["progress"]["step"] == 15
+
+
+# ---- learning ------------------------------------------------------------------------------------
+
+def test_loss_decreases(tiny_recipe):
+    cfg = prepare(tiny_recipe, ["max_steps=36", "valid_every=36", "log_every=6", "dropout=0.0"])
+    trainer = Trainer(cfg, log=quiet)
+    dev_before, _ = trainer.validate()
+    trainer.train()
+    dev_after, _ = trainer.validate()
+    assert dev_after < dev_before - 0.5, (dev_before, dev_after)
+    progress = ckpt(cfg.run_path)["progress"]
+    assert progress["step"] == 36
+
+
+def test_logged_training_loss_decreases(reference_run):
+    _, run_a = reference_run
+    losses = logged_losses(run_a)
+    assert len(losses) == 4
+    assert losses[-1] < losses[0]
+    dev = dev_losses(run_a)
+    assert dev[-1] < dev[0]
