@@ -30,6 +30,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def default_file_mode() -> int:
+    """0666 minus the process umask: the mode a plain open() gives a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, rename over ``path``.
 
@@ -39,6 +46,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; give the mode open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -76,7 +76,9 @@ class ModelConfig:
 class TrainConfig:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    # auto: bf16 autocast on CUDA (fp16 + loss scaling where bf16 is missing), fp32 on CPU;
+    # bf16 on CPU needs native support (AVX512-BF16/AMX) and about doubles training speed there
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
     batch_tokens: int = 4096
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -142,6 +144,7 @@ CHOICES = {
     "model.attention": ("additive", "dot", "general"),
     "decode.checkpoint": ("best", "last"),
     "train.lr_schedule": ("plateau", "cosine"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
 }
 
 

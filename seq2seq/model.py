@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.attention import Attention
 from seq2seq.config import ModelConfig
-from seq2seq.tokenizer import BOS, PAD, UNK
+from seq2seq.tokenizer import BOS, EOS, PAD, UNK
 
 
 @dataclass
@@ -150,7 +150,7 @@ class Seq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
         """src (B, S) ids (each row ends with EOS), lengths (B,) -> the initial decoder state."""
         if self.training and self.cfg.word_dropout > 0:  # source word dropout: training only
-            drop = (torch.rand(src.shape, device=src.device) < self.cfg.word_dropout) & (src != PAD)
+            drop = (torch.rand(src.shape, device=src.device) < self.cfg.word_dropout) & (src != PAD) & (src != EOS)
             src = src.masked_fill(drop, UNK)
         mask = src != PAD  # (B, S)
         memory, final = self.encoder(src, lengths)

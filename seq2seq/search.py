@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from seq2seq.tokenizer import BOS, EOS
+from seq2seq.tokenizer import BOS, EOS, PAD
 
 
 @dataclass
@@ -21,6 +21,14 @@ class Hypothesis:
     logprob: float  # sum of token log-probabilities (EOS included when it was produced)
     score: float  # logprob / length penalty, used for ranking
     attention: Optional[torch.Tensor] = field(default=None, repr=False)  # (len(tokens) [+1], S)
+
+
+def _step(model, prev: torch.Tensor, state):
+    """One decoder step whose log-probs (B, V) can never pick PAD or BOS."""
+    logp, state, attn = model.decode_step(prev, state)
+    logp[:, PAD] = float("-inf")
+    logp[:, BOS] = float("-inf")
+    return logp, state, attn
 
 
 def max_lengths(lengths: torch.Tensor, ratio: float, offset: int) -> list[int]:
@@ -48,7 +56,7 @@ def greedy(model, src: torch.Tensor, lengths: torch.Tensor, max_len_ratio: float
     done = [False] * B
     t = 0
     while active:
-        logp, state, attn = model.decode_step(prev, state)  # (A, V), (A, S)
+        logp, state, attn = _step(model, prev, state)  # (A, V), (A, S)
         best_logp, best = logp.max(dim=1)  # (A,)
         toks, lps = best.tolist(), best_logp.tolist()
         keep = []
@@ -103,7 +111,7 @@ def beam_search(model, src: torch.Tensor, lengths: torch.Tensor, beam_size: int 
     t = 0
     while active:
         A = len(active)
-        logp, state, attn = model.decode_step(prev, state)  # (A*K, V), (A*K, S)
+        logp, state, attn = _step(model, prev, state)  # (A*K, V), (A*K, S)
         V = logp.size(1)
         if attn_hist is not None:
             attn_hist = torch.cat([attn_hist, attn.float().unsqueeze(1)], dim=1)  # (A*K, t+1, S)

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
+from seq2seq.checkpoint import default_file_mode
 from seq2seq.errors import UserError
 
 
@@ -35,6 +36,7 @@ class AtomicOutput:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, default_file_mode())
         self.f = os.fdopen(fd, "w", encoding="utf-8", newline="\n")
 
     def write(self, text: str) -> None:

@@ -71,6 +71,24 @@ def tokenizer_fingerprint(src_tok: Tokenizer, tgt_tok: Tokenizer) -> str:
     return h.hexdigest()
 
 
+def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for a ``train.precision`` setting on ``device`` (None: plain fp32)."""
+    cuda = device.type == "cuda"
+    if precision == "fp32" or (precision == "auto" and not cuda):
+        return None
+    if precision == "fp16":
+        if not cuda:
+            raise UserError("config key 'train.precision': fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+        return torch.float16
+    if cuda:
+        if precision == "auto" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise UserError("config key 'train.precision': this CPU has no native bf16; use fp32")
+    return torch.bfloat16
+
+
 @dataclasses.dataclass
 class Progress:
     step: int = 0
@@ -99,10 +117,7 @@ class Trainer:
         self.fingerprint = tokenizer_fingerprint(self.src_tok, self.tgt_tok)
         self.model: Seq2Seq = build_model(cfg.model, len(self.src_tok), len(self.tgt_tok)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        cuda = self.device.type == "cuda"
-        self.amp_dtype = None
-        if cuda and tc.amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = autocast_dtype(tc.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.progress = Progress()
         self.train_src, self.train_tgt = load_pairs(cfg, "train", self.src_tok, self.tgt_tok, tc.max_len)
@@ -168,8 +183,8 @@ class Trainer:
             total += loss_fn(logits, b.tgt_out, 0.0).item()
             ntok += b.ntokens
         dc = dataclasses.replace(self.cfg.decode, beam_size=self.cfg.train.valid_beam, n_best=1)
-        with self._autocast():
-            hyps = translate_lines(self.model, self.src_tok, self.tgt_tok, self.dev_src_lines, dc, self.device)
+        # decoded in full precision, as evaluate and translate do
+        hyps = translate_lines(self.model, self.src_tok, self.tgt_tok, self.dev_src_lines, dc, self.device)
         bleu = score(hyps, self.dev_ref)["bleu"]
         for i in range(min(self.cfg.train.samples, len(hyps))):
             self.log(f"  sample {i}: {self.dev_src_lines[i]!r} -> {hyps[i]!r} (ref {self.dev_ref[i]!r})")
@@ -179,7 +194,7 @@ class Trainer:
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _check(self, log_line: str) -> None:
         """Validate, step the LR schedule, save best/last, update early stopping."""

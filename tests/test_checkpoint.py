@@ -208,8 +208,6 @@ def test_code_in_a_pickle_is_never_run(tmp_path, how):
     assert not marker.exists(), "loading a checkpoint must never execute code"
 
 
-@pytest.mark.xfail(strict=True, reason="atomic_write_bytes keeps mkstemp's mode 0600 instead of honouring the "
-                                       "umask like a plain open() would (corpus files, config.yaml, checkpoints)")
 def test_atomic_write_honours_the_umask(tmp_path):
     old = os.umask(0o022)
     try:

@@ -124,10 +124,10 @@ def test_dotted_override(tiny_recipe: Path):
 
 
 def test_override_types(tiny_recipe: Path):
-    cfg = load_config(tiny_recipe, ["amp=false", "lr=1e-4", "attention=general", "name=other",
+    cfg = load_config(tiny_recipe, ["precision=bf16", "lr=1e-4", "attention=general", "name=other",
                                     "dataset_config=null", "splits={train: a, dev: b, t1: c, t2: d}",
                                     "embedded_sizes={train: 4, dev: 1, t1: 1, t2: 1}"])
-    assert cfg.train.amp is False
+    assert cfg.train.precision == "bf16"
     assert cfg.train.lr == pytest.approx(1e-4)
     assert cfg.model.attention == "general"
     assert cfg.name == "other"
@@ -216,7 +216,7 @@ def test_unknown_top_level_key_in_yaml(tmp_path: Path):
     ("max_steps=true", "train.max_steps"),
     ("dropout=[1]", "model.dropout"),
     ("dropout=abc", "model.dropout"),
-    ("amp=maybe", "train.amp"),
+    ("precision=maybe", "train.precision"),
     ("src_lang=[en]", "data.src_lang"),
     ("splits=abc", "data.splits"),
 ])

@@ -240,7 +240,7 @@ def test_tsv_source_swapped_columns_via_mirror(tmp_path: Path):
 
 
 def test_tsv_errors_are_one_line_user_errors(tmp_path: Path):
-    """Whatever the reason (see the xfail above), a tsv failure is a one-line UserError naming the file."""
+    """Whatever the reason, a tsv failure is a one-line UserError naming the file."""
     raw = tmp_path / "raw"
     _write_tsv(raw)
     cfg = _cfg(tmp_path, source="tsv", url=str(raw), file_pattern="{split}.tsv", src_field="0", tgt_field="7")

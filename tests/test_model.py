@@ -138,6 +138,22 @@ def test_decode_step_outputs():
     assert new_state.memory is state.memory and new_state.keys is state.keys
 
 
+@pytest.mark.parametrize("dec_layers,input_feeding", [(1, True), (2, True), (2, False)])
+def test_decode_step_follows_the_luong_attentional_formula(dec_layers, input_feeding):
+    """feed = tanh(W [context; top-layer h]), context = attention-weighted memory, logp from feed."""
+    model = model_for("general", seed=13, dec_layers=dec_layers, input_feeding=input_feeding, tie_embeddings=False)
+    src, lengths = source_tensor(random_ids(3, VOCAB, 2, 6, seed=20))
+    with torch.no_grad():
+        state = model.encode(src, lengths)
+        _, state, _ = model.decode_step(torch.full((3,), BOS), state)
+        logp, new, weights = model.decode_step(torch.tensor([5, 6, 7]), state)
+        context = (weights.unsqueeze(2) * state.memory).sum(1)
+        feed = torch.tanh(model.decoder.combine(torch.cat([context, new.h[-1]], dim=1)))
+        expected = torch.log_softmax(model.decoder.output(feed), dim=-1)
+    assert torch.allclose(new.feed, feed, atol=1e-6)
+    assert torch.allclose(logp, expected, atol=1e-5)
+
+
 # ---- embeddings --------------------------------------------------------------------------------
 
 def test_tie_embeddings_ties_output_to_target_embedding():
@@ -212,7 +228,9 @@ def test_word_dropout_replaces_source_tokens_with_unk_in_training():
     (ids,) = seen
     assert torch.equal(ids[~real], src[~real]), "padding is never dropped"
     assert torch.equal(state.mask, real), "the mask still follows the real source tokens"
-    assert (ids[real] == UNK).float().mean() > 0.9
+    words = real & (src != EOS)
+    assert torch.equal(ids[src == EOS], src[src == EOS]), "the source EOS is never dropped"
+    assert (ids[words] == UNK).float().mean() > 0.9
     assert ((ids != src) <= (ids == UNK)).all(), "a dropped token becomes UNK, nothing else changes"
 
     # the encoder outputs change in training mode with word dropout, but not with word_dropout = 0
@@ -231,7 +249,7 @@ def test_word_dropout_rate_is_roughly_respected():
     torch.manual_seed(1)
     with torch.no_grad():
         model.encode(src, lengths)
-    real = (src != PAD) & (src != UNK)
+    real = (src != PAD) & (src != UNK) & (src != EOS)
     rate = (seen[0][real] == UNK).float().mean().item()
     assert 0.22 < rate < 0.38
 

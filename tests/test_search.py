@@ -37,6 +37,7 @@ def key(h: Hypothesis):
 
 def assert_same_hyps(a: list[Hypothesis], b: list[Hypothesis], tol: float = 1e-4):
     assert [key(h) for h in a] == [key(h) for h in b]
+    assert not any(EOS in h.tokens for h in a + b), "EOS ends a hypothesis, it is never part of it"
     for x, y in zip(a, b):
         assert x.logprob == pytest.approx(y.logprob, abs=tol)
         assert x.score == pytest.approx(y.score, abs=tol)
@@ -204,6 +205,7 @@ def test_n_best_lists_are_sorted_and_bounded(beam, n_best, alpha):
         scores = [h.score for h in hyps]
         assert scores == sorted(scores, reverse=True)
         assert len({key(h) for h in hyps}) == len(hyps), "n-best entries are distinct"
+        assert not any(EOS in h.tokens for h in hyps)
     # a larger n-best list extends the smaller one
     top1 = beam_search(model, *tensors(seqs), beam_size=beam, alpha=alpha, n_best=1)
     for one, many in zip(top1, out):
@@ -263,6 +265,12 @@ def test_certain_eos_gives_empty_outputs():
         assert h.tokens == [] and h.logprob == pytest.approx(0.0, abs=1e-4)
     for (h,) in beam_search(model, src, lengths, beam_size=4):
         assert h.tokens == [] and h.logprob == pytest.approx(0.0, abs=1e-4)
+    # all hypotheses: the empty one at step 1, then the K - 1 best one-token ones at step 2 (of the K that
+    # end there by EOS), and the sentence stops there with exactly K finished hypotheses
+    for hyps in beam_search(model, src, lengths, beam_size=4, n_best=8, return_attention=True):
+        assert len(hyps) == 4
+        assert all(ended_with_eos(h) for h in hyps)
+        assert [len(h.tokens) for h in hyps] == [0, 1, 1, 1]
 
 
 # ---- length penalty ----------------------------------------------------------------------------
@@ -287,6 +295,9 @@ def test_length_penalty_alpha_zero_ranks_by_logprob_and_alpha_follows_gnmt():
             assert h.score == pytest.approx(h.logprob / ((5.0 + L) / 6.0) ** ALPHA, rel=1e-6)
         for hyps in (p_hyps, l_hyps):
             assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+            assert sum(ended_with_eos(h) for h in hyps) <= K, "a sentence stops at K hypotheses ended by EOS"
+            assert len(hyps) <= 2 * K - 1
+            assert not any(EOS in h.tokens for h in hyps)
         # alpha changes only the ranking, not the search: the same finished hypotheses
         assert sorted((key(h), round(h.logprob, 4)) for h in p_hyps) == \
             sorted((key(h), round(h.logprob, 4)) for h in l_hyps)
