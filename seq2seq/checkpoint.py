@@ -91,3 +91,29 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         raise UserError(f"{path} has checkpoint format {ckpt['format_version']}, this version reads "
                         f"{FORMAT_VERSION}")
     return ckpt
+
+
+def average(paths: list[Path], out: Path) -> dict[str, Any]:
+    """Average the parameters of several checkpoints of one model into ``out`` (saved atomically).
+
+    Optimizer/RNG state is not averaged: the result is for decoding (or for fine-tuning afresh).
+    """
+    if not paths:
+        raise UserError("no checkpoints to average")
+    ckpts = [load(p) for p in paths]
+    first = ckpts[0]["model"]
+    for path, c in zip(paths[1:], ckpts[1:]):
+        if c["model"].keys() != first.keys() or any(c["model"][k].shape != v.shape for k, v in first.items()):
+            raise UserError(f"{path} holds a different model than {paths[0]}: cannot average them")
+    model = {}
+    for key, value in first.items():
+        if value.is_floating_point():
+            total = torch.stack([c["model"][key].double() for c in ckpts]).sum(0)
+            model[key] = (total / len(ckpts)).to(value.dtype)
+        else:
+            model[key] = value.clone()
+    payload = {k: v for k, v in ckpts[-1].items()
+               if k in ("config", "src_vocab", "tgt_vocab", "tokenizers", "progress")}
+    payload.update(model=model, averaged_from=[str(Path(p).name) for p in paths])
+    save(out, payload)
+    return payload

@@ -66,8 +66,8 @@ def train(recipe, overrides):
 @cli.command()
 @RECIPE
 @OVERRIDES
-@click.option("--checkpoint", type=click.Choice(["best", "last"]), default=None,
-              help="Checkpoint to evaluate (default: the recipe's decode.checkpoint).")
+@click.option("--checkpoint", default=None, metavar="NAME",
+              help="Checkpoint in <run_dir>/checkpoints: best, last, average, ... (default: decode.checkpoint).")
 def evaluate(recipe, overrides, checkpoint):
     """Beam-search the test splits, score sacreBLEU BLEU and chrF, write results.json."""
     from seq2seq.evaluate import evaluate as run
@@ -108,11 +108,14 @@ def config_cmd(recipe, overrides, stamps):
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               help="text: one translation per line; json: one JSON object per line with hypotheses and scores.")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Sentences per decoding batch.")
-@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", help="Which checkpoint to use.")
+@click.option("--checkpoint", default="best", show_default=True, metavar="NAME",
+              help="Checkpoint in <run_dir>/checkpoints: best, last, average, ...")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--replace-invalid", is_flag=True, help="Replace undecodable bytes by U+FFFD instead of failing.")
+@click.option("--attention", "attention_png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save the attention heatmap of the (first) input line to this PNG.")
 def translate(run_dirs, input_path, output_path, beam_size, length_penalty, n_best, fmt, batch_size, checkpoint,
-              device, replace_invalid):
+              device, replace_invalid, attention_png):
     """Translate with RUN_DIRS (several: an ensemble averaging log-probabilities).
 
     Reads INPUT (or stdin) line by line, streaming in chunks, and writes exactly one output line per
@@ -122,7 +125,75 @@ def translate(run_dirs, input_path, output_path, beam_size, length_penalty, n_be
 
     translate_files(list(run_dirs), input_path, output_path, beam_size=beam_size, length_penalty=length_penalty,
                     n_best=n_best, fmt=fmt, batch_size=batch_size, checkpoint=checkpoint, device=device,
-                    replace_invalid=replace_invalid)
+                    replace_invalid=replace_invalid, attention_png=attention_png,
+                    interactive=input_path is None and sys.stdin.isatty())
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the PNGs go (default: <run_dir>/plots).")
+@click.option("--sentences", type=click.IntRange(0), default=3, show_default=True,
+              help="Attention heatmaps for this many dev sentences.")
+def plot(run_dir, out_dir, sentences):
+    """Learning curves (train/dev loss, dev BLEU) and attention heatmaps as PNG files."""
+    from seq2seq.plot import plot_run
+
+    plot_run(run_dir, out_dir, sentences)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info(run_dir, as_json):
+    """Recipe, parameter count, vocabulary sizes, training progress and best scores of a run."""
+    import json
+
+    from seq2seq.runinfo import format_info, run_info
+
+    data = run_info(run_dir)
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else format_info(data))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--last", "last_n", type=click.IntRange(1), default=5, show_default=True,
+              help="Average the newest N step-*.pt checkpoints (kept with train.keep_checkpoints=N).")
+@click.option("--checkpoints", "names", multiple=True, metavar="NAME",
+              help="Average these checkpoints of <run_dir>/checkpoints instead (repeatable), e.g. best last.")
+@click.option("-o", "--output", "out_name", default="average", show_default=True, metavar="NAME",
+              help="Write <run_dir>/checkpoints/NAME.pt; translate/evaluate with --checkpoint NAME.")
+def average(run_dir, last_n, names, out_name):
+    """Average the parameters of several checkpoints into one."""
+    from seq2seq.checkpoint import average as run
+
+    folder = run_dir / "checkpoints"
+    paths = [folder / f"{n}.pt" for n in names] if names else sorted(folder.glob("step-*.pt"))[-last_n:]
+    if not paths:
+        raise UserError(f"no step-*.pt checkpoints in {folder}: train with keep_checkpoints=N, or name them "
+                        f"with --checkpoints")
+    run(paths, folder / f"{out_name}.pt")
+    click.echo(f"averaged {', '.join(p.name for p in paths)} -> {folder / (out_name + '.pt')}")
+
+
+@cli.command("tune-decode")
+@RECIPE
+@OVERRIDES
+@click.option("--beams", default="1,3,5,8", show_default=True, help="Beam sizes, comma-separated.")
+@click.option("--alphas", default="0,0.6,1.0,1.5", show_default=True, help="Length penalties, comma-separated.")
+@click.option("--split", default="dev", show_default=True, help="Held-out split to tune on (never a test set).")
+def tune_decode(recipe, overrides, beams, alphas, split):
+    """Sweep beam size x length penalty on the dev split; writes <run_dir>/tune-decode.<split>.tsv."""
+    from seq2seq.evaluate import tune_decode as run
+
+    try:
+        beam_list = [int(b) for b in beams.split(",")]
+        alpha_list = [float(a) for a in alphas.split(",")]
+    except ValueError:
+        raise UserError("--beams takes integers and --alphas numbers, comma-separated") from None
+    if any(b < 1 for b in beam_list) or any(a < 0 for a in alpha_list):
+        raise UserError("--beams must be >= 1 and --alphas >= 0")
+    run(_config(recipe, overrides), beam_list, alpha_list, split)
 
 
 def main(argv=None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,8 @@ class TrainConfig:
     samples: int = 3  # sample dev translations logged per validation
     max_len: int = 100  # drop training pairs longer than this (subword pieces)
     threads: int = 0  # CPU threads, 0 = torch's default
+    keep_checkpoints: int = 0  # keep the parameters of the last N validations (for seq2seq average)
+    tensorboard: bool = True  # event files in <run_dir>/tensorboard
 
 
 @dataclass
@@ -108,7 +111,7 @@ class DecodeConfig:
     max_len_offset: int = 10
     batch_size: int = 64  # sentences per decoding batch
     n_best: int = 1
-    checkpoint: str = "best"  # best | last
+    checkpoint: str = "best"  # best | last | average | step-NNNNNNNN (a file in <run_dir>/checkpoints)
 
 
 @dataclass
@@ -142,7 +145,6 @@ CHOICES = {
     "data.source": ("embedded", "hub", "text", "tsv", "jsonl"),
     "spm.model_type": ("unigram", "bpe"),
     "model.attention": ("additive", "dot", "general"),
-    "decode.checkpoint": ("best", "last"),
     "train.lr_schedule": ("plateau", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
 }
@@ -294,7 +296,7 @@ def validate(cfg: Config) -> None:
             raise UserError(f"config key '{key}' must be positive")
     if cfg.train.lr_schedule == "cosine" and not cfg.train.max_steps:
         raise UserError("config key 'train.lr_schedule': cosine needs train.max_steps")
-    for key in ["train.max_steps", "train.max_epochs", "train.warmup_steps", "train.patience", "train.weight_decay", "train.threads",
+    for key in ["train.max_steps", "train.max_epochs", "train.warmup_steps", "train.keep_checkpoints", "train.patience", "train.weight_decay", "train.threads",
                 "decode.length_penalty", "decode.max_len_offset"]:
         section, name = key.split(".")
         if getattr(getattr(cfg, section), name) < 0:
@@ -313,6 +315,8 @@ def validate(cfg: Config) -> None:
         raise UserError("config key 'train.lr' must be positive")
     if cfg.decode.max_len_ratio <= 0:
         raise UserError("config key 'decode.max_len_ratio' must be positive")
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", cfg.decode.checkpoint):
+        raise UserError(f"config key 'decode.checkpoint': {cfg.decode.checkpoint!r} is not a checkpoint name")
     if cfg.decode.n_best > cfg.decode.beam_size:
         raise UserError("config key 'decode.n_best' must not exceed decode.beam_size")
     if "train" not in cfg.data.splits or "dev" not in cfg.data.splits:

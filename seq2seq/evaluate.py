@@ -13,6 +13,7 @@ import sacrebleu
 from seq2seq.checkpoint import atomic_write_text
 from seq2seq.config import Config
 from seq2seq.data import read_split
+from seq2seq.errors import UserError
 
 
 def score(hyps: list[str], refs: list[str]) -> dict:
@@ -53,3 +54,39 @@ def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str],
     for line in lines:
         log(line)
     return results
+
+
+def tune_decode(cfg: Config, beams: list[int], alphas: list[float], split: str = "dev",
+                checkpoint: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
+    """BLEU on ``split`` for every beam size x length penalty; writes ``tune-decode.tsv`` and returns the best.
+
+    The length penalty only re-ranks a beam's finished hypotheses (which ones finish does not depend
+    on it), so each beam size is decoded once with n-best = beam and re-scored for every alpha.
+    """
+    import dataclasses
+
+    from seq2seq.search import length_penalty
+    from seq2seq.translator import Translator
+
+    if split not in cfg.data.splits or split == "train":
+        raise UserError(f"tune-decode needs a held-out split of data.splits, not '{split}'")
+    translator = Translator.from_run_dirs([cfg.run_path], checkpoint or cfg.decode.checkpoint, cfg.train.device)
+    src, ref = read_split(cfg, split)
+    rows = []
+    for beam in beams:
+        dc = dataclasses.replace(cfg.decode, beam_size=beam, n_best=beam)
+        nbest = translator.hypotheses(src, dc)
+        for alpha in alphas:
+            best = [max(h, key=lambda x: x.logprob / length_penalty(len(x.tokens) + 1, alpha)) if h else None
+                    for h in nbest]
+            hyps = [translator.tgt_tok.decode([b.tokens])[0] if b else "" for b in best]
+            s = score(hyps, ref)
+            rows.append({"beam_size": beam, "length_penalty": alpha, "bleu": s["bleu"], "chrf": s["chrf"]})
+            log(f"beam {beam:3d}  alpha {alpha:4.2f}  BLEU {s['bleu']:6.2f}  chrF {s['chrf']:6.2f}")
+    table = "beam_size\tlength_penalty\tbleu\tchrf\n" + "".join(
+        f"{r['beam_size']}\t{r['length_penalty']}\t{r['bleu']}\t{r['chrf']}\n" for r in rows)
+    atomic_write_text(cfg.run_path / f"tune-decode.{split}.tsv", table)
+    best = max(rows, key=lambda r: (r["bleu"], -r["beam_size"]))
+    log(f"best on {split}: beam_size={best['beam_size']} length_penalty={best['length_penalty']} "
+        f"(BLEU {best['bleu']:.2f}); written {cfg.run_path / f'tune-decode.{split}.tsv'}")
+    return best

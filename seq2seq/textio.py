@@ -56,8 +56,13 @@ class AtomicOutput:
 def translate_files(run_dirs: list[Path], input_path: Optional[Path], output_path: Optional[Path], *,
                     beam_size: Optional[int] = None, length_penalty: Optional[float] = None, n_best: int = 1,
                     fmt: str = "text", batch_size: Optional[int] = None, checkpoint: str = "best",
-                    device: str = "auto", replace_invalid: bool = False, chunk: int = 2000) -> int:
-    """Translate a file (or stdin) into a file (or stdout). Returns the number of lines written."""
+                    device: str = "auto", replace_invalid: bool = False, chunk: int = 2000,
+                    attention_png: Optional[Path] = None, interactive: bool = False) -> int:
+    """Translate a file (or stdin) into a file (or stdout). Returns the number of lines written.
+
+    ``interactive``: a prompt that translates each line as it is typed (stdin on a terminal).
+    ``attention_png``: also save the attention heatmap of the first non-empty input line.
+    """
     import dataclasses
 
     from seq2seq.translator import Translator
@@ -72,6 +77,8 @@ def translate_files(run_dirs: list[Path], input_path: Optional[Path], output_pat
     if dc.n_best > dc.beam_size:
         dc = dataclasses.replace(dc, beam_size=dc.n_best)
     limit = translator.cfg.train.max_len
+    if interactive:
+        return _interactive(translator, dc, fmt, n_best, limit)
     in_stream = open(input_path, "rb") if input_path else sys.stdin.buffer
     out = AtomicOutput(output_path) if output_path else None
     write = out.write if out else sys.stdout.write
@@ -82,6 +89,12 @@ def translate_files(run_dirs: list[Path], input_path: Optional[Path], output_pat
             buf = [line for _, line in zip(range(chunk), lines)]
             if not buf:
                 break
+            if attention_png is not None and any(x.strip() for x in buf):
+                from seq2seq.plot import plot_attention
+
+                plot_attention(translator, next(x for x in buf if x.strip()), attention_png)
+                print(f"wrote {attention_png}", file=sys.stderr)
+                attention_png = None
             for hyps, src in zip(translator.hypotheses(buf, dc), buf):
                 write(_format(translator, src, hyps, fmt, n_best, limit) + "\n")
                 count += 1
@@ -97,6 +110,20 @@ def translate_files(run_dirs: list[Path], input_path: Optional[Path], output_pat
     if out:
         out.commit()
     return count
+
+
+def _interactive(translator, dc, fmt: str, n_best: int, limit: int) -> int:
+    print(f"seq2seq: {translator.cfg.data.src_lang}->{translator.cfg.data.tgt_lang}, beam {dc.beam_size}; "
+          f"type a sentence, Ctrl-D to quit", file=sys.stderr)
+    count = 0
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return count
+        print(_format(translator, line, translator.hypotheses([line], dc)[0], fmt, n_best, limit), flush=True)
+        count += 1
 
 
 def _format(translator, src: str, hyps, fmt: str, n_best: int, limit: int) -> str:

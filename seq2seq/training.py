@@ -28,21 +28,9 @@ from seq2seq.data import read_split
 from seq2seq.errors import UserError
 from seq2seq.evaluate import score
 from seq2seq.model import Seq2Seq, build_model, count_parameters
+from seq2seq.monitor import Monitor
 from seq2seq.tokenizer import PAD, Tokenizer, load_tokenizers
 from seq2seq.translator import pick_device, translate_lines
-
-
-class RunLog:
-    """Lines to stdout and appended to ``<run_dir>/train.log``."""
-
-    def __init__(self, path: Path, echo=print):
-        self.path, self.echo = path, echo
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def __call__(self, msg: str) -> None:
-        self.echo(msg)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(msg + "\n")
 
 
 def seed_everything(seed: int) -> None:
@@ -108,7 +96,8 @@ class Trainer:
         tc = cfg.train
         self.run = cfg.run_path
         self.ckpt_dir = self.run / "checkpoints"
-        self.log = log or RunLog(self.run / "train.log")
+        self.log_override = log
+        self.log = log or print
         seed_everything(tc.seed)
         if tc.threads:
             torch.set_num_threads(tc.threads)
@@ -196,7 +185,7 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _check(self, log_line: str) -> None:
+    def _check(self) -> None:
         """Validate, step the LR schedule, save best/last, update early stopping."""
         p, tc = self.progress, self.cfg.train
         dev_loss, bleu = self.validate()
@@ -214,10 +203,15 @@ class Trainer:
         if tc.patience and p.bad_validations >= tc.patience:
             p.stopped_early = True
         lr = self.learning_rate()
-        self.log(f"{log_line}validation step {p.step}: dev loss {dev_loss:.4f} ppl {math.exp(min(dev_loss, 50)):.2f} "
+        self.monitor.scalars("dev", p.step, {"loss": dev_loss, "bleu": bleu, "lr": lr})
+        self.log(f"validation step {p.step}: dev loss {dev_loss:.4f} ppl {math.exp(min(dev_loss, 50)):.2f} "
                  f"BLEU {bleu:.2f} (best {p.best_bleu:.2f} at step {p.best_step}) lr {lr:.2e}")
         if improved:
             self.save("best", full=False)
+        if tc.keep_checkpoints:  # parameters only, for seq2seq average
+            self.save(f"step-{p.step:08d}", full=False)
+            for old in sorted(self.ckpt_dir.glob("step-*.pt"))[:-tc.keep_checkpoints]:
+                old.unlink()
         self.save("last")
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -229,11 +223,36 @@ class Trainer:
             return False
         return not (tc.max_epochs and p.epoch >= tc.max_epochs)
 
+    def _train_step(self, b) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch; returns (summed loss, gradient norm) as tensors (no host sync)."""
+        tc = self.cfg.train
+        with self._autocast():
+            logits = self.model(b.src, b.lengths, b.tgt_in)  # (B, T, V)
+        loss = loss_fn(logits, b.tgt_out, tc.label_smoothing)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss / b.ntokens).backward()
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_norm if tc.clip_norm > 0 else math.inf)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), norm.detach()
+
     def train(self) -> Progress:
-        cfg, tc, p = self.cfg, self.cfg.train, self.progress
+        cfg, tc = self.cfg, self.cfg.train
         resumed = self.try_resume()
         p = self.progress
         save_config(cfg, self.run / "config.yaml")
+        self.monitor = Monitor(self.run, p.step, tc.max_steps or None, tensorboard=tc.tensorboard)
+        self.log = self.log_override or self.monitor.log
+        try:
+            return self._loop(resumed)
+        finally:
+            self.monitor.close()
+
+    def _loop(self, resumed: bool) -> Progress:
+        tc, p = self.cfg.train, self.progress
         self.log(f"{'resuming at step ' + str(p.step) if resumed else 'training'}: {count_parameters(self.model):,} "
                  f"parameters, {len(self.train_src)} training pairs, device {self.device}"
                  f"{', amp ' + str(self.amp_dtype).replace('torch.', '') if self.amp_dtype else ''}, "
@@ -244,40 +263,35 @@ class Trainer:
         src_lens, tgt_lens = [len(s) for s in self.train_src], [len(t) for t in self.train_tgt]
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
-        tok_sum, t0, validated_at = 0, time.perf_counter(), -1
+        norm_sum = torch.zeros((), device=self.device)
+        tok_sum, steps, t0, validated_at = 0, 0, time.perf_counter(), -1
         with _interrupt_flag() as interrupted:
             while self.budget_left():
                 batches = make_batches(src_lens, tgt_lens, tc.batch_tokens, tc.seed, p.epoch)
                 while p.batch < len(batches) and self.budget_left():
                     idx = batches[p.batch]
                     b = collate([self.train_src[i] for i in idx], [self.train_tgt[i] for i in idx]).to(self.device)
-                    with self._autocast():
-                        logits = self.model(b.src, b.lengths, b.tgt_in)  # (B, T, V)
-                    loss = loss_fn(logits, b.tgt_out, tc.label_smoothing)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = self.learning_rate()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.scaler.scale(loss / b.ntokens).backward()
-                    self.scaler.unscale_(self.optimizer)
-                    if tc.clip_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_norm)
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                    p.step += 1
-                    p.batch += 1
-                    loss_sum += loss.detach()
-                    tok_sum += b.ntokens
-                    line = ""
-                    if p.step % tc.log_every == 0:
+                    loss, norm = self._train_step(b)
+                    p.step, p.batch = p.step + 1, p.batch + 1
+                    loss_sum += loss
+                    norm_sum += norm
+                    tok_sum, steps = tok_sum + b.ntokens, steps + 1
+                    if p.step % tc.log_every == 0:  # the only host syncs: once per log_every steps
                         elapsed = time.perf_counter() - t0
-                        line = (f"step {p.step} epoch {p.epoch + 1}: loss {loss_sum.item() / tok_sum:.4f} "
-                                f"{tok_sum / elapsed:,.0f} tgt tok/s lr {self.optimizer.param_groups[0]['lr']:.2e}")
-                        self.log(line)
-                        line = ""
-                        loss_sum.zero_()
-                        tok_sum, t0 = 0, time.perf_counter()
+                        stats = {"loss": loss_sum.item() / tok_sum, "tokens_per_s": tok_sum / elapsed,
+                                 "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": norm_sum.item() / steps}
+                        self.log(f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} "
+                                 f"{stats['tokens_per_s']:,.0f} tgt tok/s lr {stats['lr']:.2e} "
+                                 f"grad norm {stats['grad_norm']:.2f}")
+                        self.monitor.scalars("train", p.step, stats)
+                        self.monitor.advance(loss=f"{stats['loss']:.3f}", tok_s=f"{stats['tokens_per_s']:,.0f}",
+                                             lr=f"{stats['lr']:.1e}")
+                        loss_sum.zero_(), norm_sum.zero_()
+                        tok_sum, steps, t0 = 0, 0, time.perf_counter()
+                    else:
+                        self.monitor.advance()
                     if p.step % tc.valid_every == 0:
-                        self._check(line)
+                        self._check()
                         validated_at = p.step
                         t0 = time.perf_counter()
                     if interrupted.is_set():  # Ctrl-C: stop at a step boundary, keep everything
@@ -288,7 +302,7 @@ class Trainer:
                 if p.batch >= len(batches):
                     p.epoch, p.batch = p.epoch + 1, 0
         if validated_at != p.step and not p.stopped_early:
-            self._check("")
+            self._check()
         why = "early stopping" if p.stopped_early else "budget reached"
         self.log(f"finished at step {p.step} ({why}): best dev BLEU {p.best_bleu:.2f} at step {p.best_step}")
         return p

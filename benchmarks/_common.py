@@ -1,0 +1,116 @@
+"""Helpers shared by the benchmark scripts: data preparation, device description, JSON output.
+
+Not a test and not part of the package: the scripts import it from their own folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository root
+if str(ROOT) not in sys.path:  # run from anywhere, even without the editable install
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from seq2seq.config import Config, load_config  # noqa: E402
+
+DEFAULT_RECIPE = ROOT / "recipes" / "multi30k-de-en.yaml"
+DEFAULT_MIRROR = ROOT / ".." / "shared" / "corpora" / "multi30k"
+DEFAULT_WORKDIR = ROOT / "data" / "bench"
+
+
+def info(msg: str) -> None:
+    """Progress and diagnostics: stderr only, so stdout stays one JSON object per line."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record, ensure_ascii=False), flush=True)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_device(device: torch.device) -> dict:
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        name = torch.cuda.get_device_name(idx)
+    else:
+        name = f"{cpu_name()} ({os.cpu_count()} logical CPUs visible, "
+        name += f"capability {torch.backends.cpu.get_cpu_capability()})"
+    return {"device": str(device), "device_name": name}
+
+
+def environment(device: torch.device) -> dict:
+    """Fields every JSON line carries (besides its own settings and figures)."""
+    env = describe_device(device)
+    env.update(torch=torch.__version__, python=platform.python_version(), num_threads=torch.get_num_threads())
+    if device.type == "cuda":
+        env["cuda"] = torch.version.cuda
+    try:
+        env["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other jobs on the machine skew CPU figures
+    except OSError:
+        pass
+    return env
+
+
+def bench_config(recipe: Path, workdir: Path, overrides: list[str] = ()) -> Config:
+    return load_config(recipe, [f"data.dir={workdir / 'corpus'}", f"run_dir={workdir / 'run'}", *overrides])
+
+
+def prepare(cfg: Config, mirror: Optional[Path]) -> None:
+    """Download (from the mirror) and train the SentencePiece model(s), each only when missing."""
+    from seq2seq.data import MANIFEST, download
+    from seq2seq.tokenizer import spm_paths, train_tokenizers
+
+    if not (cfg.data_dir / MANIFEST).is_file():
+        info(f"preparing corpus in {cfg.data_dir} from mirror {mirror}")
+        download(cfg, mirror=mirror, log=info)
+    src, tgt = spm_paths(cfg.run_path)
+    if not (src.is_file() and tgt.is_file()):
+        info(f"training SentencePiece in {cfg.run_path / 'spm'} (once)")
+        train_tokenizers(cfg, log=info)
+
+
+def peak_rss_mib() -> float:
+    """Process-lifetime high-water mark of the resident set (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def current_rss_mib() -> Optional[float]:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def csv_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def resolve(path: str) -> Path:
+    """A user path: absolute, or relative to the current directory."""
+    return Path(path).expanduser().resolve()

@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""Training throughput (target tokens/s) and peak memory of the Multi30k de-en recipe's model.
+
+Real Multi30k batches (the recipe's token batching, epoch 0's batch order), the training step of
+seq2seq.training (Adam, gradient clipping, label-smoothed summed cross-entropy / tokens, autocast as
+train.precision does it). The first --warmup steps are run but not timed.
+
+Variants, each on the same batches from the same initial weights, side by side in one process:
+  * one per --precision (fp32, bf16, fp16 on CUDA, auto)
+  * with --baseline, per precision also "stepped": the un-hoisted decoder, model.decoder.step()
+    called per target position, feeds stacked, then logits and loss once. A "hoisting_speedup"
+    line gives hoisted / stepped tokens/s.
+
+stdout: one JSON object per line (one per variant, then the ratio lines); progress goes to stderr.
+
+    .venv/bin/python benchmarks/train_throughput.py --steps 10 --precision fp32,bf16 --baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import (DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_WORKDIR, bench_config, csv_list, current_rss_mib,
+                     emit, environment, info, peak_rss_mib, prepare, resolve, sync)
+
+import torch  # noqa: E402
+
+from seq2seq.batches import collate, make_batches  # noqa: E402
+from seq2seq.errors import UserError  # noqa: E402
+from seq2seq.model import Seq2Seq, build_model, count_parameters  # noqa: E402
+from seq2seq.tokenizer import load_tokenizers  # noqa: E402
+from seq2seq.training import autocast_dtype, load_pairs, loss_fn, seed_everything  # noqa: E402
+from seq2seq.translator import pick_device  # noqa: E402
+
+MODES = ("hoisted", "stepped")
+
+
+def stepped_forward(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+    """The plain eager path: decoder.step per position (teacher forcing), then the output layer once.
+
+    Same numbers as model(src, lengths, tgt_in) (checked below in eval mode); only the hoisting of the
+    embedding/input projection out of the time loop differs.
+    """
+    state = model.encode(src, lengths)
+    feeds = []
+    for t in range(tgt_in.size(1)):
+        feed, state, _ = model.decoder.step(tgt_in[:, t], state)
+        feeds.append(feed)
+    return model.decoder.logits(torch.stack(feeds, dim=1))  # (B, T, V)
+
+
+def forward(model, mode: str, b):
+    return model(b.src, b.lengths, b.tgt_in) if mode == "hoisted" else stepped_forward(model, b.src, b.lengths, b.tgt_in)
+
+
+def autocast_ctx(device: torch.device, dtype):
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML (default: %(default)s)")
+    p.add_argument("--mirror", default=str(DEFAULT_MIRROR),
+                   help="folder holding the recipe's corpus files (default: ../shared/corpora/multi30k "
+                        "relative to the repository root)")
+    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR),
+                   help="corpus + SentencePiece model go to <workdir>/corpus and <workdir>/run (default: data/bench)")
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per variant (default: 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps before them (default: 3)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--precision", default="fp32",
+                   help="comma-separated train.precision values measured side by side: fp32,bf16,fp16,auto")
+    p.add_argument("--baseline", action="store_true",
+                   help="also measure the stepped (un-hoisted) decoder and print the hoisting speed-up")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--batch-tokens", type=int, default=0, help="override train.batch_tokens (0: the recipe's)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="run the variant list this many times, interleaved; figures are medians (default: 1)")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each variant in a fresh subprocess, so each peak-RSS figure is that variant's alone")
+    p.add_argument("--no-check", action="store_true", help="skip the stepped == hoisted numerical check")
+    p.add_argument("--only", default="", help=argparse.SUPPRESS)  # precision:mode, used by --isolate
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.repeats < 1:
+        p.error("--steps must be >= 1, --warmup >= 0, --repeats >= 1")
+    return args
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        self.device = pick_device(args.device)
+        workdir = resolve(args.workdir)
+        overrides = [f"train.batch_tokens={args.batch_tokens}"] if args.batch_tokens else []
+        self.cfg = bench_config(Path(args.recipe), workdir, overrides)
+        prepare(self.cfg, resolve(args.mirror) if args.mirror else None)
+        self.src_tok, self.tgt_tok = load_tokenizers(self.cfg.run_path)
+        tc = self.cfg.train
+        info("encoding the training split")
+        src, tgt = load_pairs(self.cfg, "train", self.src_tok, self.tgt_tok, tc.max_len)
+        order = make_batches([len(s) for s in src], [len(t) for t in tgt], tc.batch_tokens, tc.seed, 0)
+        n = args.warmup + args.steps
+        if len(order) < n:
+            raise UserError(f"only {len(order)} batches in an epoch; ask for fewer --warmup + --steps")
+        # collated once, outside the timed region (CPU tensors); each step moves its batch to the device
+        self.batches = [collate([src[i] for i in idx], [tgt[i] for i in idx]) for idx in order[:n]]
+        self.n_pairs = len(src)
+        del src, tgt
+        timed = self.batches[args.warmup:]
+        self.batch_stats = {
+            "timed_tgt_tokens": sum(b.ntokens for b in timed),
+            "timed_sentences": sum(b.src.size(0) for b in timed),
+            "mean_sentences_per_batch": round(sum(b.src.size(0) for b in timed) / len(timed), 1),
+            "mean_padded_tgt_len": round(sum(b.tgt_in.size(1) for b in timed) / len(timed), 1),
+        }
+
+    def settings(self) -> dict:
+        m, tc, a = self.cfg.model, self.cfg.train, self.args
+        return {
+            "recipe": Path(a.recipe).name, "corpus": "multi30k train (epoch-0 batch order, seed %d)" % tc.seed,
+            "train_pairs": self.n_pairs, "vocab": [len(self.src_tok), len(self.tgt_tok)],
+            "spm": f"{'joint ' if self.cfg.spm.joint else ''}{self.cfg.spm.model_type} {self.cfg.spm.vocab_size}",
+            "model": {k: getattr(m, k) for k in ("emb_dim", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers",
+                                                 "attention", "attn_dim", "input_feeding", "tie_embeddings",
+                                                 "dropout")},
+            "batch_tokens": tc.batch_tokens, "optimizer": f"Adam lr={tc.lr} wd={tc.weight_decay}",
+            "clip_norm": tc.clip_norm, "label_smoothing": tc.label_smoothing,
+            "steps": a.steps, "warmup_steps": a.warmup, "repeats": a.repeats, "isolated_process": bool(a.only),
+            **self.batch_stats,
+        }
+
+    def new_model(self):
+        seed_everything(self.cfg.train.seed)
+        model = build_model(self.cfg.model, len(self.src_tok), len(self.tgt_tok)).to(self.device)
+        return model
+
+    def run_variant(self, precision: str, mode: str) -> dict:
+        """Warm-up + timed steps of one variant from freshly initialized weights."""
+        a, tc, device = self.args, self.cfg.train, self.device
+        amp = autocast_dtype(precision, device)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        rss_before, peak_before = current_rss_mib(), peak_rss_mib()
+        model = self.new_model()
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+        times, losses = [], []
+        for k, cpu_batch in enumerate(self.batches):
+            sync(device)
+            t0 = time.perf_counter()
+            b = cpu_batch.to(device)
+            with autocast_ctx(device, amp):
+                logits = forward(model, mode, b)
+            loss = loss_fn(logits, b.tgt_out, tc.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss / b.ntokens).backward()
+            scaler.unscale_(optimizer)
+            if tc.clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            del logits
+            sync(device)
+            dt = time.perf_counter() - t0
+            if k >= a.warmup:
+                times.append(dt)
+            losses.append(loss.item() / b.ntokens)  # after the clock: the .item() sync is not timed
+            info(f"  {precision}/{mode} step {k + 1}/{len(self.batches)}{' (warm-up)' if k < a.warmup else ''}: "
+                 f"{dt * 1000:.0f} ms, {b.ntokens} tgt tokens, {b.src.size(0)} sentences, loss/tok {losses[-1]:.3f}")
+        out = {"seconds": sum(times), "step_ms": [round(t * 1000, 1) for t in times],
+               "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
+               "params": count_parameters(model)}
+        if device.type == "cuda":
+            out["peak_mem_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+            out["peak_mem_kind"] = "torch.cuda.max_memory_allocated (this variant)"
+        else:
+            out["peak_mem_mib"] = peak_rss_mib()
+            out["peak_mem_kind"] = ("peak RSS, getrusage ru_maxrss: this process's high-water mark so far"
+                                    + ("" if a.only else " (variants before this one included; --isolate for "
+                                                          "per-variant figures)"))
+            out["rss_before_variant_mib"] = rss_before
+            out["peak_rss_raised_by_variant"] = out["peak_mem_mib"] > peak_before
+        del model, optimizer
+        gc.collect()
+        return out
+
+    def check_equivalence(self) -> float:
+        """max |hoisted - stepped| logits on the first batch, eval mode, fp32."""
+        model = self.new_model().eval()
+        b = self.batches[0].to(self.device)
+        with torch.no_grad():
+            diff = (model(b.src, b.lengths, b.tgt_in) - stepped_forward(model, b.src, b.lengths, b.tgt_in)).abs().max()
+        del model
+        return diff.item()
+
+
+def record(bench: Bench, env: dict, precision: str, mode: str, runs: list[dict]) -> dict:
+    tok = bench.batch_stats["timed_tgt_tokens"]
+    sents = bench.batch_stats["timed_sentences"]
+    rates = [tok / r["seconds"] for r in runs]
+    rate = statistics.median(rates)
+    steps_ms = [ms for r in runs for ms in r["step_ms"]]
+    last = runs[-1]
+    amp = autocast_dtype(precision, bench.device)
+    rec = {
+        "figure": "train_throughput", "variant": mode, "precision": precision,
+        "dtype": f"autocast {str(amp).replace('torch.', '')}" if amp else "float32 (no autocast)",
+        **env,
+        "tgt_tok_per_s": round(rate, 1),
+        "tgt_tok_per_s_runs": [round(r, 1) for r in rates],
+        "sent_per_s": round(rate * sents / tok, 2),
+        "step_ms_median": round(statistics.median(steps_ms), 1),
+        "step_ms_min": min(steps_ms), "step_ms_max": max(steps_ms),
+        "timed_seconds": round(statistics.median(r["seconds"] for r in runs), 3),
+        "peak_mem_mib": max(r["peak_mem_mib"] for r in runs), "peak_mem_kind": last["peak_mem_kind"],
+        "loss_per_tok_first_last": [last["loss_first"], last["loss_last"]],
+        "settings": {**bench.settings(), "params": last["params"], "variant_desc": (
+            "Seq2Seq.forward (hoisted Decoder.forward)" if mode == "hoisted" else
+            "decoder.step() per position, logits + loss once")},
+    }
+    for k in ("rss_before_variant_mib", "peak_rss_raised_by_variant"):
+        if k in last:
+            rec[k] = last[k]
+    return rec
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    precisions = csv_list(args.precision)
+    modes = MODES if args.baseline else MODES[:1]
+    specs = [(p, m) for p in precisions for m in modes]
+    if args.only:
+        p, m = args.only.split(":")
+        specs = [(p, m)]
+    try:
+        bench = Bench(args)
+        for p in precisions:  # fail early on e.g. fp16 on CPU
+            autocast_dtype(p, bench.device)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    env = environment(bench.device)
+    info(f"{len(specs)} variant(s) x {args.repeats} on {env['device_name']}, {env['num_threads']} threads; "
+         f"{args.warmup} warm-up + {args.steps} timed steps each")
+
+    runs: dict[tuple[str, str], list[dict]] = {s: [] for s in specs}
+    records: dict[tuple[str, str], dict] = {}
+    if args.isolate and not args.only:
+        # one fresh process per variant and repeat; their JSON lines are re-emitted as they are
+        base = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--isolate"]
+        for r in range(args.repeats):
+            for p, m in specs:
+                info(f"subprocess for {p}/{m} (repeat {r + 1})")
+                res = subprocess.run([sys.executable, str(Path(__file__).resolve()), *base, "--repeats", "1",
+                                      "--no-check", "--only", f"{p}:{m}"], stdout=subprocess.PIPE, text=True)
+                if res.returncode:
+                    return res.returncode
+                recs = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
+                rec = next(x for x in recs if x.get("figure") == "train_throughput")
+                if r + 1 == args.repeats:
+                    rate_runs = [x["tgt_tok_per_s"] for x in runs[(p, m)]] + [rec["tgt_tok_per_s"]]
+                    rec["tgt_tok_per_s_runs"], rec["tgt_tok_per_s"] = rate_runs, statistics.median(rate_runs)
+                    records[(p, m)] = rec
+                    emit(rec)
+                runs[(p, m)].append(rec)
+    else:
+        for r in range(args.repeats):
+            for p, m in specs:
+                info(f"variant {p}/{m} (repeat {r + 1}/{args.repeats})")
+                runs[(p, m)].append(bench.run_variant(p, m))
+        for s in specs:
+            records[s] = record(bench, env, s[0], s[1], runs[s])
+            emit(records[s])
+    if args.only:
+        return 0
+
+    settings = {k: v for k, v in records[specs[0]]["settings"].items() if k != "variant_desc"}
+    if args.baseline:
+        diff = None if args.no_check else bench.check_equivalence()
+        for p in precisions:
+            h, s = records[(p, "hoisted")], records[(p, "stepped")]
+            emit({"figure": "hoisting_speedup", "precision": p, "dtype": h["dtype"], **env,
+                  "ratio": round(h["tgt_tok_per_s"] / s["tgt_tok_per_s"], 3),
+                  "hoisted_tgt_tok_per_s": h["tgt_tok_per_s"], "stepped_tgt_tok_per_s": s["tgt_tok_per_s"],
+                  "check_max_abs_logit_diff_fp32_eval": diff, "settings": settings})
+    if len(precisions) > 1:
+        ref = precisions[0]
+        for p in precisions[1:]:
+            for m in modes:
+                emit({"figure": "precision_speedup", "variant": m, "precision": p, "relative_to": ref,
+                      "dtype": records[(p, m)]["dtype"], **env,
+                      "ratio": round(records[(p, m)]["tgt_tok_per_s"] / records[(ref, m)]["tgt_tok_per_s"], 3),
+                      "settings": settings})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""A run directory's summary: recipe, parameters, vocabularies, training progress, best scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from seq2seq import checkpoint as ckpt_io
+from seq2seq.config import from_dict
+from seq2seq.errors import UserError
+from seq2seq.monitor import read_metrics
+
+
+def run_info(run_dir: Path) -> dict:
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = from_dict(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
+    info: dict = {"run_dir": str(run_dir), "name": cfg.name, "config": cfg.to_dict()}
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file():
+        ckpt = ckpt_io.load(last)
+        from seq2seq.model import build_model, count_parameters
+
+        info["parameters"] = count_parameters(build_model(cfg.model, ckpt["src_vocab"], ckpt["tgt_vocab"]))
+        info["vocab"] = {"source": ckpt["src_vocab"], "target": ckpt["tgt_vocab"]}
+        info["progress"] = ckpt["progress"]
+    dev = [m for m in read_metrics(run_dir) if m["kind"] == "dev"]
+    if dev:
+        info["dev_bleu_history"] = [(m["step"], m["bleu"]) for m in dev]
+    results = run_dir / "results.json"
+    if results.is_file():
+        info["results"] = {k: {"bleu": v["bleu"], "chrf": v["chrf"], "signature": v["bleu_signature"]}
+                           for k, v in json.loads(results.read_text(encoding="utf-8"))["tests"].items()}
+    return info
+
+
+def format_info(info: dict) -> str:
+    c = info["config"]
+    m, d, t = c["model"], c["data"], c["train"]
+    lines = [f"run: {info['run_dir']} (recipe name {info['name']})",
+             f"data: {d['source']} {d['src_lang']}->{d['tgt_lang']}, splits {', '.join(d['splits'])}",
+             f"model: emb {m['emb_dim']}, bi-GRU {m['enc_layers']}x{m['enc_hidden']}, LSTM "
+             f"{m['dec_layers']}x{m['dec_hidden']}, {m['attention']} attention, input feeding {m['input_feeding']}, "
+             f"tied {m['tie_embeddings']}, dropout {m['dropout']}"]
+    if "parameters" in info:
+        p = info["progress"]
+        lines.append(f"parameters: {info['parameters']:,}; vocabulary: source {info['vocab']['source']}, "
+                     f"target {info['vocab']['target']}")
+        lines.append(f"training: step {p['step']} (epoch {p['epoch'] + 1}), best dev BLEU {p['best_bleu']:.2f} at "
+                     f"step {p['best_step']}{', stopped early' if p['stopped_early'] else ''}; "
+                     f"budget max_steps {t['max_steps']} max_epochs {t['max_epochs']}")
+    else:
+        lines.append("training: no checkpoint yet")
+    for split, r in info.get("results", {}).items():
+        lines.append(f"test {split}: BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f} ({r['signature']})")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""Run-directory tools: checkpoint averaging, plots, info, decode tuning, metrics/TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_recipe_dict
+from seq2seq import checkpoint as ckpt_io
+from seq2seq.config import load_config
+from seq2seq.data import download
+from seq2seq.errors import UserError
+from seq2seq.tokenizer import train_tokenizers
+from seq2seq.training import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple:
+    tmp = tmp_path_factory.mktemp("tools")
+    recipe = tmp / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(tmp, train={"keep_checkpoints": 2})))
+    cfg = load_config(recipe)
+    quiet = lambda *_: None  # noqa: E731
+    download(cfg, log=quiet)
+    train_tokenizers(cfg, log=quiet)
+    train(cfg, log=quiet)
+    return cfg, recipe
+
+
+def test_average_of_identical_checkpoints_is_that_checkpoint(trained, tmp_path):
+    cfg, _ = trained
+    best = cfg.run_path / "checkpoints" / "best.pt"
+    out = tmp_path / "avg.pt"
+    ckpt_io.average([best, best, best], out)
+    a, b = ckpt_io.load(best)["model"], ckpt_io.load(out)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_average_is_the_mean_and_keeps_only_n_step_checkpoints(trained, tmp_path):
+    cfg, _ = trained
+    steps = sorted((cfg.run_path / "checkpoints").glob("step-*.pt"))
+    assert [p.name for p in steps] == ["step-00000006.pt", "step-00000012.pt"]  # keep_checkpoints=2
+    out = tmp_path / "avg.pt"
+    payload = ckpt_io.average(steps, out)
+    assert payload["averaged_from"] == [p.name for p in steps]
+    x, y, avg = (ckpt_io.load(p)["model"] for p in (*steps, out))
+    key = "decoder.combine.weight"
+    assert torch.allclose(avg[key], (x[key] + y[key]) / 2, atol=1e-7)
+    assert not torch.equal(x[key], y[key])
+
+
+def test_average_refuses_different_models(trained, tmp_path):
+    cfg, _ = trained
+    best = cfg.run_path / "checkpoints" / "best.pt"
+    other = ckpt_io.load(best)
+    other["model"] = {k: v[:1] if v.dim() else v for k, v in other["model"].items()}
+    ckpt_io.save(tmp_path / "other.pt", other)
+    with pytest.raises(UserError, match="different model"):
+        ckpt_io.average([best, tmp_path / "other.pt"], tmp_path / "avg.pt")
+
+
+def test_metrics_and_tensorboard_events_are_written(trained):
+    cfg, _ = trained
+    metrics = [json.loads(x) for x in (cfg.run_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if m["kind"] == "dev"] == [6, 12]
+    assert {"loss", "tokens_per_s", "lr", "grad_norm"} <= set(next(m for m in metrics if m["kind"] == "train"))
+    assert list((cfg.run_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_plot_writes_curves_and_attention_pngs(trained, tmp_path):
+    from seq2seq.plot import plot_run
+
+    cfg, _ = trained
+    paths = plot_run(cfg.run_path, tmp_path / "plots", sentences=2, log=lambda *_: None)
+    assert [p.name for p in paths] == ["learning_curves.png", "attention-0.png", "attention-1.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_info_reports_the_run(trained):
+    from seq2seq.runinfo import format_info, run_info
+
+    cfg, _ = trained
+    info = run_info(cfg.run_path)
+    assert info["progress"]["step"] == 12 and info["vocab"]["source"] == info["vocab"]["target"]
+    assert info["parameters"] > 1000
+    text = format_info(info)
+    assert "step 12" in text and "bi-GRU 1x16" in text
+
+
+def test_tune_decode_table_matches_real_decoding(trained):
+    """Re-scoring a beam's n-best list for another alpha gives what decoding with that alpha gives."""
+    import dataclasses
+
+    from seq2seq.evaluate import score, tune_decode
+    from seq2seq.data import read_split
+    from seq2seq.translator import Translator
+
+    cfg, _ = trained
+    best = tune_decode(cfg, [1, 3], [0.0, 1.0], log=lambda *_: None)
+    table = (cfg.run_path / "tune-decode.dev.tsv").read_text().splitlines()
+    assert table[0] == "beam_size\tlength_penalty\tbleu\tchrf" and len(table) == 5
+    assert best["beam_size"] in (1, 3)
+    translator = Translator.from_run_dirs([cfg.run_path])
+    src, ref = read_split(cfg, "dev")
+    for row in table[1:]:
+        beam, alpha, bleu, _ = row.split("\t")
+        dc = dataclasses.replace(cfg.decode, beam_size=int(beam), length_penalty=float(alpha), n_best=1)
+        assert score(translator.translate(src, dc), ref)["bleu"] == float(bleu)
+
+
+def test_translate_attention_png(trained, tmp_path):
+    cfg, _ = trained
+    out = tmp_path / "attn.png"
+    proc = subprocess.run([sys.executable, "-m", "seq2seq", "translate", str(cfg.run_path), "--attention", str(out)],
+                          input="\ntwo plus two is four\n", capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.split("\n")) == 3
+    assert out.read_bytes()[:4] == b"\x89PNG"
