@@ -4,6 +4,7 @@
 #   make train                                   # embedded default recipe, offline
 #   make train RECIPE=recipes/multi30k-de-en.yaml MIRROR=../shared/corpora/multi30k ARGS="max_steps=200"
 #   make translate IN=in.de OUT=out.en RECIPE=...
+#   make train NPROC=4                           # 4 processes (GPUs) on this machine via torchrun
 #   make test
 
 RECIPE ?= recipes/default.yaml
@@ -11,6 +12,7 @@ MIRROR ?=
 ARGS ?=
 IN ?=
 OUT ?=
+NPROC ?= 1
 PYTHON ?= python3
 
 NAME := $(basename $(notdir $(RECIPE)))
@@ -46,8 +48,11 @@ $(RUN)/spm/trained: $(CORPUS)/manifest.json $(STAMPS)/spm.yaml
 	$(S2S) spm $(RECIPE) $(ARGS)
 	touch $@
 
+# NPROC>1: DistributedDataParallel through torchrun (NCCL on GPUs, gloo on CPU)
+TRAIN_CMD := $(if $(filter-out 1,$(NPROC)),$(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m seq2seq,$(S2S))
+
 $(RUN)/checkpoints/best.pt: $(RUN)/spm/trained $(STAMPS)/train.yaml
-	$(S2S) train $(RECIPE) $(ARGS)
+	$(TRAIN_CMD) train $(RECIPE) $(ARGS)
 	touch $@
 
 $(RUN)/results.json: $(RUN)/checkpoints/best.pt $(STAMPS)/eval.yaml

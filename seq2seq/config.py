@@ -80,7 +80,8 @@ class TrainConfig:
     # auto: bf16 autocast on CUDA (fp16 + loss scaling where bf16 is missing), fp32 on CPU;
     # bf16 on CPU needs native support (AVX512-BF16/AMX) and about doubles training speed there
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    batch_tokens: int = 4096
+    batch_tokens: int = 4096  # global batch in (padded) tokens, whatever the number of processes
+    accum_steps: int = 1  # batches of batch_tokens accumulated into one optimizer step
     lr: float = 1e-3
     weight_decay: float = 0.0
     clip_norm: float = 1.0
@@ -288,7 +289,7 @@ def validate(cfg: Config) -> None:
         if value not in allowed:
             raise UserError(f"config key '{key}': {value!r} is not one of {', '.join(allowed)}")
     positive = ["spm.vocab_size", "model.emb_dim", "model.enc_hidden", "model.enc_layers", "model.dec_hidden",
-                "model.dec_layers", "model.attn_dim", "train.batch_tokens", "train.valid_every", "train.log_every",
+                "model.dec_layers", "model.attn_dim", "train.batch_tokens", "train.accum_steps", "train.valid_every", "train.log_every",
                 "train.max_len", "decode.beam_size", "decode.batch_size", "decode.n_best"]
     for key in positive:
         section, name = key.split(".")

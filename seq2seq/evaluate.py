@@ -39,7 +39,7 @@ def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str],
     for split in cfg.test_sets:
         src, ref = read_split(cfg, split)
         start = time.perf_counter()
-        hyps = translator.translate(src, dc)
+        hyps = translator.translate(src, dc, progress=True)
         seconds = time.perf_counter() - start
         atomic_write_text(run / f"hyp.{split}.{cfg.data.tgt_lang}", "".join(h + "\n" for h in hyps))
         s = score(hyps, ref)

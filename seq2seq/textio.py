@@ -95,7 +95,7 @@ def translate_files(run_dirs: list[Path], input_path: Optional[Path], output_pat
                 plot_attention(translator, next(x for x in buf if x.strip()), attention_png)
                 print(f"wrote {attention_png}", file=sys.stderr)
                 attention_png = None
-            for hyps, src in zip(translator.hypotheses(buf, dc), buf):
+            for hyps, src in zip(translator.hypotheses(buf, dc, progress=output_path is not None), buf):
                 write(_format(translator, src, hyps, fmt, n_best, limit) + "\n")
                 count += 1
             if out is None:

@@ -25,6 +25,7 @@ from seq2seq import checkpoint as ckpt_io
 from seq2seq.batches import collate, make_batches
 from seq2seq.config import Config, save_config
 from seq2seq.data import read_split
+from seq2seq.distributed import Dist
 from seq2seq.errors import UserError
 from seq2seq.evaluate import score
 from seq2seq.model import Seq2Seq, build_model, count_parameters
@@ -101,10 +102,18 @@ class Trainer:
         seed_everything(tc.seed)
         if tc.threads:
             torch.set_num_threads(tc.threads)
-        self.device = pick_device(tc.device)
+        self.dist = Dist(pick_device(tc.device))
+        self.device = self.dist.device
+        if self.dist.world > 1:
+            torch.manual_seed(tc.seed + self.dist.rank)  # different dropout masks per rank
         self.src_tok, self.tgt_tok = load_tokenizers(self.run)
         self.fingerprint = tokenizer_fingerprint(self.src_tok, self.tgt_tok)
         self.model: Seq2Seq = build_model(cfg.model, len(self.src_tok), len(self.tgt_tok)).to(self.device)
+        # what the training step calls: the model, or its DistributedDataParallel wrapper under torchrun
+        self.forward = self.model
+        if self.dist.world > 1:
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.amp_dtype = autocast_dtype(tc.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -127,7 +136,8 @@ class Trainer:
         return p
 
     def save(self, name: str, full: bool = True) -> None:
-        ckpt_io.save(self.ckpt_dir / f"{name}.pt", self._payload(full))
+        if self.dist.main:
+            ckpt_io.save(self.ckpt_dir / f"{name}.pt", self._payload(full))
 
     def try_resume(self) -> bool:
         path = self.ckpt_dir / "last.pt"
@@ -186,7 +196,14 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _check(self) -> None:
-        """Validate, step the LR schedule, save best/last, update early stopping."""
+        """Validate (rank 0), step the LR schedule, save best/last, update early stopping; all ranks
+        then continue with rank 0's progress."""
+        if self.dist.main:
+            self._validate_and_save()
+        self.progress = self.dist.broadcast(self.progress)
+        self.dist.barrier()
+
+    def _validate_and_save(self) -> None:
         p, tc = self.progress, self.cfg.train
         dev_loss, bleu = self.validate()
         improved = bleu > p.best_bleu
@@ -223,38 +240,61 @@ class Trainer:
             return False
         return not (tc.max_epochs and p.epoch >= tc.max_epochs)
 
-    def _train_step(self, b) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on a batch; returns (summed loss, gradient norm) as tensors (no host sync)."""
-        tc = self.cfg.train
-        with self._autocast():
-            logits = self.model(b.src, b.lengths, b.tgt_in)  # (B, T, V)
-        loss = loss_fn(logits, b.tgt_out, tc.label_smoothing)
+    def _train_step(self, micro: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One optimizer step over ``micro`` (accum_steps global batches of sentence indices).
+
+        Each rank takes every world-th sentence of each global batch and scales its summed loss by
+        world / (global target tokens), so DDP's gradient mean is exactly the single-process gradient
+        of the same global batches. Returns (this rank's summed loss, gradient norm, global tokens);
+        the tensors stay on the device (no host sync).
+        """
+        tc, d = self.cfg.train, self.dist
+        total = sum(len(self.train_tgt[i]) + 1 for idx in micro for i in idx)
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss / b.ntokens).backward()
+        loss_sum = torch.zeros((), device=self.device)
+        for j, idx in enumerate(micro):
+            share, weight = idx[d.rank::d.world], 1.0
+            if not share:  # fewer sentences than ranks: join the all-reduce with a zero-weight copy
+                share, weight = idx[:1], 0.0
+            b = collate([self.train_src[i] for i in share], [self.train_tgt[i] for i in share]).to(self.device)
+            sync = d.world == 1 or j == len(micro) - 1
+            with contextlib.nullcontext() if sync else self.forward.no_sync():
+                with self._autocast():
+                    logits = self.forward(b.src, b.lengths, b.tgt_in)  # (B, T, V)
+                loss = loss_fn(logits, b.tgt_out, tc.label_smoothing) * weight
+                self.scaler.scale(loss * (d.world / total)).backward()
+            loss_sum += loss.detach()
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_norm if tc.clip_norm > 0 else math.inf)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss.detach(), norm.detach()
+        return loss_sum, norm.detach(), total
 
     def train(self) -> Progress:
         cfg, tc = self.cfg, self.cfg.train
         resumed = self.try_resume()
         p = self.progress
-        save_config(cfg, self.run / "config.yaml")
-        self.monitor = Monitor(self.run, p.step, tc.max_steps or None, tensorboard=tc.tensorboard)
-        self.log = self.log_override or self.monitor.log
+        self.monitor = None
+        if self.dist.main:  # only rank 0 logs, validates and writes
+            save_config(cfg, self.run / "config.yaml")
+            self.monitor = Monitor(self.run, p.step, tc.max_steps or None, tensorboard=tc.tensorboard)
+            self.log = self.log_override or self.monitor.log
+        else:
+            self.log = lambda *_: None
         try:
             return self._loop(resumed)
         finally:
-            self.monitor.close()
+            if self.monitor is not None:
+                self.monitor.close()
+            self.dist.close()
 
     def _loop(self, resumed: bool) -> Progress:
         tc, p = self.cfg.train, self.progress
         self.log(f"{'resuming at step ' + str(p.step) if resumed else 'training'}: {count_parameters(self.model):,} "
                  f"parameters, {len(self.train_src)} training pairs, device {self.device}"
+                 f"{f' x {self.dist.world} processes' if self.dist.world > 1 else ''}"
                  f"{', amp ' + str(self.amp_dtype).replace('torch.', '') if self.amp_dtype else ''}, "
                  f"{torch.get_num_threads()} threads")
         if not self.budget_left():
@@ -269,31 +309,32 @@ class Trainer:
             while self.budget_left():
                 batches = make_batches(src_lens, tgt_lens, tc.batch_tokens, tc.seed, p.epoch)
                 while p.batch < len(batches) and self.budget_left():
-                    idx = batches[p.batch]
-                    b = collate([self.train_src[i] for i in idx], [self.train_tgt[i] for i in idx]).to(self.device)
-                    loss, norm = self._train_step(b)
-                    p.step, p.batch = p.step + 1, p.batch + 1
+                    micro = batches[p.batch: p.batch + tc.accum_steps]
+                    loss, norm, ntokens = self._train_step(micro)
+                    p.step, p.batch = p.step + 1, p.batch + len(micro)
                     loss_sum += loss
                     norm_sum += norm
-                    tok_sum, steps = tok_sum + b.ntokens, steps + 1
+                    tok_sum, steps = tok_sum + ntokens, steps + 1
                     if p.step % tc.log_every == 0:  # the only host syncs: once per log_every steps
                         elapsed = time.perf_counter() - t0
-                        stats = {"loss": loss_sum.item() / tok_sum, "tokens_per_s": tok_sum / elapsed,
+                        stats = {"loss": self.dist.sum(loss_sum).item() / tok_sum, "tokens_per_s": tok_sum / elapsed,
                                  "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": norm_sum.item() / steps}
                         self.log(f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} "
                                  f"{stats['tokens_per_s']:,.0f} tgt tok/s lr {stats['lr']:.2e} "
                                  f"grad norm {stats['grad_norm']:.2f}")
-                        self.monitor.scalars("train", p.step, stats)
-                        self.monitor.advance(loss=f"{stats['loss']:.3f}", tok_s=f"{stats['tokens_per_s']:,.0f}",
-                                             lr=f"{stats['lr']:.1e}")
+                        if self.monitor is not None:
+                            self.monitor.scalars("train", p.step, stats)
+                            self.monitor.advance(loss=f"{stats['loss']:.3f}",
+                                                 tok_s=f"{stats['tokens_per_s']:,.0f}", lr=f"{stats['lr']:.1e}")
                         loss_sum.zero_(), norm_sum.zero_()
                         tok_sum, steps, t0 = 0, 0, time.perf_counter()
-                    else:
+                    elif self.monitor is not None:
                         self.monitor.advance()
                     if p.step % tc.valid_every == 0:
                         self._check()
                         validated_at = p.step
                         t0 = time.perf_counter()
+                    p = self.progress  # rank 0's, after a validation
                     if interrupted.is_set():  # Ctrl-C: stop at a step boundary, keep everything
                         self.save("last")
                         self.log(f"interrupted at step {p.step}: saved {self.ckpt_dir / 'last.pt'}; "
@@ -303,6 +344,7 @@ class Trainer:
                     p.epoch, p.batch = p.epoch + 1, 0
         if validated_at != p.step and not p.stopped_early:
             self._check()
+            p = self.progress
         why = "early stopping" if p.stopped_early else "budget reached"
         self.log(f"finished at step {p.step} ({why}): best dev BLEU {p.best_bleu:.2f} at step {p.best_step}")
         return p

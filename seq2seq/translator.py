@@ -58,10 +58,18 @@ class Ensemble:
 
 
 def decode_ids(model, seqs: list[list[int]], dc: DecodeConfig, device: torch.device,
-               return_attention: bool = False) -> list[list[Hypothesis]]:
-    """n-best hypotheses for each id sequence, in input order. Sorted by length into batches."""
+               return_attention: bool = False, progress: bool = False) -> list[list[Hypothesis]]:
+    """n-best hypotheses for each id sequence, in input order. Sorted by length into batches.
+
+    ``progress``: a tqdm bar over sentences on stderr when it is a terminal.
+    """
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[Optional[list[Hypothesis]]] = [None] * len(seqs)
+    bar = None
+    if progress and sys.stderr.isatty() and len(seqs) > dc.batch_size:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(seqs), unit="sent", desc="decoding", leave=False, file=sys.stderr)
     for start in range(0, len(order), dc.batch_size):
         idx = order[start: start + dc.batch_size]
         src, lengths = source_tensor([seqs[i] for i in idx])
@@ -73,14 +81,18 @@ def decode_ids(model, seqs: list[list[int]], dc: DecodeConfig, device: torch.dev
                                dc.max_len_offset, dc.n_best, return_attention)
         for i, h in zip(idx, hyps):
             out[i] = h
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
     return out  # type: ignore[return-value]
 
 
 def translate_lines(model, src_tok: Tokenizer, tgt_tok: Tokenizer, lines: list[str], dc: DecodeConfig,
-                    device: torch.device) -> list[str]:
+                    device: torch.device, progress: bool = False) -> list[str]:
     """Best translation of each line; empty or whitespace-only lines give empty output."""
     keep = [i for i, x in enumerate(lines) if x.strip()]
-    hyps = decode_ids(model, src_tok.encode([lines[i] for i in keep]), dc, device)
+    hyps = decode_ids(model, src_tok.encode([lines[i] for i in keep]), dc, device, progress=progress)
     out = [""] * len(lines)
     for i, text in zip(keep, tgt_tok.decode([h[0].tokens for h in hyps])):
         out[i] = text
@@ -107,18 +119,20 @@ class Translator:
             models.append(model)
         return cls(models, toks[0], toks[1], cfg, dev)
 
-    def hypotheses(self, lines: list[str], dc: DecodeConfig, return_attention: bool = False):
+    def hypotheses(self, lines: list[str], dc: DecodeConfig, return_attention: bool = False,
+                   progress: bool = False):
         """n-best Hypothesis lists per line ([] for empty lines)."""
         keep = [i for i, x in enumerate(lines) if x.strip()]
         hyps = decode_ids(self.model, self.src_tok.encode([lines[i] for i in keep]), dc, self.device,
-                          return_attention)
+                          return_attention, progress)
         out: list[list[Hypothesis]] = [[] for _ in lines]
         for i, h in zip(keep, hyps):
             out[i] = h
         return out
 
-    def translate(self, lines: list[str], dc: Optional[DecodeConfig] = None) -> list[str]:
-        return translate_lines(self.model, self.src_tok, self.tgt_tok, lines, dc or self.cfg.decode, self.device)
+    def translate(self, lines: list[str], dc: Optional[DecodeConfig] = None, progress: bool = False) -> list[str]:
+        return translate_lines(self.model, self.src_tok, self.tgt_tok, lines, dc or self.cfg.decode, self.device,
+                               progress)
 
     def translate_stream(self, lines: Iterable[str], dc: Optional[DecodeConfig] = None,
                          chunk: int = 2000) -> Iterator[str]:
