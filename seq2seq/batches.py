@@ -6,9 +6,9 @@ epoch's batches and continues at the saved position.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from seq2seq.tokenizer import BOS, EOS, PAD
@@ -52,28 +52,28 @@ def collate(src: list[list[int]], tgt: list[list[int]]) -> Batch:
     return Batch(s, lengths, pad(tgt, prefix=[BOS]), pad(tgt, suffix=[EOS]), sum(len(t) + 1 for t in tgt))
 
 
-def make_batches(src_lens: list[int], tgt_lens: list[int], batch_tokens: int, seed: int = 0, epoch: int = 0,
+def make_batches(src_lens, tgt_lens, batch_tokens: int, seed: int = 0, epoch: int = 0,
                  shuffle: bool = True) -> list[list[int]]:
     """Index lists whose padded size (sentences x longest side + 1) stays within ``batch_tokens``.
 
     Sentences are shuffled, then sorted by length (ties keep the shuffled order) so that a batch
-    holds similar lengths and little padding; the batch order is shuffled again.
+    holds similar lengths and little padding; the batch order is shuffled again. Lengths may be
+    lists or numpy arrays; sorting is done in numpy, so millions of pairs cost seconds.
     """
-    order = list(range(len(src_lens)))
-    rng = random.Random(seed * 1_000_003 + epoch)
-    if shuffle:
-        rng.shuffle(order)
-    order.sort(key=lambda i: (tgt_lens[i], src_lens[i]))
-    batches, current, longest = [], [], 0
-    for i in order:
-        size = max(src_lens[i], tgt_lens[i]) + 1
-        if current and max(longest, size) * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
+    src = np.asarray(src_lens, dtype=np.int64)
+    tgt = np.asarray(tgt_lens, dtype=np.int64)
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(src)) if shuffle else np.arange(len(src))
+    order = order[np.argsort(tgt[order] * (int(src.max(initial=0)) + 1) + src[order], kind="stable")]
+    sizes = (np.maximum(src, tgt)[order] + 1).tolist()
+    bounds, start, longest = [], 0, 0
+    for pos, size in enumerate(sizes):
+        if pos > start and max(longest, size) * (pos - start + 1) > batch_tokens:
+            bounds.append((start, pos))
+            start, longest = pos, 0
         longest = max(longest, size)
-    if current:
-        batches.append(current)
+    if start < len(sizes):
+        bounds.append((start, len(sizes)))
     if shuffle:
-        rng.shuffle(batches)
-    return batches
+        bounds = [bounds[i] for i in rng.permutation(len(bounds))]
+    return [order[a:b].tolist() for a, b in bounds]

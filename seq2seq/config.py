@@ -99,6 +99,8 @@ class TrainConfig:
     valid_beam: int = 1  # beam size for dev BLEU (1 = greedy)
     samples: int = 3  # sample dev translations logged per validation
     max_len: int = 100  # drop training pairs longer than this (subword pieces)
+    filter_ratio: float = 0.0  # drop pairs whose longer side exceeds this many times the shorter (0 = off)
+    dedupe: bool = False  # drop repeated (source, target) training pairs
     threads: int = 0  # CPU threads, 0 = torch's default
     keep_checkpoints: int = 0  # keep the parameters of the last N validations (for seq2seq average)
     tensorboard: bool = True  # event files in <run_dir>/tensorboard
@@ -243,7 +245,13 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict:
             raise UserError(f"override '{item}' is not of the form key=value")
         key, raw = item.split("=", 1)
         parts = _resolve_key(key.strip())
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw  # not YAML ("{split}.{lang}"): the text itself, checked by type below
+        owner = SECTIONS[parts[0]] if len(parts) == 2 else Config
+        if typing.get_type_hints(owner).get(parts[-1]) is str and not isinstance(value, (dict, list)):
+            value = raw  # a string key keeps the text as written ("007", "1e3")
         target = nested
         for p in parts[:-1]:
             target = target.setdefault(p, {})
@@ -298,7 +306,7 @@ def validate(cfg: Config) -> None:
     if cfg.train.lr_schedule == "cosine" and not cfg.train.max_steps:
         raise UserError("config key 'train.lr_schedule': cosine needs train.max_steps")
     for key in ["train.max_steps", "train.max_epochs", "train.warmup_steps", "train.keep_checkpoints", "train.patience", "train.weight_decay", "train.threads",
-                "decode.length_penalty", "decode.max_len_offset"]:
+                "decode.length_penalty", "decode.max_len_offset", "train.filter_ratio"]:
         section, name = key.split(".")
         if getattr(getattr(cfg, section), name) < 0:
             raise UserError(f"config key '{key}' must not be negative")

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import unicodedata
 import zlib
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from seq2seq.checkpoint import atomic_write_text
 from seq2seq.config import Config
@@ -101,41 +102,60 @@ def _fetch(loc: str) -> str:
         raise UserError(f"could not download {loc}: {msg} (offline? point MIRROR at a folder holding it)") from None
 
 
-def read_text_lines(loc: str) -> list[str]:
-    """Lines of a (possibly gzipped) UTF-8 text file or URL. Only "\n" ends a line; a CRLF's "\r" is
-    dropped; undecodable bytes are an error naming the file and line."""
+def text_lines(loc: str) -> Iterator[str]:
+    """Stream the lines of a (possibly gzipped) UTF-8 text file or URL. Only "\n" ends a line; a
+    CRLF's "\r" is dropped; undecodable bytes or NUL bytes are an error naming the file and line."""
     path = _fetch(loc)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
+        with open(path, "rb") as probe:
+            gz = probe.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            for number, raw in enumerate(f, start=1):
+                raw = raw[:-1] if raw.endswith(b"\n") else raw
+                if b"\0" in raw:
+                    raise UserError(f"{loc}: line {number} contains NUL bytes: not a text file")
+                try:
+                    yield raw.decode("utf-8").removesuffix("\r")
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{loc}: line {number} is not valid UTF-8 (byte {e.start})") from None
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"could not read {loc}: {e}") from None
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out = []
-    for number, raw in enumerate(lines, start=1):
-        if b"\0" in raw:
-            raise UserError(f"{loc}: line {number} contains NUL bytes: not a text file")
-        try:
-            out.append(raw.decode("utf-8").removesuffix("\r"))
-        except UnicodeDecodeError as e:
-            raise UserError(f"{loc}: line {number} is not valid UTF-8 (byte {e.start})") from None
-    return out
 
 
-def _read_text(cfg: Config, mirror: Optional[Path]) -> dict[str, tuple[list[str], list[str]]]:
+def read_text_lines(loc: str) -> list[str]:
+    return list(text_lines(loc))
+
+
+Pairs = Callable[[], Iterator[tuple[str, str]]]  # a re-iterable stream of (source, target) lines
+
+
+def _text_pairs(cfg: Config, mirror: Optional[Path]) -> dict[str, Pairs]:
     out = {}
     for split, source_split in cfg.data.splits.items():
-        src, tgt = (read_text_lines(_location(cfg, source_split, lang, mirror))
-                    for lang in (cfg.data.src_lang, cfg.data.tgt_lang))
-        out[split] = (src, tgt)
+        locs = [_location(cfg, source_split, lang, mirror) for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
+
+        def pairs(split=split, locs=locs):
+            src, tgt = text_lines(locs[0]), text_lines(locs[1])
+            n = 0
+            for a, b in itertools.zip_longest(src, tgt):
+                if a is None or b is None:
+                    n_src = n + (a is not None) + sum(1 for _ in src)
+                    n_tgt = n + (b is not None) + sum(1 for _ in tgt)
+                    raise UserError(f"split '{split}': {n_src} {cfg.data.src_lang} lines but {n_tgt} "
+                                    f"{cfg.data.tgt_lang} lines")
+                n += 1
+                yield a, b
+
+        out[split] = pairs
     return out
 
 
-def _read_table(cfg: Config, mirror: Optional[Path]) -> dict[str, tuple[list[str], list[str]]]:
+def _rows_pairs(rows, cfg: Config) -> Iterator[tuple[str, str]]:
+    for row in rows:  # datasets rows come one at a time from the memory-mapped Arrow table
+        yield str(_field(row, cfg.data.src_field)), str(_field(row, cfg.data.tgt_field))
+
+
+def _table_pairs(cfg: Config, mirror: Optional[Path]) -> dict[str, Pairs]:
     """tsv/jsonl files (or a hub dataset's mirrored files): both sides in one file per split."""
     out = {}
     for split, source_split in cfg.data.splits.items():
@@ -152,18 +172,18 @@ def _read_table(cfg: Config, mirror: Optional[Path]) -> dict[str, tuple[list[str
                 cols = [ds.column_names[idx[0]], ds.column_names[idx[1]]]
             except IndexError:
                 raise UserError(f"{loc}: tsv columns {cfg.data.src_field},{cfg.data.tgt_field} not present") from None
-            out[split] = (ds[cols[0]], ds[cols[1]])
+            out[split] = lambda ds=ds, cols=cols: ((str(r[cols[0]]), str(r[cols[1]])) for r in ds)
             continue
         builder = "parquet" if loc.endswith(".parquet") else "json"
         rows = _load(builder, {split: loc})[split]
-        out[split] = ([str(_field(r, cfg.data.src_field)) for r in rows],
-                      [str(_field(r, cfg.data.tgt_field)) for r in rows])
+        out[split] = lambda rows=rows: _rows_pairs(rows, cfg)
     return out
 
 
-def _read_hub(cfg: Config) -> dict[str, tuple[list[str], list[str]]]:
+def _hub_pairs(cfg: Config) -> dict[str, Pairs]:
     import datasets
 
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
     try:
         ds = datasets.load_dataset(cfg.data.dataset, cfg.data.dataset_config)
     except Exception as e:
@@ -174,28 +194,36 @@ def _read_hub(cfg: Config) -> dict[str, tuple[list[str], list[str]]]:
     for split, source_split in cfg.data.splits.items():
         if source_split not in ds:
             raise UserError(f"hub dataset {cfg.data.dataset} has no split '{source_split}' (has: {', '.join(ds)})")
-        rows = ds[source_split]
-        out[split] = ([str(_field(r, cfg.data.src_field)) for r in rows],
-                      [str(_field(r, cfg.data.tgt_field)) for r in rows])
+        out[split] = lambda rows=ds[source_split]: _rows_pairs(rows, cfg)
     return out
 
 
-def read_corpus(cfg: Config, mirror: Optional[Path] = None) -> dict[str, tuple[list[str], list[str]]]:
-    """All splits as (source lines, target lines), not yet normalized."""
+def corpus_streams(cfg: Config, mirror: Optional[Path] = None) -> dict[str, Pairs]:
+    """For each split, a function returning a lazy iterator of (source, target) lines, not yet
+    normalized. Files are located (and missing ones reported) before anything is read."""
     source = cfg.data.source
     if source == "embedded":
         from seq2seq.embedded import generate
 
         sizes = {s: int(cfg.data.embedded_sizes[s]) for s in cfg.data.splits}
         pairs = generate(sizes, cfg.data.embedded_seed)
-        return {s: ([p[0] for p in ps], [p[1] for p in ps]) for s, ps in pairs.items()}
+        return {s: (lambda ps=ps: iter(ps)) for s, ps in pairs.items()}
     if mirror is not None and not mirror.is_dir():
         raise UserError(f"mirror folder not found: {mirror}")
     if source == "text":
-        return _read_text(cfg, mirror)
+        return _text_pairs(cfg, mirror)
     if source in ("tsv", "jsonl") or (source == "hub" and mirror is not None):
-        return _read_table(cfg, mirror)
-    return _read_hub(cfg)
+        return _table_pairs(cfg, mirror)
+    return _hub_pairs(cfg)
+
+
+def read_corpus(cfg: Config, mirror: Optional[Path] = None) -> dict[str, tuple[list[str], list[str]]]:
+    """All splits as (source lines, target lines) in memory, not yet normalized (small corpora)."""
+    out = {}
+    for split, pairs in corpus_streams(cfg, mirror).items():
+        rows = list(pairs())
+        out[split] = ([a for a, _ in rows], [b for _, b in rows])
+    return out
 
 
 def _sha256(path: Path) -> str:
@@ -208,25 +236,40 @@ def _sha256(path: Path) -> str:
 
 def download(cfg: Config, mirror: Optional[str | os.PathLike] = None,
              log: Callable[[str], None] = print) -> dict:
-    """Run the download stage; returns the manifest (also written to ``<data_dir>/manifest.json``)."""
+    """Run the download stage; returns the manifest (also written to ``<data_dir>/manifest.json``).
+
+    Each split is streamed pair by pair into temporary files renamed into place at its end, so a
+    corpus never has to fit in memory and a failure leaves earlier output as it was.
+    """
+    from seq2seq.textio import AtomicOutput
+
     mirror_path = Path(mirror) if mirror else None
-    corpus = read_corpus(cfg, mirror_path)
+    streams = corpus_streams(cfg, mirror_path)
     out_dir = cfg.data_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"source": cfg.data.source, "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang,
                 "mirror": str(mirror_path) if mirror_path else None, "files": {}}
-    for split, (src, tgt) in corpus.items():
-        if len(src) != len(tgt):
-            raise UserError(f"split '{split}': {len(src)} {cfg.data.src_lang} lines but {len(tgt)} "
-                            f"{cfg.data.tgt_lang} lines")
-        if not src:
-            raise UserError(f"split '{split}' is empty")
-        for lang, lines in ((cfg.data.src_lang, src), (cfg.data.tgt_lang, tgt)):
-            path = out_dir / f"{split}.{lang}"
-            atomic_write_text(path, "".join(normalize(x) + "\n" for x in lines))
-            manifest["files"][path.name] = {"split": split, "lang": lang, "lines": len(lines),
-                                            "sha256": _sha256(path)}
-        log(f"{split}: {len(src)} pairs")
+    langs = (cfg.data.src_lang, cfg.data.tgt_lang)
+    for split, pairs in streams.items():
+        paths = [out_dir / f"{split}.{lang}" for lang in langs]
+        outs = [AtomicOutput(p) for p in paths]
+        count = 0
+        try:
+            for src, tgt in pairs():
+                outs[0].write(normalize(src) + "\n")
+                outs[1].write(normalize(tgt) + "\n")
+                count += 1
+            if not count:
+                raise UserError(f"split '{split}' is empty")
+        except BaseException:
+            for o in outs:
+                o.discard()
+            raise
+        for o in outs:
+            o.commit()
+        for lang, path in zip(langs, paths):
+            manifest["files"][path.name] = {"split": split, "lang": lang, "lines": count, "sha256": _sha256(path)}
+        log(f"{split}: {count} pairs")
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     log(f"wrote {out_dir / MANIFEST}")
     return manifest

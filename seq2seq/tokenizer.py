@@ -59,43 +59,43 @@ def load_tokenizers(run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
     return s, (s if tgt == src else Tokenizer(tgt))
 
 
-def _train_one(lines: list[str], prefix: Path, cfg: Config) -> None:
+def _train_one(files: list[Path], prefix: Path, cfg: Config) -> None:
+    """Train one model on text files directly (SentencePiece reads them; nothing held in Python).
+    ``spm.input_sentence_size`` > 0 trains on a random sample of that many sentences."""
     sc = cfg.spm
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    tmp = str(prefix) + ".input.txt"  # a fixed name: SentencePiece records it in the model
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(x + "\n" for x in lines if x)
-    kwargs = dict(input=tmp, model_prefix=str(prefix) + ".tmp", vocab_size=sc.vocab_size, model_type=sc.model_type,
-                  character_coverage=sc.character_coverage, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
-                  input_sentence_size=sc.input_sentence_size, shuffle_input_sentence=True,
-                  seed_sentencepiece_size=1000000, num_threads=max(1, os.cpu_count() or 1),
-                  hard_vocab_limit=False, minloglevel=2)
+    kwargs = dict(input=",".join(str(f) for f in files), model_prefix=str(prefix) + ".tmp",
+                  vocab_size=sc.vocab_size, model_type=sc.model_type, character_coverage=sc.character_coverage,
+                  pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, input_sentence_size=sc.input_sentence_size,
+                  shuffle_input_sentence=True, seed_sentencepiece_size=1000000,
+                  num_threads=max(1, os.cpu_count() or 1), hard_vocab_limit=False, minloglevel=2)
     try:
         spm.SentencePieceTrainer.Train(**kwargs)
     except RuntimeError as e:
         raise UserError(f"SentencePiece training failed: {str(e).splitlines()[0]}") from None
-    finally:
-        os.unlink(tmp)
     for ext in (".model", ".vocab"):  # rename into place only when both exist: atomic per file
         os.replace(str(prefix) + ".tmp" + ext, str(prefix) + ext)
 
 
 def train_tokenizers(cfg: Config, log=print) -> tuple[Path, Path]:
     """Train on the train split only; writes ``<run_dir>/spm/{joint|src,tgt}.model``."""
-    from seq2seq.data import read_split
-
-    src, tgt = read_split(cfg, "train")
+    files = [cfg.data_dir / f"train.{lang}" for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
+    for f in files:
+        if not f.is_file():
+            raise UserError(f"{f} not found: run the download stage first (seq2seq download / make data)")
     out = cfg.run_path / "spm"
     for stale in ("joint", "src", "tgt"):  # a switch between joint and separate must not keep old models
         for ext in (".model", ".vocab"):
             (out / (stale + ext)).unlink(missing_ok=True)
+    sample = f", sampling {cfg.spm.input_sentence_size} sentences" if cfg.spm.input_sentence_size else ""
     if cfg.spm.joint:
-        _train_one(src + tgt, out / "joint", cfg)
-        log(f"trained joint SentencePiece model ({cfg.spm.model_type}, {cfg.spm.vocab_size}) on {len(src)} pairs")
+        _train_one(files, out / "joint", cfg)
+        log(f"trained joint SentencePiece model ({cfg.spm.model_type}, {cfg.spm.vocab_size}) on {files[0].name} "
+            f"+ {files[1].name}{sample}")
     else:
-        _train_one(src, out / "src", cfg)
-        _train_one(tgt, out / "tgt", cfg)
-        log(f"trained source and target SentencePiece models ({cfg.spm.model_type}, {cfg.spm.vocab_size})")
+        _train_one(files[:1], out / "src", cfg)
+        _train_one(files[1:], out / "tgt", cfg)
+        log(f"trained source and target SentencePiece models ({cfg.spm.model_type}, {cfg.spm.vocab_size}){sample}")
     s, t = load_tokenizers(cfg.run_path)
     log(f"vocabulary: source {len(s)}, target {len(t)}")
     return spm_paths(cfg.run_path)

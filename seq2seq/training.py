@@ -30,6 +30,7 @@ from seq2seq.errors import UserError
 from seq2seq.evaluate import score
 from seq2seq.model import Seq2Seq, build_model, count_parameters
 from seq2seq.monitor import Monitor
+from seq2seq.shards import build_pairs
 from seq2seq.tokenizer import PAD, Tokenizer, load_tokenizers
 from seq2seq.translator import pick_device, translate_lines
 
@@ -118,9 +119,13 @@ class Trainer:
         self.amp_dtype = autocast_dtype(tc.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.progress = Progress()
-        self.train_src, self.train_tgt = load_pairs(cfg, "train", self.src_tok, self.tgt_tok, tc.max_len)
-        if not self.train_src:
-            raise UserError("no training pairs left after length filtering (train.max_len)")
+        # token ids on disk, memory-mapped (rank 0 builds them; the others wait and map them)
+        if self.dist.main:
+            build_pairs(cfg, self.src_tok, self.tgt_tok, self.fingerprint, self.log)
+        self.dist.barrier()
+        self.train_src, self.train_tgt = build_pairs(cfg, self.src_tok, self.tgt_tok, self.fingerprint, self.log)
+        if not len(self.train_src):
+            raise UserError("no training pairs left after filtering (train.max_len, filter_ratio, dedupe)")
         self.dev_src_lines, self.dev_ref = read_split(cfg, "dev")
         self.dev_src, self.dev_tgt = load_pairs(cfg, "dev", self.src_tok, self.tgt_tok)
 
@@ -249,7 +254,7 @@ class Trainer:
         the tensors stay on the device (no host sync).
         """
         tc, d = self.cfg.train, self.dist
-        total = sum(len(self.train_tgt[i]) + 1 for idx in micro for i in idx)
+        total = sum(int(self.train_tgt.lengths[idx].sum()) + len(idx) for idx in micro)  # targets + EOS
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         self.optimizer.zero_grad(set_to_none=True)
@@ -300,7 +305,7 @@ class Trainer:
         if not self.budget_left():
             self.log(f"nothing to do: the run already ended at step {p.step} (best dev BLEU {p.best_bleu:.2f})")
             return p
-        src_lens, tgt_lens = [len(s) for s in self.train_src], [len(t) for t in self.train_tgt]
+        src_lens, tgt_lens = self.train_src.lengths, self.train_tgt.lengths
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         norm_sum = torch.zeros((), device=self.device)

@@ -237,11 +237,19 @@ def test_integral_float_is_accepted_as_int(tiny_recipe: Path):
     assert load_config(tiny_recipe, ["max_steps=5.0"]).train.max_steps == 5
 
 
+def test_checkpoint_must_be_a_plain_name(tiny_recipe: Path):
+    assert load_config(tiny_recipe, ["checkpoint=average"]).decode.checkpoint == "average"
+    for bad in ("../escape", "a/b", ".hidden"):
+        with pytest.raises(UserError) as err:
+            load_config(tiny_recipe, [f"checkpoint={bad}"])
+        assert "'decode.checkpoint'" in _one_line(err)
+
+
 @pytest.mark.parametrize("override, key", [
     ("attention=foo", "model.attention"),
     ("source=ftp", "data.source"),
     ("model_type=word", "spm.model_type"),
-    ("checkpoint=middle", "decode.checkpoint"),
+    ("precision=fp8", "train.precision"),
     ("lr_schedule=step", "train.lr_schedule"),
 ])
 def test_bad_choice(tiny_recipe: Path, override: str, key: str):
@@ -356,3 +364,10 @@ def test_write_stamps_rewrites_only_changed_stages(tiny_recipe: Path, tmp_path: 
     section, name = key.split(".")
     for stage in changed:
         assert str(yaml.safe_load(after[stage][1])[section][name]) == value
+
+
+def test_string_overrides_keep_their_text(tiny_recipe: Path):
+    """Values that are not YAML, or that YAML would turn into numbers, stay as written for string keys."""
+    cfg = load_config(tiny_recipe, ["file_pattern={split}.{lang}.gz", "name=007", "url=https://x.invalid/a:b"])
+    assert cfg.data.file_pattern == "{split}.{lang}.gz" and cfg.name == "007"
+    assert cfg.data.url == "https://x.invalid/a:b"
