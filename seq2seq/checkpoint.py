@@ -80,11 +80,17 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
+        if zipfile.is_zipfile(path):  # torch.load never checks the CRCs: damaged tensor bytes load silently
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+            if damaged is not None:
+                raise UserError(f"{path} is damaged (checksum mismatch in {damaged}): restore it or train again")
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
-            AttributeError, TypeError, OSError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{path} is not a readable seq2seq checkpoint ({first[:200]})") from None
+            AttributeError, TypeError, OSError):
+        # torch's own message suggests weights_only=False, the unsafe way: never pass it on
+        kind = "truncated or damaged" if zipfile.is_zipfile(path) else "not a checkpoint file"
+        raise UserError(f"{path} is not a readable seq2seq checkpoint ({kind}): restore it or train again") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path} is not a seq2seq checkpoint")
     if ckpt["format_version"] != FORMAT_VERSION:

@@ -250,23 +250,27 @@ def download(cfg: Config, mirror: Optional[str | os.PathLike] = None,
     manifest = {"source": cfg.data.source, "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang,
                 "mirror": str(mirror_path) if mirror_path else None, "files": {}}
     langs = (cfg.data.src_lang, cfg.data.tgt_lang)
-    for split, pairs in streams.items():
-        paths = [out_dir / f"{split}.{lang}" for lang in langs]
-        outs = [AtomicOutput(p) for p in paths]
-        count = 0
-        try:
+    pending, counts = [], {}  # every split is written before any replaces the previous download's files
+    try:
+        for split, pairs in streams.items():
+            outs = [AtomicOutput(out_dir / f"{split}.{lang}") for lang in langs]
+            pending += outs
+            count = 0
             for src, tgt in pairs():
                 outs[0].write(normalize(src) + "\n")
                 outs[1].write(normalize(tgt) + "\n")
                 count += 1
             if not count:
                 raise UserError(f"split '{split}' is empty")
-        except BaseException:
-            for o in outs:
-                o.discard()
-            raise
-        for o in outs:
-            o.commit()
+            counts[split] = count
+    except BaseException:
+        for o in pending:
+            o.discard()
+        raise
+    for o in pending:
+        o.commit()
+    for split, count in counts.items():
+        paths = [out_dir / f"{split}.{lang}" for lang in langs]
         for lang, path in zip(langs, paths):
             manifest["files"][path.name] = {"split": split, "lang": lang, "lines": count, "sha256": _sha256(path)}
         log(f"{split}: {count} pairs")

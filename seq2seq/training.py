@@ -218,7 +218,7 @@ class Trainer:
             p.bad_validations += 1
         if tc.lr_schedule == "plateau" and not improved:
             p.lr_bad += 1
-            if p.lr_bad > tc.lr_patience - 1:
+            if p.lr_bad >= tc.lr_patience:
                 p.lr_scale, p.lr_bad = p.lr_scale * tc.lr_factor, 0
         elif improved:
             p.lr_bad = 0

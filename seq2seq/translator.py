@@ -91,8 +91,9 @@ def decode_ids(model, seqs: list[list[int]], dc: DecodeConfig, device: torch.dev
 def translate_lines(model, src_tok: Tokenizer, tgt_tok: Tokenizer, lines: list[str], dc: DecodeConfig,
                     device: torch.device, progress: bool = False) -> list[str]:
     """Best translation of each line; empty or whitespace-only lines give empty output."""
-    keep = [i for i, x in enumerate(lines) if x.strip()]
-    hyps = decode_ids(model, src_tok.encode([lines[i] for i in keep]), dc, device, progress=progress)
+    ids = src_tok.encode(lines)
+    keep = [i for i, x in enumerate(ids) if x]  # no piece (blank, or only what SentencePiece drops): ""
+    hyps = decode_ids(model, [ids[i] for i in keep], dc, device, progress=progress)
     out = [""] * len(lines)
     for i, text in zip(keep, tgt_tok.decode([h[0].tokens for h in hyps])):
         out[i] = text
@@ -122,8 +123,9 @@ class Translator:
     def hypotheses(self, lines: list[str], dc: DecodeConfig, return_attention: bool = False,
                    progress: bool = False):
         """n-best Hypothesis lists per line ([] for empty lines)."""
-        keep = [i for i, x in enumerate(lines) if x.strip()]
-        hyps = decode_ids(self.model, self.src_tok.encode([lines[i] for i in keep]), dc, self.device,
+        ids = self.src_tok.encode(lines)
+        keep = [i for i, x in enumerate(ids) if x]  # no piece (blank, or only what SentencePiece drops): []
+        hyps = decode_ids(self.model, [ids[i] for i in keep], dc, self.device,
                           return_attention, progress)
         out: list[list[Hypothesis]] = [[] for _ in lines]
         for i, h in zip(keep, hyps):
@@ -153,6 +155,8 @@ def load_run(run_dir: Path, which: str = "best", device: torch.device = torch.de
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
+        if (run_dir / "spm").is_dir():
+            raise UserError(f"{run_dir} has no trained model yet (no config.yaml, no checkpoint): train it first")
         raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = from_dict(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
     path = run_dir / "checkpoints" / f"{which}.pt"
