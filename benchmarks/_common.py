@@ -61,11 +61,53 @@ def environment(device: torch.device) -> dict:
     env.update(torch=torch.__version__, python=platform.python_version(), num_threads=torch.get_num_threads())
     if device.type == "cuda":
         env["cuda"] = torch.version.cuda
-    try:
-        env["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other jobs on the machine skew CPU figures
-    except OSError:
-        pass
+    env["loadavg_1m"] = loadavg()  # other jobs on the machine skew CPU figures
     return env
+
+
+def loadavg() -> Optional[float]:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+class CpuShare:
+    """How busy the machine's CPUs were with *other* processes over an interval (Linux /proc/stat).
+
+    other_busy = (all CPUs' busy time - this process's CPU time) / (wall time x CPUs), 0..1: the
+    share of the machine someone else used while we measured. None where /proc/stat is missing.
+    """
+
+    def __init__(self):
+        self.start = self._snap()
+
+    @staticmethod
+    def _snap():
+        import resource
+
+        try:
+            f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = (f[0] + f[1] + f[2] + sum(f[5:8])) / os.sysconf("SC_CLK_TCK")  # user nice system irq softirq steal
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return time.perf_counter(), busy, ru.ru_utime + ru.ru_stime
+
+    def other_busy(self) -> Optional[float]:
+        end = self._snap()
+        if self.start is None or end is None:
+            return None
+        wall = end[0] - self.start[0]
+        other = (end[1] - self.start[1]) - (end[2] - self.start[2])
+        return round(min(1.0, max(0.0, other / (wall * (os.cpu_count() or 1)))), 3) if wall > 0 else None
+
+
+def busy_warning(share: Optional[float], what: str) -> None:
+    """Say on stderr when other processes took a noticeable share of the CPUs during a measurement."""
+    if share is not None and share > 0.1:
+        info(f"warning: other processes used {share:.0%} of the CPUs during {what}: the figure is noisy "
+             f"(rerun when the machine is idle; a shared CPU hurts multi-threaded torch most)")
 
 
 def bench_config(recipe: Path, workdir: Path, overrides: list[str] = ()) -> Config:

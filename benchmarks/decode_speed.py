@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from _common import (DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_WORKDIR, bench_config, csv_list, emit, environment,
-                     info, prepare, resolve, sync)
+                     info, CpuShare, busy_warning, prepare, resolve, sync)
 
 import torch  # noqa: E402
 
@@ -122,9 +122,10 @@ def main(argv=None) -> int:
             warm = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))[-min(args.batch_size, len(src_ids)):]
             with ctx():
                 decode_ids(model, [src_ids[i] for i in warm], dc, device)
-            secs, hyps, texts = [], None, None
+            secs, hyps, texts, busy = [], None, None, []
             for r in range(args.repeats):
                 sync(device)
+                cpu = CpuShare()
                 t0 = time.perf_counter()
                 # == translate_lines(model, src_tok, tgt_tok, lines, dc, device), keeping the hypotheses
                 with ctx():
@@ -132,6 +133,8 @@ def main(argv=None) -> int:
                 texts = tgt_tok.decode([h[0].tokens for h in hyps])
                 sync(device)
                 secs.append(time.perf_counter() - t0)
+                busy.append(cpu.other_busy())
+                busy_warning(busy[-1], f"beam {beam} {precision}")
                 info(f"  beam {beam} {precision} pass {r + 1}: {secs[-1]:.2f} s")
             sec = statistics.median(secs)
             out_lens = [len(h[0].tokens) for h in hyps]
@@ -145,6 +148,7 @@ def main(argv=None) -> int:
                 "sent_per_s": round(len(lines) / sec, 2),
                 "tgt_tok_per_s": round(out_tokens / sec, 1),
                 "seconds": round(sec, 3), "seconds_runs": [round(s, 3) for s in secs],
+                "other_cpu_busy": busy,
                 "sentences": len(lines), "src_tokens": src_tokens, "out_tokens": out_tokens,
                 "mean_out_len": round(out_tokens / max(len(hyps), 1), 2),
                 "mean_src_len": round(src_tokens / max(len(src_ids), 1), 2),

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from _common import (DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_WORKDIR, bench_config, csv_list, current_rss_mib,
-                     emit, environment, info, peak_rss_mib, prepare, resolve, sync)
+                     emit, environment, info, CpuShare, busy_warning, peak_rss_mib, prepare, resolve, sync)
 
 import torch  # noqa: E402
 
@@ -153,6 +153,7 @@ class Bench:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         rss_before, peak_before = current_rss_mib(), peak_rss_mib()
+        cpu = CpuShare()
         model = self.new_model()
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -181,6 +182,7 @@ class Bench:
             info(f"  {precision}/{mode} step {k + 1}/{len(self.batches)}{' (warm-up)' if k < a.warmup else ''}: "
                  f"{dt * 1000:.0f} ms, {b.ntokens} tgt tokens, {b.src.size(0)} sentences, loss/tok {losses[-1]:.3f}")
         out = {"seconds": sum(times), "step_ms": [round(t * 1000, 1) for t in times],
+               "other_cpu_busy": cpu.other_busy(),
                "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
                "params": count_parameters(model)}
         if device.type == "cuda":
@@ -193,6 +195,7 @@ class Bench:
                                                           "per-variant figures)"))
             out["rss_before_variant_mib"] = rss_before
             out["peak_rss_raised_by_variant"] = out["peak_mem_mib"] > peak_before
+        busy_warning(out["other_cpu_busy"], f"{precision}/{mode}")
         del model, optimizer
         gc.collect()
         return out
@@ -225,6 +228,7 @@ def record(bench: Bench, env: dict, precision: str, mode: str, runs: list[dict])
         "step_ms_median": round(statistics.median(steps_ms), 1),
         "step_ms_min": min(steps_ms), "step_ms_max": max(steps_ms),
         "timed_seconds": round(statistics.median(r["seconds"] for r in runs), 3),
+        "other_cpu_busy": [r["other_cpu_busy"] for r in runs],
         "peak_mem_mib": max(r["peak_mem_mib"] for r in runs), "peak_mem_kind": last["peak_mem_kind"],
         "loss_per_tok_first_last": [last["loss_first"], last["loss_last"]],
         "settings": {**bench.settings(), "params": last["params"], "variant_desc": (

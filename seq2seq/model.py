@@ -121,9 +121,9 @@ class Decoder(nn.Module):
         gates_x = F.linear(emb, cell.weight_ih[:, :E], cell.bias_ih + cell.bias_hh)  # (B, T, 4H)
         w_rec = torch.cat([cell.weight_ih[:, E:], cell.weight_hh], dim=1)  # (4H, [H] + H)
         feeds = []
-        for t in range(tgt_in.size(1)):
+        for gx in gates_x.unbind(1):  # one backward node, not T full-size zero-filled gradients
             rec = torch.cat([state.feed, state.h[0]], dim=1) if self.input_feeding else state.h[0]
-            gates = gates_x[:, t] + F.linear(rec, w_rec)  # (B, 4H), gate order i, f, g, o
+            gates = gx + F.linear(rec, w_rec)  # (B, 4H), gate order i, f, g, o
             i, f, g, o = gates.chunk(4, dim=1)
             c0 = torch.sigmoid(f) * state.c[0] + torch.sigmoid(i) * torch.tanh(g)
             h0 = torch.sigmoid(o) * torch.tanh(c0)

@@ -53,7 +53,6 @@ def greedy(model, src: torch.Tensor, lengths: torch.Tensor, max_len_ratio: float
     out_tokens: list[list[int]] = [[] for _ in range(B)]
     out_logp = [0.0] * B
     out_attn: list[list[torch.Tensor]] = [[] for _ in range(B)]
-    done = [False] * B
     t = 0
     while active:
         logp, state, attn = _step(model, prev, state)  # (A, V), (A, S)
@@ -64,9 +63,7 @@ def greedy(model, src: torch.Tensor, lengths: torch.Tensor, max_len_ratio: float
             out_logp[b] += lps[row]
             if return_attention:
                 out_attn[b].append(attn[row].float().cpu())
-            if toks[row] == EOS:
-                done[b] = True
-            else:
+            if toks[row] != EOS:
                 out_tokens[b].append(toks[row])
                 if t + 1 < limits[b]:
                     keep.append(row)
