@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import json
 import os
+import sys
 import unicodedata
 import zlib
 from pathlib import Path
@@ -95,6 +96,8 @@ def _fetch(loc: str) -> str:
     import datasets
 
     datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
+    if sys.stderr.isatty():
+        datasets.enable_progress_bars()
     try:
         return datasets.DownloadManager().download(loc)
     except Exception as e:
@@ -256,7 +259,12 @@ def download(cfg: Config, mirror: Optional[str | os.PathLike] = None,
             outs = [AtomicOutput(out_dir / f"{split}.{lang}") for lang in langs]
             pending += outs
             count = 0
-            for src, tgt in pairs():
+            stream = pairs()
+            if sys.stderr.isatty():  # a bar per split on terminals; log lines only elsewhere
+                from tqdm import tqdm
+
+                stream = tqdm(stream, desc=f"download {split}", unit=" pairs", leave=False, file=sys.stderr)
+            for src, tgt in stream:
                 outs[0].write(normalize(src) + "\n")
                 outs[1].write(normalize(tgt) + "\n")
                 count += 1

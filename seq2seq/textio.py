@@ -95,8 +95,10 @@ def translate_files(run_dirs: list[Path], input_path: Optional[Path], output_pat
                 plot_attention(translator, next(x for x in buf if x.strip()), attention_png)
                 print(f"wrote {attention_png}", file=sys.stderr)
                 attention_png = None
-            for hyps, src in zip(translator.hypotheses(buf, dc, progress=output_path is not None), buf):
-                write(_format(translator, src, hyps, fmt, n_best, limit) + "\n")
+            ids = translator.src_tok.encode(buf)
+            for hyps, src, src_ids in zip(translator.hypotheses_from_ids(ids, dc, progress=output_path is not None),
+                                          buf, ids):
+                write(_format(translator, src, len(src_ids), hyps, fmt, n_best, limit) + "\n")
                 count += 1
             if out is None:
                 sys.stdout.flush()
@@ -122,12 +124,14 @@ def _interactive(translator, dc, fmt: str, n_best: int, limit: int) -> int:
         except EOFError:
             print(file=sys.stderr)
             return count
-        print(_format(translator, line, translator.hypotheses([line], dc)[0], fmt, n_best, limit), flush=True)
+        ids = translator.src_tok.encode([line])
+        print(_format(translator, line, len(ids[0]), translator.hypotheses_from_ids(ids, dc)[0], fmt, n_best, limit),
+              flush=True)
         count += 1
 
 
-def _format(translator, src: str, hyps, fmt: str, n_best: int, limit: int) -> str:
-    if hyps and len(translator.src_tok.encode([src])[0]) > limit:
+def _format(translator, src: str, src_len: int, hyps, fmt: str, n_best: int, limit: int) -> str:
+    if src_len > limit:
         print(f"warning: a line of {len(src)} characters is longer than the training limit "
               f"({limit} pieces); its output is bounded by decode.max_len_ratio", file=sys.stderr)
     texts = translator.tgt_tok.decode([h.tokens for h in hyps]) if hyps else []

@@ -88,6 +88,8 @@ def train_tokenizers(cfg: Config, log=print) -> tuple[Path, Path]:
         for ext in (".model", ".vocab"):
             (out / (stale + ext)).unlink(missing_ok=True)
     sample = f", sampling {cfg.spm.input_sentence_size} sentences" if cfg.spm.input_sentence_size else ""
+    log(f"training SentencePiece ({cfg.spm.model_type}, vocabulary {cfg.spm.vocab_size}{sample}) on "
+        f"{', '.join(f.name for f in files)} ...")
     if cfg.spm.joint:
         _train_one(files, out / "joint", cfg)
         log(f"trained joint SentencePiece model ({cfg.spm.model_type}, {cfg.spm.vocab_size}) on {files[0].name} "

@@ -123,11 +123,15 @@ class Translator:
     def hypotheses(self, lines: list[str], dc: DecodeConfig, return_attention: bool = False,
                    progress: bool = False):
         """n-best Hypothesis lists per line ([] for empty lines)."""
-        ids = self.src_tok.encode(lines)
+        return self.hypotheses_from_ids(self.src_tok.encode(lines), dc, return_attention, progress)
+
+    def hypotheses_from_ids(self, ids: list[list[int]], dc: DecodeConfig, return_attention: bool = False,
+                            progress: bool = False):
+        """Like :meth:`hypotheses` for already encoded lines."""
         keep = [i for i, x in enumerate(ids) if x]  # no piece (blank, or only what SentencePiece drops): []
         hyps = decode_ids(self.model, [ids[i] for i in keep], dc, self.device,
                           return_attention, progress)
-        out: list[list[Hypothesis]] = [[] for _ in lines]
+        out: list[list[Hypothesis]] = [[] for _ in ids]
         for i, h in zip(keep, hyps):
             out[i] = h
         return out

@@ -11,15 +11,6 @@ KINDS = ["additive", "dot", "general"]
 Q_DIM, M_DIM, A_DIM = 8, 6, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tiny models run fastest on one thread, and do not crawl when other jobs share the cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def make(kind: str, seed: int = 0) -> Attention:
     torch.manual_seed(seed)
     query_dim = M_DIM if kind == "dot" else Q_DIM  # dot needs query_dim == memory_dim

@@ -15,15 +15,6 @@ from seq2seq import checkpoint as ckpt_io
 from seq2seq.errors import UserError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tiny models run fastest on one thread, and do not crawl when other jobs share the cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def payload(seed: int = 0) -> dict:
     model = tiny_model(seed, 30)
     return {"model": model.state_dict(), "src_vocab": 30, "tgt_vocab": 30, "config": {"model": {"emb_dim": 16}},

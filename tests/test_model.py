@@ -17,15 +17,6 @@ VOCAB = 40
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tiny models run fastest on one thread, and do not crawl when other jobs share the cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def model_for(kind: str = "additive", seed: int = 0, **overrides) -> Seq2Seq:
     if kind == "dot":  # dot attention needs dec_hidden == 2 * enc_hidden
         overrides.setdefault("dec_hidden", 2 * overrides.get("enc_hidden", 12))

@@ -18,15 +18,6 @@ from seq2seq.translator import Ensemble, EnsembleState, decode_ids
 VOCAB = 40
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tiny models run fastest on one thread, and do not crawl when other jobs share the cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def tensors(seqs):
     return source_tensor(seqs)
 
