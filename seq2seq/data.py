@@ -125,10 +125,6 @@ def text_lines(loc: str) -> Iterator[str]:
         raise UserError(f"could not read {loc}: {e}") from None
 
 
-def read_text_lines(loc: str) -> list[str]:
-    return list(text_lines(loc))
-
-
 Pairs = Callable[[], Iterator[tuple[str, str]]]  # a re-iterable stream of (source, target) lines
 
 

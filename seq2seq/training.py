@@ -263,7 +263,8 @@ class Trainer:
             share, weight = idx[d.rank::d.world], 1.0
             if not share:  # fewer sentences than ranks: join the all-reduce with a zero-weight copy
                 share, weight = idx[:1], 0.0
-            b = collate([self.train_src[i] for i in share], [self.train_tgt[i] for i in share]).to(self.device)
+            b = collate([self.train_src[i] for i in share], [self.train_tgt[i] for i in share])
+            b = (b.pin_memory() if self.device.type == "cuda" else b).to(self.device)  # async copy on CUDA
             sync = d.world == 1 or j == len(micro) - 1
             with contextlib.nullcontext() if sync else self.forward.no_sync():
                 with self._autocast():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Optional
 
 import torch
 
@@ -139,18 +139,6 @@ class Translator:
     def translate(self, lines: list[str], dc: Optional[DecodeConfig] = None, progress: bool = False) -> list[str]:
         return translate_lines(self.model, self.src_tok, self.tgt_tok, lines, dc or self.cfg.decode, self.device,
                                progress)
-
-    def translate_stream(self, lines: Iterable[str], dc: Optional[DecodeConfig] = None,
-                         chunk: int = 2000) -> Iterator[str]:
-        """Translate an iterable of lines lazily, ``chunk`` lines at a time (bounded memory)."""
-        buf: list[str] = []
-        for line in lines:
-            buf.append(line)
-            if len(buf) >= chunk:
-                yield from self.translate(buf, dc)
-                buf = []
-        if buf:
-            yield from self.translate(buf, dc)
 
 
 def load_run(run_dir: Path, which: str = "best", device: torch.device = torch.device("cpu")):
