@@ -123,20 +123,18 @@ def beam_search(model, src: torch.Tensor, lengths: torch.Tensor, beam_size: int 
         new_beam, new_tok = top_beam.gather(1, pick), top_tok.gather(1, pick)
         # one host transfer per step: finished candidates and the rows they came from
         eos_cpu = is_eos[:, :K].tolist()
-        eos_any = any(any(r) for r in eos_cpu)
-        if eos_any:
+        if any(any(r) for r in eos_cpu):
             eos_scores = top_scores[:, :K].tolist()
             eos_beams = top_beam[:, :K].tolist()
-            tokens_cpu = tokens.tolist()
-        for a, b in enumerate(active):
-            if not eos_any:
-                break
-            for j in range(K):
-                if eos_cpu[a][j] and len(finished[b]) < K and eos_scores[a][j] > float("-inf"):
-                    row = a * K + eos_beams[a][j]
-                    toks = tokens_cpu[row]
+            ends = [(b, a * K + eos_beams[a][j], eos_scores[a][j]) for a, b in enumerate(active) for j in range(K)
+                    if eos_cpu[a][j] and eos_scores[a][j] > float("-inf")]
+            needed = sorted({row for _, row, _ in ends})  # only the finished rows' histories come to the host
+            index = torch.tensor(needed, dtype=torch.long, device=device)
+            history = dict(zip(needed, tokens.index_select(0, index).tolist()))
+            for b, row, lp in ends:
+                if len(finished[b]) < K:
+                    toks = history[row]
                     h_attn = attn_hist[row].cpu() if attn_hist is not None else None
-                    lp = eos_scores[a][j]
                     finished[b].append(Hypothesis(toks, lp, lp / length_penalty(len(toks) + 1, alpha), h_attn))
         rows = (torch.arange(A, device=device).unsqueeze(1) * K + new_beam).view(-1)  # (A*K,)
         tokens = torch.cat([tokens.index_select(0, rows), new_tok.view(-1, 1)], dim=1)
