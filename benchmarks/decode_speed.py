@@ -11,10 +11,11 @@ output runs to the length limit (int(max_len_ratio * source length) + max_len_of
 counting its EOS): the JSON shows mean output length and the share of outputs at that limit, and
 --max-len-ratio/--max-len-offset change it.
 
-stdout: one JSON object per line, one per (beam size, precision); progress goes to stderr.
+stdout: one JSON object per line, one per (beam size, precision, --compile mode); progress goes to stderr.
 
     .venv/bin/python benchmarks/decode_speed.py                     # random weights, beams 1,5
     .venv/bin/python benchmarks/decode_speed.py --run-dir data/multi30k-de-en/run
+    .venv/bin/python benchmarks/decode_speed.py --device cuda --compile off,reduce-overhead
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from _common import (DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_WORKDIR, bench_conf
 
 import torch  # noqa: E402
 
+from seq2seq.compiled import MODES as COMPILE_MODES  # noqa: E402
 from seq2seq.config import DecodeConfig  # noqa: E402
 from seq2seq.data import read_split  # noqa: E402
 from seq2seq.errors import UserError  # noqa: E402
@@ -60,6 +62,10 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--precision", default="fp32",
                    help="comma-separated: fp32 (as translate/evaluate decode) or bf16/fp16 autocast (default: fp32)")
+    p.add_argument("--compile", default="off",
+                   help="comma-separated decode.compile_search modes measured side by side: off, default, "
+                        "reduce-overhead, max-autotune (default: off). A compiled mode is warmed up by one "
+                        "untimed pass over all sentences (compiling every bucket shape), whose time is reported")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--repeats", type=int, default=1, help="timed passes per setting; figures are medians")
     p.add_argument("--seed", type=int, default=1, help="random model's initialization seed (default: 1)")
@@ -67,6 +73,78 @@ def parse_args(argv=None):
     if args.batch_size < 1 or args.repeats < 1:
         p.error("--batch-size and --repeats must be positive")
     return args
+
+
+def measure(args, model, src_tok, tgt_tok, lines, keep, src_ids, limits, env, cfg, model_desc, arch, dc, amp,
+            precision, eager_texts) -> None:
+    """Time one (beam size, precision, compile mode) setting and emit its JSON line."""
+    device, beam, mode = next(model.parameters()).device, dc.beam_size, dc.compile_search
+    src_tokens = sum(len(s) for s in src_ids)
+    ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
+    if mode == "off":  # warm-up: one batch of the longest sentences, untimed
+        warm = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))[-min(args.batch_size, len(src_ids)):]
+        warm_desc = f"1 untimed batch of the {len(warm)} longest sentences"
+    else:  # every shape bucket is compiled before the clock starts
+        warm = list(range(len(src_ids)))
+        warm_desc = "1 untimed pass over all sentences (compiles every shape bucket)"
+    sync(device)
+    t0 = time.perf_counter()
+    with ctx():
+        decode_ids(model, [src_ids[i] for i in warm], dc, device)
+    sync(device)
+    warm_s = time.perf_counter() - t0
+    secs, hyps, texts, busy = [], None, None, []
+    for r in range(args.repeats):
+        sync(device)
+        cpu = CpuShare()
+        t0 = time.perf_counter()
+        # == translate_lines(model, src_tok, tgt_tok, lines, dc, device), keeping the hypotheses
+        with ctx():
+            hyps = decode_ids(model, src_tok.encode([lines[i] for i in keep]), dc, device)
+        texts = tgt_tok.decode([h[0].tokens for h in hyps])
+        sync(device)
+        secs.append(time.perf_counter() - t0)
+        busy.append(cpu.other_busy())
+        busy_warning(busy[-1], f"beam {beam} {precision} compile {mode}")
+        info(f"  beam {beam} {precision} compile {mode} pass {r + 1}: {secs[-1]:.2f} s")
+    if mode == "off":
+        eager_texts[precision] = texts
+    sec = statistics.median(secs)
+    out_lens = [len(h[0].tokens) for h in hyps]
+    out_tokens = sum(out_lens)
+    at_limit = sum(n >= lim for n, lim in zip(out_lens, limits))
+    same = None
+    if mode != "off" and precision in eager_texts:
+        same = sum(a == b for a, b in zip(texts, eager_texts[precision])) / max(len(texts), 1)
+    emit({
+        "figure": "decode_speed", "search": "greedy" if beam == 1 else "beam", "beam_size": beam,
+        "precision": precision, "compile": mode,
+        "dtype": f"autocast {str(amp).replace('torch.', '')}" if amp else "float32 (no autocast)",
+        **env,
+        "sent_per_s": round(len(lines) / sec, 2),
+        "tgt_tok_per_s": round(out_tokens / sec, 1),
+        "seconds": round(sec, 3), "seconds_runs": [round(s, 3) for s in secs],
+        "warmup_seconds": round(warm_s, 2),
+        "same_output_as_compile_off": same,
+        "other_cpu_busy": busy,
+        "sentences": len(lines), "src_tokens": src_tokens, "out_tokens": out_tokens,
+        "mean_out_len": round(out_tokens / max(len(hyps), 1), 2),
+        "mean_src_len": round(src_tokens / max(len(src_ids), 1), 2),
+        "frac_at_max_len": round(at_limit / max(len(hyps), 1), 3),
+        "mean_out_chars": round(sum(map(len, texts)) / max(len(texts), 1), 1),
+        "settings": {
+            "model": model_desc, "params": count_parameters(model),
+            "arch": f"emb {arch.emb_dim}, bi-GRU {arch.enc_layers}x{arch.enc_hidden}, "
+                    f"LSTM {arch.dec_layers}x{arch.dec_hidden}, {arch.attention} attention",
+            "vocab": [len(src_tok), len(tgt_tok)], "split": args.split,
+            "source_file": str(cfg.data_dir / f"{args.split}.{cfg.data.src_lang}"),
+            "batch_size": dc.batch_size, "beam_size": beam, "length_penalty": dc.length_penalty,
+            "max_len_ratio": dc.max_len_ratio, "max_len_offset": dc.max_len_offset,
+            "repeats": args.repeats, "warmup": warm_desc,
+            "timed": "SPM encode + decode_ids + SPM decode (as translate_lines)",
+            "tokens_counted": "output pieces of the best hypothesis, EOS not counted",
+        },
+    })
 
 
 def main(argv=None) -> int:
@@ -95,6 +173,10 @@ def main(argv=None) -> int:
             base_dc = cfg.decode
             arch = cfg.model
         precisions = csv_list(args.precision)
+        compile_modes = csv_list(args.compile)
+        for m in compile_modes:
+            if m not in COMPILE_MODES:
+                raise UserError(f"--compile: unknown mode {m!r} (choose from {', '.join(COMPILE_MODES)})")
         amps = {p: autocast_dtype(p, device) for p in precisions}
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -115,58 +197,11 @@ def main(argv=None) -> int:
             max_len_ratio=base_dc.max_len_ratio if args.max_len_ratio is None else args.max_len_ratio,
             max_len_offset=base_dc.max_len_offset if args.max_len_offset is None else args.max_len_offset)
         limits = max_lengths(torch.tensor([len(s) + 1 for s in src_ids]), dc.max_len_ratio, dc.max_len_offset)
+        eager_texts: dict[str, list[str]] = {}
         for precision in precisions:
-            amp = amps[precision]
-            ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
-            # warm-up: one batch of the longest sentences, untimed
-            warm = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))[-min(args.batch_size, len(src_ids)):]
-            with ctx():
-                decode_ids(model, [src_ids[i] for i in warm], dc, device)
-            secs, hyps, texts, busy = [], None, None, []
-            for r in range(args.repeats):
-                sync(device)
-                cpu = CpuShare()
-                t0 = time.perf_counter()
-                # == translate_lines(model, src_tok, tgt_tok, lines, dc, device), keeping the hypotheses
-                with ctx():
-                    hyps = decode_ids(model, src_tok.encode([lines[i] for i in keep]), dc, device)
-                texts = tgt_tok.decode([h[0].tokens for h in hyps])
-                sync(device)
-                secs.append(time.perf_counter() - t0)
-                busy.append(cpu.other_busy())
-                busy_warning(busy[-1], f"beam {beam} {precision}")
-                info(f"  beam {beam} {precision} pass {r + 1}: {secs[-1]:.2f} s")
-            sec = statistics.median(secs)
-            out_lens = [len(h[0].tokens) for h in hyps]
-            out_tokens = sum(out_lens)
-            at_limit = sum(n >= lim for n, lim in zip(out_lens, limits))
-            emit({
-                "figure": "decode_speed", "search": "greedy" if beam == 1 else "beam", "beam_size": beam,
-                "precision": precision,
-                "dtype": f"autocast {str(amp).replace('torch.', '')}" if amp else "float32 (no autocast)",
-                **env,
-                "sent_per_s": round(len(lines) / sec, 2),
-                "tgt_tok_per_s": round(out_tokens / sec, 1),
-                "seconds": round(sec, 3), "seconds_runs": [round(s, 3) for s in secs],
-                "other_cpu_busy": busy,
-                "sentences": len(lines), "src_tokens": src_tokens, "out_tokens": out_tokens,
-                "mean_out_len": round(out_tokens / max(len(hyps), 1), 2),
-                "mean_src_len": round(src_tokens / max(len(src_ids), 1), 2),
-                "frac_at_max_len": round(at_limit / max(len(hyps), 1), 3),
-                "mean_out_chars": round(sum(map(len, texts)) / max(len(texts), 1), 1),
-                "settings": {
-                    "model": model_desc, "params": count_parameters(model),
-                    "arch": f"emb {arch.emb_dim}, bi-GRU {arch.enc_layers}x{arch.enc_hidden}, "
-                            f"LSTM {arch.dec_layers}x{arch.dec_hidden}, {arch.attention} attention",
-                    "vocab": [len(src_tok), len(tgt_tok)], "split": args.split,
-                    "source_file": str(cfg.data_dir / f"{args.split}.{cfg.data.src_lang}"),
-                    "batch_size": dc.batch_size, "beam_size": beam, "length_penalty": dc.length_penalty,
-                    "max_len_ratio": dc.max_len_ratio, "max_len_offset": dc.max_len_offset,
-                    "repeats": args.repeats, "warmup": f"1 untimed batch of the {len(warm)} longest sentences",
-                    "timed": "SPM encode + decode_ids + SPM decode (as translate_lines)",
-                    "tokens_counted": "output pieces of the best hypothesis, EOS not counted",
-                },
-            })
+            for mode in compile_modes:
+                measure(args, model, src_tok, tgt_tok, lines, keep, src_ids, limits, env, cfg, model_desc, arch,
+                        dataclasses.replace(dc, compile_search=mode), amps[precision], precision, eager_texts)
     return 0
 
 

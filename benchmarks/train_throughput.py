@@ -10,10 +10,16 @@ Variants, each on the same batches from the same initial weights, side by side i
   * with --baseline, per precision also "stepped": the un-hoisted decoder, model.decoder.step()
     called per target position, feeds stacked, then logits and loss once. A "hoisting_speedup"
     line gives hoisted / stepped tokens/s.
+  * with --compile MODE, per precision also "compiled": the hoisted model with train.compile=MODE
+    (seq2seq.compiled: torch.compile of the decoder step on bucketed shapes; reduce-overhead adds
+    CUDA graphs). Every bucket shape of the batches is compiled before the clock starts (the
+    compile time is reported); a "compile_speedup" line gives compiled / hoisted tokens/s and the
+    largest logit difference from the eager model.
 
 stdout: one JSON object per line (one per variant, then the ratio lines); progress goes to stderr.
 
     .venv/bin/python benchmarks/train_throughput.py --steps 10 --precision fp32,bf16 --baseline
+    .venv/bin/python benchmarks/train_throughput.py --device cuda --precision bf16 --compile reduce-overhead
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from _common import (DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_WORKDIR, bench_conf
 import torch  # noqa: E402
 
 from seq2seq.batches import collate, make_batches  # noqa: E402
+from seq2seq.compiled import MODES as COMPILE_MODES, bucket_len, bucket_rows, compile_training  # noqa: E402
 from seq2seq.errors import UserError  # noqa: E402
 from seq2seq.model import Seq2Seq, build_model, count_parameters  # noqa: E402
 from seq2seq.tokenizer import load_tokenizers  # noqa: E402
@@ -58,7 +65,7 @@ def stepped_forward(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, tg
 
 
 def forward(model, mode: str, b):
-    return model(b.src, b.lengths, b.tgt_in) if mode == "hoisted" else stepped_forward(model, b.src, b.lengths, b.tgt_in)
+    return stepped_forward(model, b.src, b.lengths, b.tgt_in) if mode == "stepped" else model(b.src, b.lengths, b.tgt_in)
 
 
 def autocast_ctx(device: torch.device, dtype):
@@ -80,6 +87,8 @@ def parse_args(argv=None):
                    help="comma-separated train.precision values measured side by side: fp32,bf16,fp16,auto")
     p.add_argument("--baseline", action="store_true",
                    help="also measure the stepped (un-hoisted) decoder and print the hoisting speed-up")
+    p.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                   help="also measure the hoisted model with train.compile=MODE (default: off)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--batch-tokens", type=int, default=0, help="override train.batch_tokens (0: the recipe's)")
     p.add_argument("--repeats", type=int, default=1,
@@ -139,10 +148,29 @@ class Bench:
             **self.batch_stats,
         }
 
-    def new_model(self):
+    def new_model(self, compiled: bool = False):
         seed_everything(self.cfg.train.seed)
         model = build_model(self.cfg.model, len(self.src_tok), len(self.tgt_tok)).to(self.device)
+        if compiled:
+            compile_training(model, self.args.compile)
         return model
+
+    def compile_shapes(self, model, amp) -> float:
+        """Forward + backward once per bucket shape of the batches (no optimizer step): seconds taken."""
+        t0, seen = time.perf_counter(), set()
+        for cpu_batch in self.batches:
+            key = (bucket_rows(cpu_batch.src.size(0)), bucket_len(cpu_batch.src.size(1)), cpu_batch.tgt_in.size(1))
+            if key[:2] in seen:
+                continue
+            seen.add(key[:2])
+            b = cpu_batch.to(self.device)
+            with autocast_ctx(self.device, amp):
+                logits = model(b.src, b.lengths, b.tgt_in)
+            loss_fn(logits, b.tgt_out, 0.0).backward()
+            model.zero_grad(set_to_none=True)
+            info(f"  compiled shape bucket {key[:2]} ({len(seen)})")
+        sync(self.device)
+        return time.perf_counter() - t0
 
     def run_variant(self, precision: str, mode: str) -> dict:
         """Warm-up + timed steps of one variant from freshly initialized weights."""
@@ -154,8 +182,9 @@ class Bench:
             torch.cuda.reset_peak_memory_stats(device)
         rss_before, peak_before = current_rss_mib(), peak_rss_mib()
         cpu = CpuShare()
-        model = self.new_model()
+        model = self.new_model(compiled=mode == "compiled")
         model.train()
+        compile_s = self.compile_shapes(model, amp) if mode == "compiled" else None
         optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
         times, losses = [], []
@@ -185,6 +214,8 @@ class Bench:
                "other_cpu_busy": cpu.other_busy(),
                "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
                "params": count_parameters(model)}
+        if compile_s is not None:
+            out["compile_seconds"] = round(compile_s, 1)
         if device.type == "cuda":
             out["peak_mem_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
             out["peak_mem_kind"] = "torch.cuda.max_memory_allocated (this variant)"
@@ -200,13 +231,18 @@ class Bench:
         gc.collect()
         return out
 
-    def check_equivalence(self) -> float:
-        """max |hoisted - stepped| logits on the first batch, eval mode, fp32."""
+    def check_equivalence(self, mode: str = "stepped") -> float:
+        """max |hoisted - stepped (or compiled)| logits on the first batch, eval mode, fp32."""
         model = self.new_model().eval()
         b = self.batches[0].to(self.device)
         with torch.no_grad():
-            diff = (model(b.src, b.lengths, b.tgt_in) - stepped_forward(model, b.src, b.lengths, b.tgt_in)).abs().max()
-        del model
+            ref = model(b.src, b.lengths, b.tgt_in)
+            if mode == "stepped":
+                other = stepped_forward(model, b.src, b.lengths, b.tgt_in)
+            else:
+                compiled = self.new_model(compiled=True).eval()
+                other = compiled(b.src, b.lengths, b.tgt_in)
+            diff = (ref - other).abs().max()
         return diff.item()
 
 
@@ -233,9 +269,10 @@ def record(bench: Bench, env: dict, precision: str, mode: str, runs: list[dict])
         "loss_per_tok_first_last": [last["loss_first"], last["loss_last"]],
         "settings": {**bench.settings(), "params": last["params"], "variant_desc": (
             "Seq2Seq.forward (hoisted Decoder.forward)" if mode == "hoisted" else
+            f"hoisted, train.compile={bench.args.compile}" if mode == "compiled" else
             "decoder.step() per position, logits + loss once")},
     }
-    for k in ("rss_before_variant_mib", "peak_rss_raised_by_variant"):
+    for k in ("rss_before_variant_mib", "peak_rss_raised_by_variant", "compile_seconds"):
         if k in last:
             rec[k] = last[k]
     return rec
@@ -244,7 +281,7 @@ def record(bench: Bench, env: dict, precision: str, mode: str, runs: list[dict])
 def main(argv=None) -> int:
     args = parse_args(argv)
     precisions = csv_list(args.precision)
-    modes = MODES if args.baseline else MODES[:1]
+    modes = list(MODES if args.baseline else MODES[:1]) + (["compiled"] if args.compile != "off" else [])
     specs = [(p, m) for p in precisions for m in modes]
     if args.only:
         p, m = args.only.split(":")
@@ -299,6 +336,15 @@ def main(argv=None) -> int:
             emit({"figure": "hoisting_speedup", "precision": p, "dtype": h["dtype"], **env,
                   "ratio": round(h["tgt_tok_per_s"] / s["tgt_tok_per_s"], 3),
                   "hoisted_tgt_tok_per_s": h["tgt_tok_per_s"], "stepped_tgt_tok_per_s": s["tgt_tok_per_s"],
+                  "check_max_abs_logit_diff_fp32_eval": diff, "settings": settings})
+    if args.compile != "off":
+        diff = None if args.no_check else bench.check_equivalence("compiled")
+        for p in precisions:
+            h, c = records[(p, "hoisted")], records[(p, "compiled")]
+            emit({"figure": "compile_speedup", "precision": p, "dtype": h["dtype"], "compile": args.compile, **env,
+                  "ratio": round(c["tgt_tok_per_s"] / h["tgt_tok_per_s"], 3),
+                  "compiled_tgt_tok_per_s": c["tgt_tok_per_s"], "hoisted_tgt_tok_per_s": h["tgt_tok_per_s"],
+                  "compile_seconds": c.get("compile_seconds"),
                   "check_max_abs_logit_diff_fp32_eval": diff, "settings": settings})
     if len(precisions) > 1:
         ref = precisions[0]

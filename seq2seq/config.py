@@ -104,6 +104,9 @@ class TrainConfig:
     threads: int = 0  # CPU threads, 0 = torch's default
     keep_checkpoints: int = 0  # keep the parameters of the last N validations (for seq2seq average)
     tensorboard: bool = True  # event files in <run_dir>/tensorboard
+    # torch.compile of the decoder step on bucketed shapes (seq2seq/compiled.py); reduce-overhead
+    # adds CUDA graphs. Compiling costs time once per shape bucket: for long GPU runs
+    compile: str = "off"  # off | default | reduce-overhead | max-autotune
 
 
 @dataclass
@@ -115,6 +118,7 @@ class DecodeConfig:
     batch_size: int = 64  # sentences per decoding batch
     n_best: int = 1
     checkpoint: str = "best"  # best | last | average | step-NNNNNNNN (a file in <run_dir>/checkpoints)
+    compile_search: str = "off"  # as train.compile, for the search step (greedy and beam)
 
 
 @dataclass
@@ -150,6 +154,8 @@ CHOICES = {
     "model.attention": ("additive", "dot", "general"),
     "train.lr_schedule": ("plateau", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.compile": ("off", "default", "reduce-overhead", "max-autotune"),
+    "decode.compile_search": ("off", "default", "reduce-overhead", "max-autotune"),
 }
 
 

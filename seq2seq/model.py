@@ -113,24 +113,39 @@ class Decoder(nn.Module):
         """Teacher forcing: tgt_in (B, T) -> attentional vectors (B, T, H), equal to T calls of step().
 
         Layer 0's input projection of all embeddings (and both biases) is one matmul; each step then
-        adds one matmul of [feed; h] against the concatenated recurrent weights.
+        adds one matmul of [feed; h] against the concatenated recurrent weights (:meth:`recur_step`).
         """
         cell = self.cells[0]
         E = self.emb_dim
         emb = self.drop(self.embed(tgt_in))  # (B, T, E)
         gates_x = F.linear(emb, cell.weight_ih[:, :E], cell.bias_ih + cell.bias_hh)  # (B, T, 4H)
         w_rec = torch.cat([cell.weight_ih[:, E:], cell.weight_hh], dim=1)  # (4H, [H] + H)
+        return self.recurrence(gates_x, w_rec, state)
+
+    def recurrence(self, gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState,
+                   step_fn=None) -> torch.Tensor:
+        """gates_x (B, T, 4H) -> attentional vectors (B, T, H): ``step_fn`` (default recur_step) per position.
+
+        seq2seq.compiled replaces this with a version that runs a compiled step on padded shapes.
+        """
+        step_fn = step_fn or self.recur_step
+        feed, h, c = state.feed, state.h, state.c
         feeds = []
         for gx in gates_x.unbind(1):  # one backward node, not T full-size zero-filled gradients
-            rec = torch.cat([state.feed, state.h[0]], dim=1) if self.input_feeding else state.h[0]
-            gates = gx + F.linear(rec, w_rec)  # (B, 4H), gate order i, f, g, o
-            i, f, g, o = gates.chunk(4, dim=1)
-            c0 = torch.sigmoid(f) * state.c[0] + torch.sigmoid(i) * torch.tanh(g)
-            h0 = torch.sigmoid(o) * torch.tanh(c0)
-            h, c, feed, _ = self._upper_layers_and_attention(h0, c0, state)
-            state = DecoderState(h, c, feed, state.memory, state.keys, state.mask)
+            feed, h, c = step_fn(gx, w_rec, feed, h, c, state.memory, state.keys, state.mask)
             feeds.append(feed)
         return torch.stack(feeds, dim=1)  # (B, T, H)
+
+    def recur_step(self, gx, w_rec, feed, h, c, memory, keys, mask):
+        """One teacher-forced step on plain tensors: gx (B, 4H) layer 0's input gates, feed (B, H),
+        h/c (L, B, H), memory (B, S, M), keys (B, S, K), mask (B, S) -> new feed, h, c."""
+        rec = torch.cat([feed, h[0]], dim=1) if self.input_feeding else h[0]
+        gates = gx + F.linear(rec, w_rec)  # (B, 4H), gate order i, f, g, o
+        i, f, g, o = gates.chunk(4, dim=1)
+        c0 = torch.sigmoid(f) * c[0] + torch.sigmoid(i) * torch.tanh(g)
+        h0 = torch.sigmoid(o) * torch.tanh(c0)
+        h, c, feed, _ = self._upper_layers_and_attention(h0, c0, DecoderState(h, c, feed, memory, keys, mask))
+        return feed, h, c
 
 
 class Seq2Seq(nn.Module):
@@ -158,8 +173,15 @@ class Seq2Seq(nn.Module):
 
     def decode_step(self, prev: torch.Tensor, state: DecoderState):
         """prev (B,) previous target ids -> log-probs (B, V) float32, new state, attention (B, S)."""
-        feed, state, weights = self.decoder.step(prev, state)
-        return torch.log_softmax(self.decoder.logits(feed).float(), dim=-1), state, weights
+        logp, h, c, feed, weights = self.decode_tensors(prev, state.h, state.c, state.feed, state.memory,
+                                                        state.keys, state.mask)
+        return logp, DecoderState(h, c, feed, state.memory, state.keys, state.mask), weights
+
+    def decode_tensors(self, prev, h, c, feed, memory, keys, mask):
+        """decode_step on plain tensors (what seq2seq.compiled compiles): -> log-probs (B, V), h, c
+        (L, B, H), feed (B, H), attention (B, S)."""
+        feed, state, weights = self.decoder.step(prev, DecoderState(h, c, feed, memory, keys, mask))
+        return torch.log_softmax(self.decoder.logits(feed).float(), dim=-1), state.h, state.c, feed, weights
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced scores: src (B, S), lengths (B,), tgt_in (B, T) starting with BOS -> (B, T, V)."""

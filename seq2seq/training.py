@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from seq2seq import checkpoint as ckpt_io
 from seq2seq.batches import collate, make_batches
+from seq2seq.compiled import compile_training
 from seq2seq.config import Config, save_config
 from seq2seq.data import read_split
 from seq2seq.distributed import Dist
@@ -110,6 +111,7 @@ class Trainer:
         self.src_tok, self.tgt_tok = load_tokenizers(self.run)
         self.fingerprint = tokenizer_fingerprint(self.src_tok, self.tgt_tok)
         self.model: Seq2Seq = build_model(cfg.model, len(self.src_tok), len(self.tgt_tok)).to(self.device)
+        compile_training(self.model, tc.compile)
         # what the training step calls: the model, or its DistributedDataParallel wrapper under torchrun
         self.forward = self.model
         if self.dist.world > 1:

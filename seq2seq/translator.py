@@ -15,6 +15,7 @@ import torch
 
 from seq2seq import checkpoint as ckpt_io
 from seq2seq.batches import source_tensor
+from seq2seq.compiled import for_search
 from seq2seq.config import Config, DecodeConfig, from_dict
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq, build_model
@@ -57,12 +58,20 @@ class Ensemble:
         return logp, EnsembleState([o[1] for o in outs]), attn
 
 
+def searcher(model, mode: str):
+    """What greedy/beam search step through: the model (or ensemble), compiled when ``mode`` is not off."""
+    if isinstance(model, Ensemble):
+        return model if mode == "off" else Ensemble([for_search(m, mode) for m in model.models])
+    return for_search(model, mode)
+
+
 def decode_ids(model, seqs: list[list[int]], dc: DecodeConfig, device: torch.device,
                return_attention: bool = False, progress: bool = False) -> list[list[Hypothesis]]:
     """n-best hypotheses for each id sequence, in input order. Sorted by length into batches.
 
     ``progress``: a tqdm bar over sentences on stderr when it is a terminal.
     """
+    model = searcher(model, dc.compile_search)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[Optional[list[Hypothesis]]] = [None] * len(seqs)
     bar = None

@@ -1,0 +1,149 @@
+"""Compiled decoder steps over a few static shape buckets (``torch.compile``; CUDA graphs on GPU).
+
+The attention decoder is a chain of small kernels per target position, so on a GPU it is bound by
+kernel launches. ``torch.compile`` fuses each step's pointwise work (LSTM gates, attention
+tanh/softmax, the combine layer) into a few kernels; mode ``reduce-overhead`` also records each
+step as a CUDA graph and replays it with one launch. Graphs need fixed shapes, so every batch is
+padded to a bucket: rows up to a power of two (at least 8) or, above 64, a multiple of 64; source
+positions up to a multiple of 16. Padding changes no real row's numbers: rows never mix in a
+step, padded rows are sliced off (their gradients are zero), and padded source positions are
+masked (attention weight exactly 0).
+
+What is compiled is the per-position step only (:meth:`Decoder.recur_step` in training,
+:meth:`Seq2Seq.decode_tensors` in search); the fused cuDNN GRU encoder, the output layer over
+all positions and the loss stay eager, as ``nn.GRU``/``nn.LSTM`` break graphs.
+
+``train.compile`` and ``decode.compile_search`` choose the mode (off by default). Compiling costs
+seconds to minutes once per bucket shape seen, so it pays on long GPU runs, not on short CPU ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from seq2seq.model import DecoderState, Seq2Seq
+from seq2seq.tokenizer import BOS
+
+MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
+def bucket_rows(n: int) -> int:
+    """Padded batch rows: 8, 16, 32, 64, then multiples of 64."""
+    return max(8, 1 << (n - 1).bit_length()) if n <= 64 else -(-n // 64) * 64
+
+
+def bucket_len(s: int) -> int:
+    """Padded source length: a multiple of 16."""
+    return -(-s // 16) * 16
+
+
+def _compile(fn, mode: str, backend: str):
+    if hasattr(torch._dynamo.config, "recompile_limit"):  # one entry per bucket shape (and train/eval)
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    else:  # older torch
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    if backend != "inductor":  # tests on CPU: dynamo + aot_eager, no code generation
+        return torch.compile(fn, backend=backend)
+    return torch.compile(fn, mode=None if mode == "default" else mode)
+
+
+def pad_state(state: DecoderState, rows: int, length: int) -> DecoderState:
+    """``state`` (B rows, S positions) padded to (rows, length).
+
+    Padded rows copy row 0 (finite numbers everywhere, so zero gradients stay zero); padded
+    source positions have zero memory/keys and mask False.
+    """
+    B, S = state.memory.size(0), state.memory.size(1)
+    if rows > B:
+        state = state.select(torch.cat([torch.arange(B, device=state.feed.device),
+                                        torch.zeros(rows - B, dtype=torch.long, device=state.feed.device)]))
+    if length > S:
+        state = DecoderState(state.h, state.c, state.feed, F.pad(state.memory, (0, 0, 0, length - S)),
+                             F.pad(state.keys, (0, 0, 0, length - S)), F.pad(state.mask, (0, length - S)))
+    return state
+
+
+def compile_training(model: Seq2Seq, mode: str, backend: str = "inductor") -> None:
+    """Make ``model``'s teacher-forced forward run a compiled :meth:`Decoder.recur_step` on bucketed shapes.
+
+    The parameters and the results are those of the eager model (tests: same loss and gradients).
+    """
+    if mode == "off":
+        return
+    dec = model.decoder
+    step = _compile(dec.recur_step, mode, backend)
+    graphs = mode == "reduce-overhead" and backend == "inductor"
+
+    def recurrence(gates_x, w_rec, state, step_fn=None):  # gates_x (B, T, 4H)
+        B, S = gates_x.size(0), state.memory.size(1)
+        rows = bucket_rows(B)
+        if rows > B:
+            gates_x = torch.cat([gates_x, gates_x[:1].expand(rows - B, -1, -1)])
+        state = pad_state(state, rows, bucket_len(S))
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return type(dec).recurrence(dec, gates_x, w_rec, state, step)[:B]  # (B, T, H)
+
+    dec.recurrence = recurrence  # an instance attribute: the module's parameters and state_dict are unchanged
+
+
+@dataclass
+class BucketState:
+    """A decoder state padded to a bucket: ``n`` real rows of ``padded``, ``length`` real positions."""
+
+    padded: DecoderState
+    n: int
+    length: int
+
+    def select(self, index: torch.Tensor) -> "BucketState":
+        """Real rows ``index`` (N,), padded to the bucket of N by repeating the first."""
+        n = index.numel()
+        if n == 0:
+            return BucketState(self.padded, 0, self.length)
+        rows = bucket_rows(n)
+        if rows > n:
+            index = torch.cat([index, index[:1].expand(rows - n)])
+        return BucketState(self.padded.select(index), n, self.length)
+
+
+class CompiledDecoder:
+    """A :class:`Seq2Seq` for search (``encode``/``decode_step``) whose step is compiled on bucketed shapes.
+
+    Same outputs as the model itself (test: identical beam search hypotheses).
+    """
+
+    def __init__(self, model: Seq2Seq, mode: str = "default", backend: str = "inductor"):
+        self.model = model
+        self.step = _compile(model.decode_tensors, mode, backend)
+        self.graphs = mode == "reduce-overhead" and backend == "inductor"
+
+    def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> BucketState:
+        state = self.model.encode(src, lengths)
+        B, S = src.shape
+        return BucketState(pad_state(state, bucket_rows(B), bucket_len(S)), B, S)
+
+    def decode_step(self, prev: torch.Tensor, state: BucketState):
+        """prev (n,) -> log-probs (n, V), new state, attention (n, S) for the real rows and positions."""
+        p, n = state.padded, state.n
+        rows = p.feed.size(0)
+        if rows > n:
+            prev = torch.cat([prev, prev.new_full((rows - n,), BOS)])
+        if self.graphs:  # the previous step's outputs are no longer read after this point
+            torch.compiler.cudagraph_mark_step_begin()
+        logp, h, c, feed, weights = self.step(prev, p.h, p.c, p.feed, p.memory, p.keys, p.mask)
+        new = BucketState(DecoderState(h, c, feed, p.memory, p.keys, p.mask), n, state.length)
+        return logp[:n].clone(), new, weights[:n, :state.length]
+
+
+def for_search(model, mode: str, backend: str = "inductor"):
+    """``model`` itself when ``mode`` is off, else its :class:`CompiledDecoder` (one per model and mode,
+    so repeated decoding reuses the compiled code)."""
+    if mode == "off":
+        return model
+    cache = model.__dict__.setdefault("_compiled_search", {})  # a plain attribute, not part of state_dict
+    if (mode, backend) not in cache:
+        cache[(mode, backend)] = CompiledDecoder(model, mode, backend)
+    return cache[(mode, backend)]
