@@ -61,11 +61,11 @@ def tune_decode(cfg: Config, beams: list[int], alphas: list[float], split: str =
     """BLEU on ``split`` for every beam size x length penalty; writes ``tune-decode.tsv`` and returns the best.
 
     The length penalty only re-ranks a beam's finished hypotheses (which ones finish does not depend
-    on it), so each beam size is decoded once with n-best = beam and re-scored for every alpha.
+    on it), so each beam size is decoded once, keeping every finished hypothesis (at most K - 1 ended
+    by EOS plus K cut at the length limit), and re-scored for every alpha.
     """
     import dataclasses
 
-    from seq2seq.search import length_penalty
     from seq2seq.translator import Translator
 
     if split not in cfg.data.splits or split == "train":
@@ -74,11 +74,10 @@ def tune_decode(cfg: Config, beams: list[int], alphas: list[float], split: str =
     src, ref = read_split(cfg, split)
     rows = []
     for beam in beams:
-        dc = dataclasses.replace(cfg.decode, beam_size=beam, n_best=beam)
+        dc = dataclasses.replace(cfg.decode, beam_size=beam, n_best=2 * beam)
         nbest = translator.hypotheses(src, dc)
         for alpha in alphas:
-            best = [max(h, key=lambda x: x.logprob / length_penalty(len(x.tokens) + 1, alpha)) if h else None
-                    for h in nbest]
+            best = [max(h, key=lambda x: x.rescore(alpha)) if h else None for h in nbest]
             hyps = [translator.tgt_tok.decode([b.tokens])[0] if b else "" for b in best]
             s = score(hyps, ref)
             rows.append({"beam_size": beam, "length_penalty": alpha, "bleu": s["bleu"], "chrf": s["chrf"]})

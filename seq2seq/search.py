@@ -21,6 +21,17 @@ class Hypothesis:
     logprob: float  # sum of token log-probabilities (EOS included when it was produced)
     score: float  # logprob / length penalty, used for ranking
     attention: Optional[torch.Tensor] = field(default=None, repr=False)  # (len(tokens) [+1], S)
+    eos: bool = True  # ended with EOS (False: cut at the length limit)
+
+    def rescore(self, alpha: float) -> float:
+        """The score under length penalty ``alpha``: the length counts EOS when it was produced."""
+        return self.logprob / length_penalty(len(self.tokens) + self.eos, alpha)
+
+
+def _finished(tokens: list[int], logprob: float, alpha: float, attention, eos: bool) -> Hypothesis:
+    hyp = Hypothesis(tokens, logprob, 0.0, attention, eos)
+    hyp.score = hyp.rescore(alpha)
+    return hyp
 
 
 def _step(model, prev: torch.Tensor, state):
@@ -52,6 +63,7 @@ def greedy(model, src: torch.Tensor, lengths: torch.Tensor, max_len_ratio: float
     active = list(range(B))  # original index of each active row
     out_tokens: list[list[int]] = [[] for _ in range(B)]
     out_logp = [0.0] * B
+    out_eos = [False] * B
     out_attn: list[list[torch.Tensor]] = [[] for _ in range(B)]
     t = 0
     while active:
@@ -63,7 +75,9 @@ def greedy(model, src: torch.Tensor, lengths: torch.Tensor, max_len_ratio: float
             out_logp[b] += lps[row]
             if return_attention:
                 out_attn[b].append(attn[row].float().cpu())
-            if toks[row] != EOS:
+            if toks[row] == EOS:
+                out_eos[b] = True
+            else:
                 out_tokens[b].append(toks[row])
                 if t + 1 < limits[b]:
                     keep.append(row)
@@ -77,7 +91,7 @@ def greedy(model, src: torch.Tensor, lengths: torch.Tensor, max_len_ratio: float
     hyps = []
     for b in range(B):
         attn_b = torch.stack(out_attn[b]) if return_attention else None
-        hyps.append(Hypothesis(out_tokens[b], out_logp[b], out_logp[b], attn_b))
+        hyps.append(Hypothesis(out_tokens[b], out_logp[b], out_logp[b], attn_b, out_eos[b]))
     return hyps
 
 
@@ -133,9 +147,8 @@ def beam_search(model, src: torch.Tensor, lengths: torch.Tensor, beam_size: int 
             history = dict(zip(needed, tokens.index_select(0, index).tolist()))
             for b, row, lp in ends:
                 if len(finished[b]) < K:
-                    toks = history[row]
                     h_attn = attn_hist[row].cpu() if attn_hist is not None else None
-                    finished[b].append(Hypothesis(toks, lp, lp / length_penalty(len(toks) + 1, alpha), h_attn))
+                    finished[b].append(_finished(history[row], lp, alpha, h_attn, eos=True))
         rows = (torch.arange(A, device=device).unsqueeze(1) * K + new_beam).view(-1)  # (A*K,)
         tokens = torch.cat([tokens.index_select(0, rows), new_tok.view(-1, 1)], dim=1)
         if attn_hist is not None:
@@ -155,8 +168,7 @@ def beam_search(model, src: torch.Tensor, lengths: torch.Tensor, beam_size: int 
                     lp = live_scores[a][k]
                     if lp > float("-inf"):
                         h_attn = attn_hist[a * K + k].cpu() if attn_hist is not None else None
-                        finished[b].append(Hypothesis(live_tokens[a * K + k], lp,
-                                                      lp / length_penalty(t, alpha), h_attn))
+                        finished[b].append(_finished(live_tokens[a * K + k], lp, alpha, h_attn, eos=False))
                 continue
             keep.append(a)
         if len(keep) < A:

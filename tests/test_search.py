@@ -299,6 +299,23 @@ def test_length_penalty_alpha_zero_ranks_by_logprob_and_alpha_follows_gnmt():
     assert saw_eos and saw_limit and moved
 
 
+def test_rescoring_the_full_n_best_list_equals_decoding_with_that_alpha():
+    """What tune-decode relies on: decode once, re-rank every finished hypothesis for any alpha."""
+    seqs = random_ids(16, VOCAB, 1, 9, seed=614)
+    limits = dict(max_len_ratio=1.0, max_len_offset=2)  # tight: many hypotheses are cut at the limit
+    model = eos_prone_model(14, seqs, ratio=1.0, offset=2)
+    src, lengths = tensors(seqs)
+    K = 4
+    pool = beam_search(model, src, lengths, K, alpha=0.0, n_best=2 * K, **limits)  # every finished hypothesis
+    assert any(not h.eos for hyps in pool for h in hyps) and any(h.eos for hyps in pool for h in hyps)
+    for alpha in (0.6, 1.5, 3.0):
+        decoded = beam_search(model, src, lengths, K, alpha=alpha, n_best=2 * K, return_attention=True, **limits)
+        for hyps, real in zip(pool, decoded):
+            assert all(h.eos == ended_with_eos(h) for h in real)
+            assert all(h.rescore(alpha) == pytest.approx(h.score, rel=1e-9) for h in real)
+            assert key(max(hyps, key=lambda h: h.rescore(alpha))) == key(real[0])
+
+
 # ---- ensembles ---------------------------------------------------------------------------------
 
 def test_ensemble_of_one_model_equals_the_model():
