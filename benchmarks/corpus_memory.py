@@ -27,14 +27,14 @@ STAGES = {
     "spm": "from seq2seq.tokenizer import train_tokenizers; train_tokenizers(cfg, log=lambda *_: None)",
     "token_ids": (
         "from seq2seq.tokenizer import load_tokenizers; from seq2seq.shards import build_pairs\n"
-        "from seq2seq.training import tokenizer_fingerprint\n"
+        "from seq2seq.tokenizer import tokenizers_fingerprint\n"
         "s, t = load_tokenizers(cfg.run_path)\n"
-        "build_pairs(cfg, s, t, tokenizer_fingerprint(s, t), log=lambda *_: None)"),
+        "build_pairs(cfg, s, t, tokenizers_fingerprint(s, t), log=lambda *_: None)"),
     "epoch_of_batches": (
         "from seq2seq.tokenizer import load_tokenizers; from seq2seq.shards import build_pairs\n"
-        "from seq2seq.training import tokenizer_fingerprint; from seq2seq.batches import make_batches, collate\n"
+        "from seq2seq.tokenizer import tokenizers_fingerprint; from seq2seq.batches import make_batches, collate\n"
         "s, t = load_tokenizers(cfg.run_path)\n"
-        "src, tgt = build_pairs(cfg, s, t, tokenizer_fingerprint(s, t), log=lambda *_: None)\n"
+        "src, tgt = build_pairs(cfg, s, t, tokenizers_fingerprint(s, t), log=lambda *_: None)\n"
         "n = 0\n"
         "for idx in make_batches(src.lengths, tgt.lengths, cfg.train.batch_tokens, 1, 0):\n"
         "    n += collate([src[i] for i in idx], [tgt[i] for i in idx]).ntokens\n"

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Decoding speed: sentences/s and output tokens/s, greedy and beam search, on Multi30k test_2016_flickr.
 
-End to end as seq2seq.translator.translate_lines does it: SentencePiece encoding of the source lines,
-decode_ids (length-sorted batches of --batch-size sentences, greedy for beam 1, beam_search
+End to end as seq2seq.translator.Translator.translate does it: SentencePiece encoding of the source
+lines, decode_ids (length-sorted batches of --batch-size sentences, greedy for beam 1, beam_search
 otherwise), SentencePiece decoding of the best hypotheses. One untimed warm-up batch first.
 
 The model is a trained run directory (--run-dir, via seq2seq.translator.load_run) or, by default,
@@ -33,15 +33,16 @@ from _common import (DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_WORKDIR, bench_conf
 
 import torch  # noqa: E402
 
-from seq2seq.compiled import MODES as COMPILE_MODES  # noqa: E402
-from seq2seq.config import DecodeConfig  # noqa: E402
+from seq2seq.config import CHOICES, DecodeConfig  # noqa: E402
 from seq2seq.data import read_split  # noqa: E402
 from seq2seq.errors import UserError  # noqa: E402
 from seq2seq.model import build_model, count_parameters  # noqa: E402
 from seq2seq.search import max_lengths  # noqa: E402
 from seq2seq.tokenizer import load_tokenizers  # noqa: E402
-from seq2seq.training import autocast_dtype, seed_everything  # noqa: E402
-from seq2seq.translator import decode_ids, load_run, pick_device  # noqa: E402
+from seq2seq.distributed import pick_device  # noqa: E402
+from seq2seq.precision import autocast_dtype  # noqa: E402
+from seq2seq.training import seed_everything  # noqa: E402
+from seq2seq.translator import Translator, load_run  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -79,6 +80,7 @@ def measure(args, model, src_tok, tgt_tok, lines, keep, src_ids, limits, env, cf
             precision, eager_texts) -> None:
     """Time one (beam size, precision, compile mode) setting and emit its JSON line."""
     device, beam, mode = next(model.parameters()).device, dc.beam_size, dc.compile_search
+    translator = Translator([model], src_tok, tgt_tok, cfg, device)  # compiles once per mode, for warm-up and timing
     src_tokens = sum(len(s) for s in src_ids)
     ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
     if mode == "off":  # warm-up: one batch of the longest sentences, untimed
@@ -90,7 +92,7 @@ def measure(args, model, src_tok, tgt_tok, lines, keep, src_ids, limits, env, cf
     sync(device)
     t0 = time.perf_counter()
     with ctx():
-        decode_ids(model, [src_ids[i] for i in warm], dc, device)
+        translator.hypotheses_from_ids([src_ids[i] for i in warm], dc)
     sync(device)
     warm_s = time.perf_counter() - t0
     secs, hyps, texts, busy = [], None, None, []
@@ -98,9 +100,9 @@ def measure(args, model, src_tok, tgt_tok, lines, keep, src_ids, limits, env, cf
         sync(device)
         cpu = CpuShare()
         t0 = time.perf_counter()
-        # == translate_lines(model, src_tok, tgt_tok, lines, dc, device), keeping the hypotheses
+        # == translator.translate(lines, dc), keeping the hypotheses
         with ctx():
-            hyps = decode_ids(model, src_tok.encode([lines[i] for i in keep]), dc, device)
+            hyps = translator.hypotheses([lines[i] for i in keep], dc)
         texts = tgt_tok.decode([h[0].tokens for h in hyps])
         sync(device)
         secs.append(time.perf_counter() - t0)
@@ -141,7 +143,7 @@ def measure(args, model, src_tok, tgt_tok, lines, keep, src_ids, limits, env, cf
             "batch_size": dc.batch_size, "beam_size": beam, "length_penalty": dc.length_penalty,
             "max_len_ratio": dc.max_len_ratio, "max_len_offset": dc.max_len_offset,
             "repeats": args.repeats, "warmup": warm_desc,
-            "timed": "SPM encode + decode_ids + SPM decode (as translate_lines)",
+            "timed": "SPM encode + decode_ids + SPM decode (as Translator.translate)",
             "tokens_counted": "output pieces of the best hypothesis, EOS not counted",
         },
     })
@@ -174,9 +176,10 @@ def main(argv=None) -> int:
             arch = cfg.model
         precisions = csv_list(args.precision)
         compile_modes = csv_list(args.compile)
+        modes = CHOICES["decode.compile_search"]
         for m in compile_modes:
-            if m not in COMPILE_MODES:
-                raise UserError(f"--compile: unknown mode {m!r} (choose from {', '.join(COMPILE_MODES)})")
+            if m not in modes:
+                raise UserError(f"--compile: unknown mode {m!r} (choose from {', '.join(modes)})")
         amps = {p: autocast_dtype(p, device) for p in precisions}
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -184,7 +187,7 @@ def main(argv=None) -> int:
 
     keep = [i for i, x in enumerate(lines) if x.strip()]
     if len(keep) != len(lines):
-        info(f"{len(lines) - len(keep)} empty source lines are skipped (translate_lines gives them empty output)")
+        info(f"{len(lines) - len(keep)} empty source lines are skipped (Translator.translate gives them empty output)")
     env = environment(device)
     src_ids = src_tok.encode([lines[i] for i in keep])  # for the statistics only; the timed run encodes again
     src_tokens = sum(len(s) for s in src_ids)

@@ -25,7 +25,8 @@ stdout: one JSON object per line (one per variant, then the ratio lines); progre
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
+import functools
 import gc
 import json
 import statistics
@@ -40,36 +41,37 @@ from _common import (DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_WORKDIR, bench_conf
 import torch  # noqa: E402
 
 from seq2seq.batches import collate, make_batches  # noqa: E402
-from seq2seq.compiled import MODES as COMPILE_MODES, bucket_len, bucket_rows, compile_training  # noqa: E402
+from seq2seq.compiled import bucket_len, bucket_rows  # noqa: E402
+from seq2seq.config import CHOICES  # noqa: E402
+from seq2seq.distributed import Dist, pick_device  # noqa: E402
 from seq2seq.errors import UserError  # noqa: E402
-from seq2seq.model import Seq2Seq, build_model, count_parameters  # noqa: E402
+from seq2seq.step import loss_fn, train_step  # noqa: E402
+from seq2seq.model import DecoderState, Seq2Seq, count_parameters  # noqa: E402
+from seq2seq.precision import autocast, autocast_dtype  # noqa: E402
 from seq2seq.tokenizer import load_tokenizers  # noqa: E402
-from seq2seq.training import autocast_dtype, load_pairs, loss_fn, seed_everything  # noqa: E402
-from seq2seq.translator import pick_device  # noqa: E402
+from seq2seq.training import load_pairs, seed_everything, setup_parts  # noqa: E402
 
 MODES = ("hoisted", "stepped")
 
 
 def stepped_forward(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-    """The plain eager path: decoder.step per position (teacher forcing), then the output layer once.
+    """The plain eager path: the search step's LSTMCell per position (teacher forcing), then the output
+    layer once.
 
     Same numbers as model(src, lengths, tgt_in) (checked below in eval mode); only the hoisting of the
     embedding/input projection out of the time loop differs.
     """
+    dec = model.decoder
     state = model.encode(src, lengths)
     feeds = []
     for t in range(tgt_in.size(1)):
-        feed, state, _ = model.decoder.step(tgt_in[:, t], state)
+        emb = dec.drop(dec.embed(tgt_in[:, t]))  # (B, E)
+        x = torch.cat([emb, state.feed], dim=1) if dec.input_feeding else emb
+        h0, c0 = dec.cells[0](x, (state.h[0], state.c[0]))
+        h, c, feed, _ = dec.finish_step(h0, c0, state)
+        state = DecoderState(h, c, feed, state.memory, state.keys, state.mask)
         feeds.append(feed)
-    return model.decoder.logits(torch.stack(feeds, dim=1))  # (B, T, V)
-
-
-def forward(model, mode: str, b):
-    return stepped_forward(model, b.src, b.lengths, b.tgt_in) if mode == "stepped" else model(b.src, b.lengths, b.tgt_in)
-
-
-def autocast_ctx(device: torch.device, dtype):
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+    return dec.logits(torch.stack(feeds, dim=1))  # (B, T, V)
 
 
 def parse_args(argv=None):
@@ -87,7 +89,7 @@ def parse_args(argv=None):
                    help="comma-separated train.precision values measured side by side: fp32,bf16,fp16,auto")
     p.add_argument("--baseline", action="store_true",
                    help="also measure the stepped (un-hoisted) decoder and print the hoisting speed-up")
-    p.add_argument("--compile", default="off", choices=COMPILE_MODES,
+    p.add_argument("--compile", default="off", choices=CHOICES["train.compile"],
                    help="also measure the hoisted model with train.compile=MODE (default: off)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--batch-tokens", type=int, default=0, help="override train.batch_tokens (0: the recipe's)")
@@ -148,14 +150,19 @@ class Bench:
             **self.batch_stats,
         }
 
-    def new_model(self, compiled: bool = False):
+    def new_parts(self, precision: str, mode: str):
+        """seq2seq.training's parts (model, optimizer, schedule, scaler) from the seeded initial weights;
+        the stepped variant swaps in the un-hoisted forward."""
         seed_everything(self.cfg.train.seed)
-        model = build_model(self.cfg.model, len(self.src_tok), len(self.tgt_tok)).to(self.device)
-        if compiled:
-            compile_training(model, self.args.compile)
-        return model
+        compile_mode = self.args.compile if mode == "compiled" else "off"
+        cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, precision=precision,
+                                                                      compile=compile_mode))
+        parts = setup_parts(cfg, len(self.src_tok), len(self.tgt_tok), Dist(self.device))
+        if mode == "stepped":
+            parts.forward = functools.partial(stepped_forward, parts.model)
+        return parts
 
-    def compile_shapes(self, model, amp) -> float:
+    def compile_shapes(self, parts) -> float:
         """Forward + backward once per bucket shape of the batches (no optimizer step): seconds taken."""
         t0, seen = time.perf_counter(), set()
         for cpu_batch in self.batches:
@@ -164,10 +171,10 @@ class Bench:
                 continue
             seen.add(key[:2])
             b = cpu_batch.to(self.device)
-            with autocast_ctx(self.device, amp):
-                logits = model(b.src, b.lengths, b.tgt_in)
+            with autocast(self.device, parts.amp_dtype):
+                logits = parts.forward(b.src, b.lengths, b.tgt_in)
             loss_fn(logits, b.tgt_out, 0.0).backward()
-            model.zero_grad(set_to_none=True)
+            parts.model.zero_grad(set_to_none=True)
             info(f"  compiled shape bucket {key[:2]} ({len(seen)})")
         sync(self.device)
         return time.perf_counter() - t0
@@ -175,34 +182,21 @@ class Bench:
     def run_variant(self, precision: str, mode: str) -> dict:
         """Warm-up + timed steps of one variant from freshly initialized weights."""
         a, tc, device = self.args, self.cfg.train, self.device
-        amp = autocast_dtype(precision, device)
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         rss_before, peak_before = current_rss_mib(), peak_rss_mib()
         cpu = CpuShare()
-        model = self.new_model(compiled=mode == "compiled")
-        model.train()
-        compile_s = self.compile_shapes(model, amp) if mode == "compiled" else None
-        optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+        parts = self.new_parts(precision, mode)
+        parts.model.train()
+        compile_s = self.compile_shapes(parts) if mode == "compiled" else None
         times, losses = [], []
-        for k, cpu_batch in enumerate(self.batches):
+        for k, b in enumerate(self.batches):
             sync(device)
             t0 = time.perf_counter()
-            b = cpu_batch.to(device)
-            with autocast_ctx(device, amp):
-                logits = forward(model, mode, b)
-            loss = loss_fn(logits, b.tgt_out, tc.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss / b.ntokens).backward()
-            scaler.unscale_(optimizer)
-            if tc.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            del logits
+            # the real training step (seq2seq.loop.train_step): schedule, autocast, scaler, clipping, Adam
+            loss, _ = train_step(parts, [(b, 1.0)], 1.0 / b.ntokens, parts.schedule.lr(k + 1), tc)
             sync(device)
             dt = time.perf_counter() - t0
             if k >= a.warmup:
@@ -213,7 +207,7 @@ class Bench:
         out = {"seconds": sum(times), "step_ms": [round(t * 1000, 1) for t in times],
                "other_cpu_busy": cpu.other_busy(),
                "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
-               "params": count_parameters(model)}
+               "params": count_parameters(parts.model)}
         if compile_s is not None:
             out["compile_seconds"] = round(compile_s, 1)
         if device.type == "cuda":
@@ -227,21 +221,22 @@ class Bench:
             out["rss_before_variant_mib"] = rss_before
             out["peak_rss_raised_by_variant"] = out["peak_mem_mib"] > peak_before
         busy_warning(out["other_cpu_busy"], f"{precision}/{mode}")
-        del model, optimizer
+        del parts
         gc.collect()
         return out
 
     def check_equivalence(self, mode: str = "stepped") -> float:
         """max |hoisted - stepped (or compiled)| logits on the first batch, eval mode, fp32."""
-        model = self.new_model().eval()
+        model = self.new_parts("fp32", "hoisted").model.eval()
         b = self.batches[0].to(self.device)
         with torch.no_grad():
             ref = model(b.src, b.lengths, b.tgt_in)
             if mode == "stepped":
                 other = stepped_forward(model, b.src, b.lengths, b.tgt_in)
             else:
-                compiled = self.new_model(compiled=True).eval()
-                other = compiled(b.src, b.lengths, b.tgt_in)
+                compiled = self.new_parts("fp32", "compiled")
+                compiled.model.eval()
+                other = compiled.forward(b.src, b.lengths, b.tgt_in)
             diff = (ref - other).abs().max()
         return diff.item()
 

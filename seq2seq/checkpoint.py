@@ -123,3 +123,16 @@ def average(paths: list[Path], out: Path) -> dict[str, Any]:
     payload.update(model=model, averaged_from=[str(Path(p).name) for p in paths])
     save(out, payload)
     return payload
+
+
+def average_run(run_dir: Path, names: list[str], last_n: int, out_name: str) -> tuple[list[Path], Path]:
+    """Average the checkpoints ``names`` of a run (default: its newest ``last_n`` step-*.pt) into
+    ``checkpoints/<out_name>.pt``; returns (the averaged files, the output)."""
+    folder = Path(run_dir) / "checkpoints"
+    paths = [folder / f"{n}.pt" for n in names] if names else sorted(folder.glob("step-*.pt"))[-last_n:]
+    if not paths:
+        raise UserError(f"no step-*.pt checkpoints in {folder}: train with keep_checkpoints=N, or name them "
+                        f"with --checkpoints")
+    out = folder / f"{out_name}.pt"
+    average(paths, out)
+    return paths, out

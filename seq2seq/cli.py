@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from seq2seq.config import OUTPUT_FORMATS
 from seq2seq.errors import UserError
 
 RECIPE = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
@@ -85,7 +86,7 @@ def config_cmd(recipe, overrides, stamps):
     """Print the resolved configuration (recipe + overrides) as YAML."""
     import yaml
 
-    from seq2seq.config import write_stamps
+    from seq2seq.stamps import write_stamps
 
     cfg = _config(recipe, overrides)
     if stamps:
@@ -105,7 +106,7 @@ def config_cmd(recipe, overrides, stamps):
               help="GNMT length penalty alpha (default: the run's).")
 @click.option("--n-best", type=click.IntRange(1), default=1, help="Hypotheses per input line (needs --format json "
               "or prints them tab-separated with scores when above 1).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text",
               help="text: one translation per line; json: one JSON object per line with hypotheses and scores.")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Sentences per decoding batch.")
 @click.option("--checkpoint", default="best", show_default=True, metavar="NAME",
@@ -121,12 +122,12 @@ def translate(run_dirs, input_path, output_path, beam_size, length_penalty, n_be
     Reads INPUT (or stdin) line by line, streaming in chunks, and writes exactly one output line per
     input line; empty lines stay empty. Output to a file is written atomically.
     """
-    from seq2seq.textio import translate_files
+    from seq2seq.translate import TranslateIO, translate as run
 
-    translate_files(list(run_dirs), input_path, output_path, beam_size=beam_size, length_penalty=length_penalty,
-                    n_best=n_best, fmt=fmt, batch_size=batch_size, checkpoint=checkpoint, device=device,
-                    replace_invalid=replace_invalid, attention_png=attention_png,
-                    interactive=input_path is None and sys.stdin.isatty())
+    io = TranslateIO(input=input_path, output=output_path, fmt=fmt, replace_invalid=replace_invalid,
+                     attention_png=attention_png, interactive=input_path is None and sys.stdin.isatty())
+    run(list(run_dirs), io, checkpoint, device, beam_size=beam_size, length_penalty=length_penalty,
+        batch_size=batch_size, n_best=n_best)
 
 
 @cli.command()
@@ -165,15 +166,10 @@ def info(run_dir, as_json):
               help="Write <run_dir>/checkpoints/NAME.pt; translate/evaluate with --checkpoint NAME.")
 def average(run_dir, last_n, names, out_name):
     """Average the parameters of several checkpoints into one."""
-    from seq2seq.checkpoint import average as run
+    from seq2seq.checkpoint import average_run
 
-    folder = run_dir / "checkpoints"
-    paths = [folder / f"{n}.pt" for n in names] if names else sorted(folder.glob("step-*.pt"))[-last_n:]
-    if not paths:
-        raise UserError(f"no step-*.pt checkpoints in {folder}: train with keep_checkpoints=N, or name them "
-                        f"with --checkpoints")
-    run(paths, folder / f"{out_name}.pt")
-    click.echo(f"averaged {', '.join(p.name for p in paths)} -> {folder / (out_name + '.pt')}")
+    paths, out = average_run(run_dir, list(names), last_n, out_name)
+    click.echo(f"averaged {', '.join(p.name for p in paths)} -> {out}")
 
 
 @cli.command("tune-decode")

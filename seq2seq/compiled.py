@@ -9,9 +9,10 @@ positions up to a multiple of 16. Padding changes no real row's numbers: rows ne
 step, padded rows are sliced off (their gradients are zero), and padded source positions are
 masked (attention weight exactly 0).
 
-What is compiled is the per-position step only (:meth:`Decoder.recur_step` in training,
-:meth:`Seq2Seq.decode_tensors` in search); the fused cuDNN GRU encoder, the output layer over
-all positions and the loss stay eager, as ``nn.GRU``/``nn.LSTM`` break graphs.
+Compiling wraps a function, as gpt-fast does (``step = torch.compile(step)``); nothing on the
+model is patched. What is compiled is the per-position step only (:meth:`Decoder.recur_step` in
+training, :meth:`Seq2Seq.step_tensors` in search); the fused cuDNN GRU encoder, the output layer
+over all positions and the loss stay eager, as ``nn.GRU``/``nn.LSTM`` break graphs.
 
 ``train.compile`` and ``decode.compile_search`` choose the mode (off by default). Compiling costs
 seconds to minutes once per bucket shape seen, so it pays on long GPU runs, not on short CPU ones.
@@ -20,14 +21,13 @@ seconds to minutes once per bucket shape seen, so it pays on long GPU runs, not 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
-from seq2seq.model import DecoderState, Seq2Seq
+from seq2seq.model import DecoderState, Seq2Seq, run_positions
 from seq2seq.tokenizer import BOS
-
-MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 def bucket_rows(n: int) -> int:
@@ -40,14 +40,20 @@ def bucket_len(s: int) -> int:
     return -(-s // 16) * 16
 
 
-def _compile(fn, mode: str, backend: str):
+def compile_step(fn: Callable, mode: str, backend: str = "inductor") -> Callable:
+    """``torch.compile(fn)`` for one of the ``*.compile`` modes; ``backend`` other than inductor
+    (tests on CPU: aot_eager) traces and runs without generating code."""
     if hasattr(torch._dynamo.config, "recompile_limit"):  # one entry per bucket shape (and train/eval)
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     else:  # older torch
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    if backend != "inductor":  # tests on CPU: dynamo + aot_eager, no code generation
+    if backend != "inductor":
         return torch.compile(fn, backend=backend)
     return torch.compile(fn, mode=None if mode == "default" else mode)
+
+
+def uses_cuda_graphs(mode: str, backend: str = "inductor") -> bool:
+    return mode == "reduce-overhead" and backend == "inductor"
 
 
 def pad_state(state: DecoderState, rows: int, length: int) -> DecoderState:
@@ -66,28 +72,28 @@ def pad_state(state: DecoderState, rows: int, length: int) -> DecoderState:
     return state
 
 
-def compile_training(model: Seq2Seq, mode: str, backend: str = "inductor") -> None:
-    """Make ``model``'s teacher-forced forward run a compiled :meth:`Decoder.recur_step` on bucketed shapes.
+def training_loop(model: Seq2Seq, mode: str, backend: str = "inductor") -> Optional[Callable]:
+    """The ``loop`` argument of ``model(src, lengths, tgt_in, loop=...)`` that runs a compiled
+    :meth:`Decoder.recur_step` on bucketed shapes; None when ``mode`` is off (the eager loop).
 
     The parameters and the results are those of the eager model (tests: same loss and gradients).
     """
     if mode == "off":
-        return
-    dec = model.decoder
-    step = _compile(dec.recur_step, mode, backend)
-    graphs = mode == "reduce-overhead" and backend == "inductor"
+        return None
+    step = compile_step(model.decoder.recur_step, mode, backend)
+    graphs = uses_cuda_graphs(mode, backend)
 
-    def recurrence(gates_x, w_rec, state, step_fn=None):  # gates_x (B, T, 4H)
-        B, S = gates_x.size(0), state.memory.size(1)
+    def loop(gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        B, S = gates_x.size(0), state.memory.size(1)  # gates_x (B, T, 4H)
         rows = bucket_rows(B)
         if rows > B:
             gates_x = torch.cat([gates_x, gates_x[:1].expand(rows - B, -1, -1)])
         state = pad_state(state, rows, bucket_len(S))
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        return type(dec).recurrence(dec, gates_x, w_rec, state, step)[:B]  # (B, T, H)
+        return run_positions(step, gates_x, w_rec, state)[:B]  # (B, T, H)
 
-    dec.recurrence = recurrence  # an instance attribute: the module's parameters and state_dict are unchanged
+    return loop
 
 
 @dataclass
@@ -117,8 +123,8 @@ class CompiledDecoder:
 
     def __init__(self, model: Seq2Seq, mode: str = "default", backend: str = "inductor"):
         self.model = model
-        self.step = _compile(model.decode_tensors, mode, backend)
-        self.graphs = mode == "reduce-overhead" and backend == "inductor"
+        self.step = compile_step(model.step_tensors, mode, backend)
+        self.graphs = uses_cuda_graphs(mode, backend)
 
     def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> BucketState:
         state = self.model.encode(src, lengths)
@@ -136,14 +142,3 @@ class CompiledDecoder:
         logp, h, c, feed, weights = self.step(prev, p.h, p.c, p.feed, p.memory, p.keys, p.mask)
         new = BucketState(DecoderState(h, c, feed, p.memory, p.keys, p.mask), n, state.length)
         return logp[:n].clone(), new, weights[:n, :state.length]
-
-
-def for_search(model, mode: str, backend: str = "inductor"):
-    """``model`` itself when ``mode`` is off, else its :class:`CompiledDecoder` (one per model and mode,
-    so repeated decoding reuses the compiled code)."""
-    if mode == "off":
-        return model
-    cache = model.__dict__.setdefault("_compiled_search", {})  # a plain attribute, not part of state_dict
-    if (mode, backend) not in cache:
-        cache[(mode, backend)] = CompiledDecoder(model, mode, backend)
-    return cache[(mode, backend)]

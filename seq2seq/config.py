@@ -10,16 +10,16 @@ that names the key.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import yaml
 
+from seq2seq.coerce import build, resolve_key
 from seq2seq.errors import UserError
 
 
@@ -147,7 +147,9 @@ class Config:
         return dataclasses.asdict(self)
 
 
-SECTIONS = {"data": DataConfig, "spm": SpmConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
+OUTPUT_FORMATS = ("text", "json")  # seq2seq translate --format
+SECTIONS = {"data": DataConfig, "spm": SpmConfig, "model": ModelConfig, "train": TrainConfig,
+            "decode": DecodeConfig}
 CHOICES = {
     "data.source": ("embedded", "hub", "text", "tsv", "jsonl"),
     "spm.model_type": ("unigram", "bpe"),
@@ -159,90 +161,6 @@ CHOICES = {
 }
 
 
-def _coerce(key: str, value: Any, typ: Any) -> Any:
-    """Convert ``value`` to ``typ`` or raise a UserError naming ``key``."""
-    origin = typing.get_origin(typ)
-    if origin is typing.Union:  # Optional[X]
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
-            return None
-        (typ,) = [a for a in typing.get_args(typ) if a is not type(None)]
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise UserError(f"config key '{key}': expected true/false, got {value!r}")
-    if typ is int:
-        if isinstance(value, bool):
-            raise UserError(f"config key '{key}': expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        try:
-            return int(str(value))
-        except ValueError:
-            raise UserError(f"config key '{key}': expected an integer, got {value!r}") from None
-    if typ is float:
-        if isinstance(value, bool):
-            raise UserError(f"config key '{key}': expected a number, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"config key '{key}': expected a number, got {value!r}") from None
-        if not math.isfinite(number):
-            raise UserError(f"config key '{key}': expected a finite number, got {value!r}")
-        return number
-    if typ is str:
-        if value is None or isinstance(value, (dict, list)):
-            raise UserError(f"config key '{key}': expected a string, got {value!r}")
-        return str(value)
-    if typ is dict:
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
-        if not isinstance(value, dict):
-            raise UserError(f"config key '{key}': expected a mapping, got {value!r}")
-        return {str(k): v for k, v in value.items()}
-    raise AssertionError(f"unsupported config type {typ} for {key}")
-
-
-def _build(cls, values: dict, prefix: str):
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        full = f"{prefix}{key}"
-        if key not in names:
-            raise UserError(f"unknown config key '{full}'")
-        if key in SECTIONS and not prefix:
-            if not isinstance(value, dict):
-                raise UserError(f"config key '{key}': expected a section (mapping), got {value!r}")
-            kwargs[key] = _build(SECTIONS[key], value, f"{key}.")
-        else:
-            kwargs[key] = _coerce(full, value, hints[key])
-    return cls(**kwargs)
-
-
-def _resolve_key(key: str) -> tuple[str, ...]:
-    """``max_steps`` -> ("train", "max_steps"); ``train.max_steps`` stays; unknown raises."""
-    parts = tuple(key.split("."))
-    if len(parts) == 2 and parts[0] in SECTIONS:
-        if parts[1] not in {f.name for f in dataclasses.fields(SECTIONS[parts[0]])}:
-            raise UserError(f"unknown config key '{key}'")
-        return parts
-    if len(parts) == 1:
-        if parts[0] in ("name", "run_dir"):
-            return parts
-        owners = [s for s, cls in SECTIONS.items() if parts[0] in {f.name for f in dataclasses.fields(cls)}]
-        if len(owners) == 1:
-            return (owners[0], parts[0])
-        if len(owners) > 1:
-            raise UserError(f"config key '{key}' is ambiguous: write one of " + ", ".join(f"{o}.{key}" for o in owners))
-    raise UserError(f"unknown config key '{key}'")
-
-
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict:
     """Turn ``["max_steps=200", "model.dropout=0.1"]`` into a nested dict."""
     nested: dict = {}
@@ -250,7 +168,7 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict:
         if "=" not in item:
             raise UserError(f"override '{item}' is not of the form key=value")
         key, raw = item.split("=", 1)
-        parts = _resolve_key(key.strip())
+        parts = resolve_key(key.strip(), SECTIONS, ("name", "run_dir"))
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
@@ -276,7 +194,7 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def from_dict(values: dict) -> Config:
-    cfg = _build(Config, values, "")
+    cfg = build(Config, values, "", SECTIONS)
     validate(cfg)
     return cfg
 
@@ -296,50 +214,70 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     return from_dict(_merge(values, parse_overrides(overrides)))
 
 
+# The allowed range of every number in a recipe, as an interval: "[" / "]" include the bound,
+# "(" / ")" exclude it. tests/test_config.py checks that every int and float field is listed.
+RANGES = {
+    "data.embedded_seed": "[0, inf)",
+    "spm.vocab_size": "[1, inf)", "spm.character_coverage": "(0, 1]", "spm.input_sentence_size": "[0, inf)",
+    "model.emb_dim": "[1, inf)", "model.enc_hidden": "[1, inf)", "model.enc_layers": "[1, inf)",
+    "model.dec_hidden": "[1, inf)", "model.dec_layers": "[1, inf)", "model.attn_dim": "[1, inf)",
+    "model.dropout": "[0, 1)", "model.word_dropout": "[0, 1)",
+    "train.seed": "[0, inf)", "train.batch_tokens": "[1, inf)", "train.accum_steps": "[1, inf)",
+    "train.lr": "(0, inf)", "train.weight_decay": "[0, inf)", "train.clip_norm": "[0, inf)",
+    "train.label_smoothing": "[0, 1)", "train.max_steps": "[0, inf)", "train.max_epochs": "[0, inf)",
+    "train.valid_every": "[1, inf)", "train.log_every": "[1, inf)", "train.patience": "[0, inf)",
+    "train.warmup_steps": "[0, inf)", "train.lr_patience": "[1, inf)", "train.lr_factor": "(0, 1]",
+    "train.min_lr": "[0, inf)", "train.valid_beam": "[1, inf)", "train.samples": "[0, inf)",
+    "train.max_len": "[1, inf)", "train.filter_ratio": "[0, inf)", "train.threads": "[0, inf)",
+    "train.keep_checkpoints": "[0, inf)",
+    "decode.beam_size": "[1, inf)", "decode.length_penalty": "[0, inf)", "decode.max_len_ratio": "(0, inf)",
+    "decode.max_len_offset": "[0, inf)", "decode.batch_size": "[1, inf)", "decode.n_best": "[1, inf)",
+}
+
+
+def in_range(value: float, interval: str) -> bool:
+    """Whether ``value`` lies in an interval written as in RANGES, e.g. "(0, 1]"."""
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
+
+
+def _get(cfg: Config, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
 def validate(cfg: Config) -> None:
+    """Every choice and range above, then the rules that tie keys together."""
     for key, allowed in CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in allowed:
-            raise UserError(f"config key '{key}': {value!r} is not one of {', '.join(allowed)}")
-    positive = ["spm.vocab_size", "model.emb_dim", "model.enc_hidden", "model.enc_layers", "model.dec_hidden",
-                "model.dec_layers", "model.attn_dim", "train.batch_tokens", "train.accum_steps", "train.valid_every", "train.log_every",
-                "train.max_len", "decode.beam_size", "decode.batch_size", "decode.n_best"]
-    for key in positive:
-        section, name = key.split(".")
-        if getattr(getattr(cfg, section), name) <= 0:
-            raise UserError(f"config key '{key}' must be positive")
+        if _get(cfg, key) not in allowed:
+            raise UserError(f"config key '{key}': {_get(cfg, key)!r} is not one of {', '.join(allowed)}")
+    for key, interval in RANGES.items():
+        if not in_range(_get(cfg, key), interval):
+            raise UserError(f"config key '{key}' must be in {interval}, got {_get(cfg, key)!r}")
+    _validate_relations(cfg)
+    _validate_data(cfg)
+
+
+def _validate_relations(cfg: Config) -> None:
     if cfg.train.lr_schedule == "cosine" and not cfg.train.max_steps:
         raise UserError("config key 'train.lr_schedule': cosine needs train.max_steps")
-    for key in ["train.max_steps", "train.max_epochs", "train.warmup_steps", "train.keep_checkpoints", "train.patience", "train.weight_decay", "train.threads",
-                "decode.length_penalty", "decode.max_len_offset", "train.filter_ratio"]:
-        section, name = key.split(".")
-        if getattr(getattr(cfg, section), name) < 0:
-            raise UserError(f"config key '{key}' must not be negative")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise UserError("config key 'model.dropout' must be in [0, 1)")
-    if not 0.0 <= cfg.model.word_dropout < 1.0:
-        raise UserError("config key 'model.word_dropout' must be in [0, 1)")
     if cfg.model.share_embeddings and not cfg.spm.joint:
         raise UserError("config key 'model.share_embeddings' needs spm.joint: true")
-    if not 0.0 <= cfg.train.label_smoothing < 1.0:
-        raise UserError("config key 'train.label_smoothing' must be in [0, 1)")
-    if not 0.0 < cfg.spm.character_coverage <= 1.0:
-        raise UserError("config key 'spm.character_coverage' must be in (0, 1]")
-    if cfg.train.lr <= 0:
-        raise UserError("config key 'train.lr' must be positive")
-    if cfg.decode.max_len_ratio <= 0:
-        raise UserError("config key 'decode.max_len_ratio' must be positive")
     if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", cfg.decode.checkpoint):
         raise UserError(f"config key 'decode.checkpoint': {cfg.decode.checkpoint!r} is not a checkpoint name")
     if cfg.decode.n_best > cfg.decode.beam_size:
         raise UserError("config key 'decode.n_best' must not exceed decode.beam_size")
+    if cfg.model.attention == "dot" and cfg.model.dec_hidden != 2 * cfg.model.enc_hidden:
+        raise UserError("config key 'model.attention': dot attention needs dec_hidden == 2 * enc_hidden")
+
+
+def _validate_data(cfg: Config) -> None:
     if "train" not in cfg.data.splits or "dev" not in cfg.data.splits:
         raise UserError("config key 'data.splits' must name a 'train' and a 'dev' split")
     if not cfg.test_sets:
         raise UserError("config key 'data.splits' must name at least one test split besides train and dev")
-    if cfg.model.attention == "dot" and cfg.model.dec_hidden != 2 * cfg.model.enc_hidden:
-        raise UserError("config key 'model.attention': dot attention needs dec_hidden == 2 * enc_hidden")
     for split, size in cfg.data.embedded_sizes.items():
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise UserError(f"config key 'data.embedded_sizes': size of '{split}' must be a whole number >= 0, "
@@ -349,32 +287,11 @@ def validate(cfg: Config) -> None:
     if cfg.data.source in ("hub",) and not cfg.data.dataset:
         raise UserError("config key 'data.dataset' is required when data.source is hub")
     if cfg.data.source in ("hub", "tsv", "jsonl") and not (cfg.data.src_field and cfg.data.tgt_field):
-        raise UserError(f"config keys 'data.src_field' and 'data.tgt_field' are required when data.source is {cfg.data.source}")
+        raise UserError(f"config keys 'data.src_field' and 'data.tgt_field' are required when data.source is "
+                        f"{cfg.data.source}")
 
 
 def save_config(cfg: Config, path: Path) -> None:
     from seq2seq.checkpoint import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
-
-
-# The settings each pipeline stage depends on; make reruns a stage when its stamp changes.
-STAGE_KEYS = {
-    "data": ["data"],
-    "spm": ["data", "spm"],
-    "train": ["data", "spm", "model", "train"],
-    "eval": ["data", "spm", "model", "train", "decode"],
-}
-
-
-def write_stamps(cfg: Config, folder: Path) -> None:
-    """``<folder>/<stage>.yaml`` with the settings of that stage, rewritten only when they changed."""
-    from seq2seq.checkpoint import atomic_write_text
-
-    values = cfg.to_dict()
-    folder = Path(folder)
-    for stage, sections in STAGE_KEYS.items():
-        text = yaml.safe_dump({s: values[s] for s in sections}, sort_keys=True, allow_unicode=True)
-        path = folder / f"{stage}.yaml"
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            atomic_write_text(path, text)

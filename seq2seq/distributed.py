@@ -1,4 +1,5 @@
-"""torch.distributed glue for ``torchrun``: process group from the environment, rank-0 helpers.
+"""Devices and processes: the device a setting names, and torch.distributed glue for ``torchrun``
+(process group from the environment, rank-0 helpers).
 
 Single-process runs never touch torch.distributed. Under torchrun (WORLD_SIZE > 1) the group is
 NCCL on CUDA and gloo on CPU, initialised from torchrun's environment (single- or multi-node).
@@ -11,6 +12,24 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from seq2seq.errors import UserError
+
+
+def pick_device(name: str = "auto", setting: str = "config key 'train.device'") -> torch.device:
+    """The device ``name`` (auto | cpu | cuda | cuda:N) names; ``setting`` says where the value came from
+    (e.g. "--device") for the error message."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"{setting}: unknown device {name!r} (auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{setting}: device '{name}' requested but CUDA is not available")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"{setting}: unsupported device {name!r} (auto, cpu, cuda or cuda:N)")
+    return device
 
 
 class Dist:

@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.attention import Attention
 from seq2seq.config import ModelConfig
-from seq2seq.tokenizer import BOS, EOS, PAD, UNK
+from seq2seq.tokenizer import EOS, PAD, UNK
 
 
 @dataclass
@@ -73,9 +73,7 @@ class Decoder(nn.Module):
         self.bridge = nn.Linear(M, 2 * cfg.dec_layers * H)  # encoder final state -> every layer's (h, c)
         self.combine = nn.Linear(M + H, H, bias=False)  # attentional vector tanh(W [ctx; h])
         self.pre_output = nn.Linear(H, E, bias=False) if cfg.tie_embeddings else None
-        self.output = nn.Linear(E if cfg.tie_embeddings else H, vocab)
-        if cfg.tie_embeddings:
-            self.output.weight = self.embed.weight
+        self.output = nn.Linear(E if cfg.tie_embeddings else H, vocab)  # tied to embed by build_model
         self.drop = nn.Dropout(cfg.dropout)
 
     def init_state(self, memory: torch.Tensor, final: torch.Tensor, mask: torch.Tensor) -> DecoderState:
@@ -86,7 +84,7 @@ class Decoder(nn.Module):
         feed = memory.new_zeros(B, self.hidden)
         return DecoderState(h, c, feed, memory, self.attention.project_keys(memory), mask)
 
-    def _upper_layers_and_attention(self, h0, c0, state: DecoderState):
+    def finish_step(self, h0, c0, state: DecoderState):
         """Layers 1..L-1 on top of layer 0's new (h0, c0), then attention. Returns the new state's pieces."""
         hs, cs, x = [h0], [c0], h0
         for i in range(1, self.layers):
@@ -101,69 +99,57 @@ class Decoder(nn.Module):
         """(..., H) attentional vectors -> (..., V) output scores."""
         return self.output(self.pre_output(feed) if self.pre_output is not None else feed)
 
-    def step(self, prev: torch.Tensor, state: DecoderState):
-        """Plain step: prev (B,) ids -> feed (B, H), new state, attention (B, S)."""
-        emb = self.drop(self.embed(prev))  # (B, E)
-        x = torch.cat([emb, state.feed], dim=1) if self.input_feeding else emb
-        h0, c0 = self.cells[0](x, (state.h[0], state.c[0]))
-        h, c, feed, weights = self._upper_layers_and_attention(h0, c0, state)
-        return feed, DecoderState(h, c, feed, state.memory, state.keys, state.mask), weights
+    def forward(self, tgt_in: torch.Tensor, state: DecoderState, loop=None) -> torch.Tensor:
+        """Teacher forcing: tgt_in (B, T) -> attentional vectors (B, T, H), equal to stepping decode_step.
 
-    def forward(self, tgt_in: torch.Tensor, state: DecoderState) -> torch.Tensor:
-        """Teacher forcing: tgt_in (B, T) -> attentional vectors (B, T, H), equal to T calls of step().
-
-        Layer 0's input projection of all embeddings (and both biases) is one matmul; each step then
-        adds one matmul of [feed; h] against the concatenated recurrent weights (:meth:`recur_step`).
+        Why it exists: training hoists what does not depend on the previous step. Layer 0's input
+        projection of all embeddings (and both biases) is one matmul; each position then adds one
+        matmul of [feed; h] against the concatenated recurrent weights (:meth:`recur_step`).
+        ``loop(gates_x, w_rec, state) -> feeds`` runs the positions: :func:`run_positions` over
+        :meth:`recur_step` by default; seq2seq.compiled passes one with a compiled step.
         """
-        cell = self.cells[0]
-        E = self.emb_dim
+        cell, E = self.cells[0], self.emb_dim
         emb = self.drop(self.embed(tgt_in))  # (B, T, E)
         gates_x = F.linear(emb, cell.weight_ih[:, :E], cell.bias_ih + cell.bias_hh)  # (B, T, 4H)
         w_rec = torch.cat([cell.weight_ih[:, E:], cell.weight_hh], dim=1)  # (4H, [H] + H)
-        return self.recurrence(gates_x, w_rec, state)
-
-    def recurrence(self, gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState,
-                   step_fn=None) -> torch.Tensor:
-        """gates_x (B, T, 4H) -> attentional vectors (B, T, H): ``step_fn`` (default recur_step) per position.
-
-        seq2seq.compiled replaces this with a version that runs a compiled step on padded shapes.
-        """
-        step_fn = step_fn or self.recur_step
-        feed, h, c = state.feed, state.h, state.c
-        feeds = []
-        for gx in gates_x.unbind(1):  # one backward node, not T full-size zero-filled gradients
-            feed, h, c = step_fn(gx, w_rec, feed, h, c, state.memory, state.keys, state.mask)
-            feeds.append(feed)
-        return torch.stack(feeds, dim=1)  # (B, T, H)
+        if loop is None:
+            return run_positions(self.recur_step, gates_x, w_rec, state)
+        return loop(gates_x, w_rec, state)
 
     def recur_step(self, gx, w_rec, feed, h, c, memory, keys, mask):
-        """One teacher-forced step on plain tensors: gx (B, 4H) layer 0's input gates, feed (B, H),
-        h/c (L, B, H), memory (B, S, M), keys (B, S, K), mask (B, S) -> new feed, h, c."""
+        """One teacher-forced position on plain tensors (what training compiles): gx (B, 4H) layer 0's
+        input gates, w_rec (4H, [H] + H), feed (B, H), h/c (L, B, H), memory (B, S, M), keys (B, S, K),
+        mask (B, S) -> new feed, h, c."""
         rec = torch.cat([feed, h[0]], dim=1) if self.input_feeding else h[0]
         gates = gx + F.linear(rec, w_rec)  # (B, 4H), gate order i, f, g, o
         i, f, g, o = gates.chunk(4, dim=1)
         c0 = torch.sigmoid(f) * c[0] + torch.sigmoid(i) * torch.tanh(g)
         h0 = torch.sigmoid(o) * torch.tanh(c0)
-        h, c, feed, _ = self._upper_layers_and_attention(h0, c0, DecoderState(h, c, feed, memory, keys, mask))
+        h, c, feed, _ = self.finish_step(h0, c0, DecoderState(h, c, feed, memory, keys, mask))
         return feed, h, c
 
 
+def run_positions(step_fn, gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState) -> torch.Tensor:
+    """gates_x (B, T, 4H) -> attentional vectors (B, T, H): ``step_fn`` (a :meth:`Decoder.recur_step`)
+    once per target position, carrying feed, h and c."""
+    feed, h, c = state.feed, state.h, state.c
+    feeds = []
+    for gx in gates_x.unbind(1):  # one backward node, not T full-size zero-filled gradients
+        feed, h, c = step_fn(gx, w_rec, feed, h, c, state.memory, state.keys, state.mask)
+        feeds.append(feed)
+    return torch.stack(feeds, dim=1)  # (B, T, H)
+
+
 class Seq2Seq(nn.Module):
-    def __init__(self, cfg: ModelConfig, src_vocab: int, tgt_vocab: int):
+    """Encoder + decoder; :func:`build_model` builds and wires them (embedding tying and sharing)."""
+
+    def __init__(self, cfg: ModelConfig, encoder: Encoder, decoder: Decoder):
         super().__init__()
         self.cfg = cfg
-        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
-        self.encoder = Encoder(src_vocab, cfg)
-        self.decoder = Decoder(tgt_vocab, cfg)
-        if cfg.share_embeddings:
-            if src_vocab != tgt_vocab:
-                raise ValueError("share_embeddings needs one joint vocabulary")
-            self.decoder.embed.weight = self.encoder.embed.weight
-            if cfg.tie_embeddings:
-                self.decoder.output.weight = self.encoder.embed.weight
+        self.encoder, self.decoder = encoder, decoder
 
     def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
-        """src (B, S) ids (each row ends with EOS), lengths (B,) -> the initial decoder state."""
+        """src (B, S) ids (each row ends with EOS), lengths (B,) -> the initial decoder state (search API)."""
         if self.training and self.cfg.word_dropout > 0:  # source word dropout: training only
             drop = (torch.rand(src.shape, device=src.device) < self.cfg.word_dropout) & (src != PAD) & (src != EOS)
             src = src.masked_fill(drop, UNK)
@@ -172,28 +158,43 @@ class Seq2Seq(nn.Module):
         return self.decoder.init_state(memory, final, mask)
 
     def decode_step(self, prev: torch.Tensor, state: DecoderState):
-        """prev (B,) previous target ids -> log-probs (B, V) float32, new state, attention (B, S)."""
-        logp, h, c, feed, weights = self.decode_tensors(prev, state.h, state.c, state.feed, state.memory,
-                                                        state.keys, state.mask)
+        """prev (B,) previous target ids -> log-probs (B, V) float32, new state, attention (B, S) (search API)."""
+        logp, h, c, feed, weights = self.step_tensors(prev, state.h, state.c, state.feed, state.memory,
+                                                      state.keys, state.mask)
         return logp, DecoderState(h, c, feed, state.memory, state.keys, state.mask), weights
 
-    def decode_tensors(self, prev, h, c, feed, memory, keys, mask):
-        """decode_step on plain tensors (what seq2seq.compiled compiles): -> log-probs (B, V), h, c
-        (L, B, H), feed (B, H), attention (B, S)."""
-        feed, state, weights = self.decoder.step(prev, DecoderState(h, c, feed, memory, keys, mask))
-        return torch.log_softmax(self.decoder.logits(feed).float(), dim=-1), state.h, state.c, feed, weights
+    def step_tensors(self, prev, h, c, feed, memory, keys, mask):
+        """:meth:`decode_step` on plain tensors, for compiling (dynamo and CUDA graphs take tensors):
+        -> log-probs (B, V), h, c (L, B, H), feed (B, H), attention (B, S)."""
+        dec = self.decoder
+        emb = dec.drop(dec.embed(prev))  # (B, E)
+        x = torch.cat([emb, feed], dim=1) if dec.input_feeding else emb
+        h0, c0 = dec.cells[0](x, (h[0], c[0]))
+        h, c, feed, weights = dec.finish_step(h0, c0, DecoderState(h, c, feed, memory, keys, mask))
+        return torch.log_softmax(dec.logits(feed).float(), dim=-1), h, c, feed, weights
 
-    def forward(self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced scores: src (B, S), lengths (B,), tgt_in (B, T) starting with BOS -> (B, T, V)."""
-        return self.decoder.logits(self.decoder(tgt_in, self.encode(src, lengths)))
+    def forward(self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor, loop=None) -> torch.Tensor:
+        """Teacher-forced scores (training): src (B, S), lengths (B,), tgt_in (B, T) starting with BOS
+        -> (B, T, V). ``loop``: how the decoder runs its positions (see :meth:`Decoder.forward`)."""
+        return self.decoder.logits(self.decoder(tgt_in, self.encode(src, lengths), loop))
 
 
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    return Seq2Seq(cfg, src_vocab, tgt_vocab)
+    """Build the encoder and decoder and wire their embeddings: the target embedding is the output
+    layer's weight (``tie_embeddings``), and with ``share_embeddings`` one embedding serves both sides."""
+    encoder, decoder = Encoder(src_vocab, cfg), Decoder(tgt_vocab, cfg)
+    if cfg.tie_embeddings:
+        decoder.output.weight = decoder.embed.weight
+    if cfg.share_embeddings:
+        if src_vocab != tgt_vocab:
+            raise ValueError("share_embeddings needs one joint vocabulary")
+        decoder.embed.weight = encoder.embed.weight
+        if cfg.tie_embeddings:
+            decoder.output.weight = encoder.embed.weight
+    return Seq2Seq(cfg, encoder, decoder)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-__all__ = ["DecoderState", "Seq2Seq", "build_model", "count_parameters", "BOS"]

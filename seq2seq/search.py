@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from seq2seq.config import DecodeConfig
 from seq2seq.tokenizer import BOS, EOS, PAD
 
 
@@ -180,3 +181,16 @@ def beam_search(model, src: torch.Tensor, lengths: torch.Tensor, beam_size: int 
                 attn_hist = attn_hist.index_select(0, rows)
             active = [active[a] for a in keep]
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
+
+
+def decode(model, src: torch.Tensor, lengths: torch.Tensor, cfg: DecodeConfig,
+           return_attention: bool = False) -> list[list[Hypothesis]]:
+    """The ``cfg.n_best`` best hypotheses per sentence: :func:`greedy` for beam 1 / 1-best, else
+    :func:`beam_search` (which equals greedy at beam 1). src (B, S), lengths (B,)."""
+    if cfg.beam_size == 1 and cfg.n_best == 1:
+        hyps = greedy(model, src, lengths, max_len_ratio=cfg.max_len_ratio, max_len_offset=cfg.max_len_offset,
+                      return_attention=return_attention)
+        return [[h] for h in hyps]
+    return beam_search(model, src, lengths, beam_size=cfg.beam_size, alpha=cfg.length_penalty,
+                       max_len_ratio=cfg.max_len_ratio, max_len_offset=cfg.max_len_offset, n_best=cfg.n_best,
+                       return_attention=return_attention)

@@ -15,7 +15,7 @@ import itertools
 import json
 from array import array
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -41,6 +41,18 @@ class IdSeqs:
 
     def __getitem__(self, i: int) -> list[int]:
         return self.data[self.offsets[i]: self.offsets[i + 1]].tolist()
+
+
+def drop_reason(s_ids: list[int], t_ids: list[int], max_len: Optional[int] = None,
+                filter_ratio: float = 0.0) -> Optional[str]:
+    """Why a pair is filtered out ("empty", "too_long", "ratio"), or None to keep it."""
+    if not s_ids or not t_ids:
+        return "empty"
+    if max_len is not None and (len(s_ids) > max_len or len(t_ids) > max_len):
+        return "too_long"
+    if filter_ratio and max(len(s_ids), len(t_ids)) > filter_ratio * min(len(s_ids), len(t_ids)):
+        return "ratio"
+    return None
 
 
 def _meta(cfg: Config, fingerprint: str) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -43,6 +44,17 @@ class Tokenizer:
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.sp.Decode(ids)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the serialized model: equal fingerprints, identical tokenization."""
+        return hashlib.sha256(self.sp.serialized_model_proto()).hexdigest()
+
+
+def tokenizers_fingerprint(src_tok: Tokenizer, tgt_tok: Tokenizer) -> str:
+    """One fingerprint of a (source, target) tokenizer pair, stored in checkpoints."""
+    h = hashlib.sha256(src_tok.sp.serialized_model_proto())
+    h.update(tgt_tok.sp.serialized_model_proto())
+    return h.hexdigest()
 
 
 def spm_paths(run_dir: Path) -> tuple[Path, Path]:

@@ -15,23 +15,13 @@ import torch
 
 from seq2seq import checkpoint as ckpt_io
 from seq2seq.batches import source_tensor
-from seq2seq.compiled import for_search
+from seq2seq.compiled import CompiledDecoder
 from seq2seq.config import Config, DecodeConfig, from_dict
+from seq2seq.distributed import pick_device
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq, build_model
-from seq2seq.search import Hypothesis, beam_search, greedy
+from seq2seq.search import Hypothesis, decode
 from seq2seq.tokenizer import Tokenizer, load_tokenizers
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{name}' requested but CUDA is not available")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"config key 'train.device': unknown device {name!r}") from None
 
 
 @dataclass
@@ -58,20 +48,11 @@ class Ensemble:
         return logp, EnsembleState([o[1] for o in outs]), attn
 
 
-def searcher(model, mode: str):
-    """What greedy/beam search step through: the model (or ensemble), compiled when ``mode`` is not off."""
-    if isinstance(model, Ensemble):
-        return model if mode == "off" else Ensemble([for_search(m, mode) for m in model.models])
-    return for_search(model, mode)
-
-
 def decode_ids(model, seqs: list[list[int]], dc: DecodeConfig, device: torch.device,
                return_attention: bool = False, progress: bool = False) -> list[list[Hypothesis]]:
-    """n-best hypotheses for each id sequence, in input order. Sorted by length into batches.
-
-    ``progress``: a tqdm bar over sentences on stderr when it is a terminal.
-    """
-    model = searcher(model, dc.compile_search)
+    """n-best hypotheses for each (non-empty) id sequence, in input order; sorted by length into batches
+    of ``dc.batch_size``. ``model``: anything with encode/decode_step. ``progress``: a tqdm bar over
+    sentences on stderr when it is a terminal."""
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[Optional[list[Hypothesis]]] = [None] * len(seqs)
     bar = None
@@ -82,13 +63,7 @@ def decode_ids(model, seqs: list[list[int]], dc: DecodeConfig, device: torch.dev
     for start in range(0, len(order), dc.batch_size):
         idx = order[start: start + dc.batch_size]
         src, lengths = source_tensor([seqs[i] for i in idx])
-        src = src.to(device)
-        if dc.beam_size == 1 and dc.n_best == 1:
-            hyps = [[h] for h in greedy(model, src, lengths, dc.max_len_ratio, dc.max_len_offset, return_attention)]
-        else:
-            hyps = beam_search(model, src, lengths, dc.beam_size, dc.length_penalty, dc.max_len_ratio,
-                               dc.max_len_offset, dc.n_best, return_attention)
-        for i, h in zip(idx, hyps):
+        for i, h in zip(idx, decode(model, src.to(device), lengths, dc, return_attention=return_attention)):
             out[i] = h
         if bar is not None:
             bar.update(len(idx))
@@ -97,48 +72,54 @@ def decode_ids(model, seqs: list[list[int]], dc: DecodeConfig, device: torch.dev
     return out  # type: ignore[return-value]
 
 
-def translate_lines(model, src_tok: Tokenizer, tgt_tok: Tokenizer, lines: list[str], dc: DecodeConfig,
-                    device: torch.device, progress: bool = False) -> list[str]:
-    """Best translation of each line; empty or whitespace-only lines give empty output."""
-    ids = src_tok.encode(lines)
-    keep = [i for i, x in enumerate(ids) if x]  # no piece (blank, or only what SentencePiece drops): ""
-    hyps = decode_ids(model, [ids[i] for i in keep], dc, device, progress=progress)
-    out = [""] * len(lines)
-    for i, text in zip(keep, tgt_tok.decode([h[0].tokens for h in hyps])):
-        out[i] = text
-    return out
-
-
 class Translator:
+    """Lines -> hypotheses with one model or an ensemble and its tokenizers: the one path that
+    translate, evaluate, validation and tune-decode use (empty lines, length-sorted batches, n-best,
+    compiled search)."""
+
     def __init__(self, models: list[Seq2Seq], src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: Config,
-                 device: torch.device):
+                 device: torch.device, compile_backend: str = "inductor"):
         self.models, self.src_tok, self.tgt_tok, self.cfg, self.device = models, src_tok, tgt_tok, cfg, device
         self.model = models[0] if len(models) == 1 else Ensemble(models)
+        self.compile_backend = compile_backend
+        self._searchers: dict[str, object] = {}  # compile_search mode -> what search steps through
 
     @classmethod
-    def from_run_dirs(cls, run_dirs: list[str | Path], checkpoint: str = "best", device: str = "auto"):
-        dev = pick_device(device)
+    def from_run_dirs(cls, run_dirs: list[str | Path], checkpoint: str = "best", device: str | torch.device = "auto"):
+        """Load the checkpoint ``checkpoint`` of each run directory; ``device``: a torch.device, or a
+        ``train.device`` value."""
+        dev = device if isinstance(device, torch.device) else pick_device(device)
         models, toks, cfg = [], None, None
         for run_dir in map(Path, run_dirs):
             cfg_i, model = load_run(run_dir, checkpoint, dev)
             toks_i = load_tokenizers(run_dir)
-            if toks is not None and ([t.sp.serialized_model_proto() for t in toks] !=
-                                     [t.sp.serialized_model_proto() for t in toks_i]):
+            if toks is not None and [t.fingerprint() for t in toks] != [t.fingerprint() for t in toks_i]:
                 raise UserError(f"{run_dir}: its vocabulary differs from {run_dirs[0]}; an ensemble needs one vocabulary")
             toks, cfg = toks or toks_i, cfg or cfg_i
             models.append(model)
         return cls(models, toks[0], toks[1], cfg, dev)
 
-    def hypotheses(self, lines: list[str], dc: DecodeConfig, return_attention: bool = False,
-                   progress: bool = False):
+    def searcher(self, mode: str):
+        """The model (or ensemble) that search steps through, its decoder step compiled when ``mode``
+        is not off; compiled once per mode and reused."""
+        if mode == "off":
+            return self.model
+        if mode not in self._searchers:
+            compiled = [CompiledDecoder(m, mode, self.compile_backend) for m in self.models]
+            self._searchers[mode] = compiled[0] if len(compiled) == 1 else Ensemble(compiled)
+        return self._searchers[mode]
+
+    def hypotheses(self, lines: list[str], dc: Optional[DecodeConfig] = None, return_attention: bool = False,
+                   progress: bool = False) -> list[list[Hypothesis]]:
         """n-best Hypothesis lists per line ([] for empty lines)."""
         return self.hypotheses_from_ids(self.src_tok.encode(lines), dc, return_attention, progress)
 
-    def hypotheses_from_ids(self, ids: list[list[int]], dc: DecodeConfig, return_attention: bool = False,
-                            progress: bool = False):
+    def hypotheses_from_ids(self, ids: list[list[int]], dc: Optional[DecodeConfig] = None,
+                            return_attention: bool = False, progress: bool = False) -> list[list[Hypothesis]]:
         """Like :meth:`hypotheses` for already encoded lines."""
+        dc = dc or self.cfg.decode
         keep = [i for i, x in enumerate(ids) if x]  # no piece (blank, or only what SentencePiece drops): []
-        hyps = decode_ids(self.model, [ids[i] for i in keep], dc, self.device,
+        hyps = decode_ids(self.searcher(dc.compile_search), [ids[i] for i in keep], dc, self.device,
                           return_attention, progress)
         out: list[list[Hypothesis]] = [[] for _ in ids]
         for i, h in zip(keep, hyps):
@@ -146,8 +127,10 @@ class Translator:
         return out
 
     def translate(self, lines: list[str], dc: Optional[DecodeConfig] = None, progress: bool = False) -> list[str]:
-        return translate_lines(self.model, self.src_tok, self.tgt_tok, lines, dc or self.cfg.decode, self.device,
-                               progress)
+        """The best translation of each line; empty or whitespace-only lines give empty output."""
+        best = [h[0].tokens if h else None for h in self.hypotheses(lines, dc, progress=progress)]
+        texts = iter(self.tgt_tok.decode([t for t in best if t is not None]))
+        return [next(texts) if t is not None else "" for t in best]
 
 
 def load_run(run_dir: Path, which: str = "best", device: torch.device = torch.device("cpu")):
@@ -174,7 +157,3 @@ def load_run(run_dir: Path, which: str = "best", device: torch.device = torch.de
     except RuntimeError as e:
         raise UserError(f"{path}: parameters do not match the run's config ({str(e).splitlines()[0]})") from None
     return cfg, model.to(device).eval()
-
-
-def warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr)

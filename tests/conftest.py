@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from seq2seq.config import ModelConfig
-from seq2seq.model import Seq2Seq
+from seq2seq.model import Seq2Seq, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MULTI30K = Path(os.environ.get("SEQ2SEQ_MULTI30K", ROOT.parent / "shared" / "corpora" / "multi30k"))
@@ -25,7 +25,7 @@ def tiny_model(seed: int = 0, vocab: int = 40, **overrides) -> Seq2Seq:
                   attn_dim=10, input_feeding=True, tie_embeddings=True, dropout=0.0)
     values.update(overrides)
     torch.manual_seed(seed)
-    model = Seq2Seq(ModelConfig(**values), vocab, vocab)
+    model = build_model(ModelConfig(**values), vocab, vocab)
     return model.eval()
 
 

@@ -15,11 +15,10 @@ import pytest
 import torch
 
 from seq2seq.batches import collate, source_tensor
-from seq2seq.compiled import (BucketState, CompiledDecoder, bucket_len, bucket_rows, compile_training, for_search,
-                              pad_state)
-from seq2seq.config import DecodeConfig
+from seq2seq.compiled import BucketState, CompiledDecoder, bucket_len, bucket_rows, pad_state, training_loop
+from seq2seq.config import Config, DecodeConfig
 from seq2seq.search import beam_search, greedy
-from seq2seq.translator import Ensemble, decode_ids
+from seq2seq.translator import Ensemble, Translator, decode_ids
 from tests.conftest import random_ids, tiny_model
 
 BACKEND = "aot_eager"
@@ -54,14 +53,14 @@ def test_pad_state_keeps_real_rows_and_masks_new_positions():
 def test_compiled_training_forward_gives_the_eager_loss_and_gradients(overrides):
     eager = tiny_model(seed=3, **overrides).train()  # dropout 0: the same numbers are expected
     compiled = copy.deepcopy(eager)
-    compile_training(compiled, "default", backend=BACKEND)
+    loop = training_loop(compiled, "default", backend=BACKEND)
     for n, seed in ((5, 1), (11, 2), (3, 4)):  # three batch/length buckets
         ids = random_ids(n, seed=seed, max_len=20)
         b = collate(ids, random_ids(n, seed=seed + 10, max_len=12))
         losses = []
-        for m in (eager, compiled):
+        for m, m_loop in ((eager, None), (compiled, loop)):
             m.zero_grad()
-            logits = m(b.src, b.lengths, b.tgt_in)
+            logits = m(b.src, b.lengths, b.tgt_in, loop=m_loop)
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(), ignore_index=0)
             loss.backward()
             losses.append(loss)
@@ -74,9 +73,11 @@ def test_compiled_training_forward_gives_the_eager_loss_and_gradients(overrides)
 def test_compiled_training_keeps_the_state_dict():
     model = tiny_model(seed=1)
     keys = list(model.state_dict())
-    compile_training(model, "default", backend=BACKEND)
+    attributes = dict(vars(model))
+    training_loop(model, "default", backend=BACKEND)
     assert list(model.state_dict()) == keys
-    compile_training(model, "off")  # off leaves everything as it is
+    assert vars(model) == attributes  # compiling wraps a function: nothing on the model changes
+    assert training_loop(model, "off") is None  # off: the eager loop
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -112,10 +113,14 @@ def test_decode_ids_compiles_through_the_decode_config_and_ensembles():
     seqs = random_ids(9, seed=6)
     dc = DecodeConfig(beam_size=3, batch_size=4)
     plain = decode_ids(model, seqs, dc, torch.device("cpu"))
-    cache = model.__dict__.setdefault("_compiled_search", {})
-    cache[("default", "inductor")] = CompiledDecoder(model, "default", backend=BACKEND)  # aot_eager stands in
-    comp = decode_ids(model, seqs, dataclasses.replace(dc, compile_search="default"), torch.device("cpu"))
+    translator = Translator([model], None, None, Config(), torch.device("cpu"), compile_backend=BACKEND)
+    fast = translator.searcher("default")
+    assert isinstance(fast, CompiledDecoder)
+    comp = translator.hypotheses_from_ids(seqs, dataclasses.replace(dc, compile_search="default"))
     assert [h[0].tokens for h in plain] == [h[0].tokens for h in comp]
-    assert for_search(model, "default") is cache[("default", "inductor")]  # compiled once per model and mode
-    ens = decode_ids(Ensemble([model]), seqs, dataclasses.replace(dc, compile_search="default"), torch.device("cpu"))
+    assert translator.searcher("default") is fast  # compiled once per translator and mode
+    assert "_compiled_search" not in vars(model)  # no cache on the model
+    ensemble = Translator([model, model], None, None, Config(), torch.device("cpu"), compile_backend=BACKEND)
+    assert isinstance(ensemble.searcher("default"), Ensemble)
+    ens = ensemble.hypotheses_from_ids(seqs, dataclasses.replace(dc, compile_search="default"))
     assert [h[0].tokens for h in plain] == [h[0].tokens for h in ens]

@@ -11,7 +11,9 @@ import yaml
 
 from conftest import tiny_recipe_dict
 from seq2seq import config as config_mod
-from seq2seq.config import Config, from_dict, load_config, parse_overrides, save_config, write_stamps
+from seq2seq.config import Config, from_dict, load_config, parse_overrides, save_config
+from seq2seq.coerce import resolve_key
+from seq2seq.stamps import write_stamps
 from seq2seq.errors import UserError
 
 
@@ -164,7 +166,7 @@ def test_no_bare_key_is_ambiguous_today():
             owners.setdefault(f.name, []).append(section)
     assert not [k for k, v in owners.items() if len(v) > 1]
     for key in owners:  # hence every bare key resolves to its one section
-        assert config_mod._resolve_key(key) == (owners[key][0], key)
+        assert resolve_key(key, config_mod.SECTIONS, ("name", "run_dir")) == (owners[key][0], key)
 
 
 def test_ambiguous_bare_key(monkeypatch):
@@ -371,3 +373,14 @@ def test_string_overrides_keep_their_text(tiny_recipe: Path):
     cfg = load_config(tiny_recipe, ["file_pattern={split}.{lang}.gz", "name=007", "url=https://x.invalid/a:b"])
     assert cfg.data.file_pattern == "{split}.{lang}.gz" and cfg.name == "007"
     assert cfg.data.url == "https://x.invalid/a:b"
+
+
+def test_every_number_in_a_recipe_has_a_checked_range():
+    numeric = {f"{section}.{f.name}" for section, cls in config_mod.SECTIONS.items()
+               for f in dataclasses.fields(cls) if f.type in ("int", "float", int, float)}
+    assert numeric == set(config_mod.RANGES)
+    for key, interval in config_mod.RANGES.items():  # the bounds themselves behave as written
+        low, high = (float(x) for x in interval[1:-1].split(","))
+        assert config_mod.in_range(low, interval) == (interval[0] == "["), key
+        if high != float("inf"):
+            assert config_mod.in_range(high, interval) == (interval[-1] == "]"), key

@@ -78,13 +78,13 @@ def test_two_gloo_processes_match_one_process(prepared: Path):
 def test_gradient_accumulation_matches_a_batch_twice_as_large(prepared: Path):
     """accum_steps=2 over batches of N tokens = one step over the union of those two batches."""
     cfg = load_config(_recipe(prepared, "accum", accum_steps=2))
-    from seq2seq.training import Trainer
+    from seq2seq.training import build_trainer
 
-    trainer = Trainer(cfg, log=QUIET)
+    trainer = build_trainer(cfg, log=QUIET)
     from seq2seq.batches import make_batches
 
-    src_lens = [len(s) for s in trainer.train_src]
-    tgt_lens = [len(t) for t in trainer.train_tgt]
+    src_lens = [len(s) for s in trainer.data.train_src]
+    tgt_lens = [len(t) for t in trainer.data.train_tgt]
     batches = make_batches(src_lens, tgt_lens, cfg.train.batch_tokens, cfg.train.seed, 0)
     torch.manual_seed(0)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -92,7 +92,7 @@ def test_gradient_accumulation_matches_a_batch_twice_as_large(prepared: Path):
     trainer._train_step(batches[:2])
     two = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.model.load_state_dict(before)
-    trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=cfg.train.lr)
+    trainer.parts.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=cfg.train.lr)
     trainer._train_step([batches[0] + batches[1]])
     one = trainer.model.state_dict()
     worst = max((two[k] - one[k]).abs().max().item() for k in one)

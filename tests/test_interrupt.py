@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+import seq2seq.loop as loop
 import seq2seq.training as training
 from conftest import tiny_recipe_dict
 from seq2seq import checkpoint as ckpt_io
@@ -43,13 +44,13 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     training.train(plain, log=QUIET)
 
     cut = load_config(_prepared(tmp_path, "cut"))
-    trainer = training.Trainer(cut, log=QUIET)
+    trainer = training.build_trainer(cut, log=QUIET)
 
     class FlagAtStep4:  # what SIGINT sets, raised deterministically after step 4
         def is_set(self):
             return trainer.progress.step == 4
 
-    monkeypatch.setattr(training, "_interrupt_flag", lambda: contextlib.nullcontext(FlagAtStep4()))
+    monkeypatch.setattr(loop, "_interrupt_flag", lambda: contextlib.nullcontext(FlagAtStep4()))
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     saved = ckpt_io.load(cut.run_path / "checkpoints" / "last.pt")

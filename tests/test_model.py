@@ -177,7 +177,7 @@ def test_share_embeddings_ties_encoder_and_decoder_embeddings(tie):
 def test_share_embeddings_needs_one_vocabulary():
     cfg = ModelConfig(emb_dim=8, enc_hidden=4, dec_hidden=6, attn_dim=4, share_embeddings=True)
     with pytest.raises(ValueError, match="joint vocabulary"):
-        Seq2Seq(cfg, 30, 31)
+        build_model(cfg, 30, 31)
 
 
 def test_padding_embedding_is_zero():

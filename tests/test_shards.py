@@ -12,8 +12,7 @@ from conftest import tiny_recipe_dict
 from seq2seq.config import load_config
 from seq2seq.data import download
 from seq2seq.shards import build_pairs
-from seq2seq.tokenizer import load_tokenizers, train_tokenizers
-from seq2seq.training import tokenizer_fingerprint
+from seq2seq.tokenizer import load_tokenizers, tokenizers_fingerprint, train_tokenizers
 
 QUIET = lambda *_: None  # noqa: E731
 
@@ -25,7 +24,7 @@ def _setup(tmp_path: Path, **train):
     download(cfg, log=QUIET)
     train_tokenizers(cfg, log=QUIET)
     s, t = load_tokenizers(cfg.run_path)
-    return cfg, s, t, tokenizer_fingerprint(s, t)
+    return cfg, s, t, tokenizers_fingerprint(s, t)
 
 
 def test_ids_match_the_tokenizer_and_are_memory_mapped(tmp_path):

@@ -17,7 +17,8 @@ from seq2seq.config import Config, from_dict, load_config
 from seq2seq.data import download
 from seq2seq.errors import UserError
 from seq2seq.tokenizer import train_tokenizers
-from seq2seq.training import Progress, Trainer, train
+from seq2seq.loop import Progress
+from seq2seq.training import build_trainer, train
 from seq2seq.translator import load_run
 
 
@@ -65,8 +66,8 @@ def dev_losses(run: Path) -> list[float]:
 
 
 def batches_per_epoch(cfg: Config) -> int:
-    trainer = Trainer(cfg, log=quiet)
-    sizes = {len(make_batches([len(x) for x in trainer.train_src], [len(y) for y in trainer.train_tgt],
+    trainer = build_trainer(cfg, log=quiet)
+    sizes = {len(make_batches([len(x) for x in trainer.data.train_src], [len(y) for y in trainer.data.train_tgt],
                               cfg.train.batch_tokens, cfg.train.seed, epoch)) for epoch in range(3)}
     assert len(sizes) == 1
     return sizes.pop()
@@ -172,7 +173,7 @@ def test_validation_does_not_change_training(reference_run, tmp_path):
     recipe, run_a = reference_run
     cfg = prepare(recipe, [f"run_dir={tmp_path / 'V'}", "valid_every=4", "lr_patience=100"], spm_from=run_a)
     progress = train(cfg, log=quiet)
-    assert progress.step == 12 and progress.lr_scale == 1.0
+    assert progress.step == 12 and ckpt(cfg.run_path)["schedule"]["scale"] == 1.0
     assert len(dev_losses(run_a)) == 2
     assert_same_tensors(ckpt(run_a)["model"], ckpt(cfg.run_path)["model"])
 
@@ -225,7 +226,7 @@ def test_training_can_extend_a_finished_run(reference_run, tmp_path):
 
 def test_loss_decreases(tiny_recipe):
     cfg = prepare(tiny_recipe, ["max_steps=36", "valid_every=36", "log_every=6", "dropout=0.0"])
-    trainer = Trainer(cfg, log=quiet)
+    trainer = build_trainer(cfg, log=quiet)
     dev_before, _ = trainer.validate()
     trainer.train()
     dev_after, _ = trainer.validate()

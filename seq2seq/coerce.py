@@ -1,0 +1,97 @@
+"""Typed values from YAML: a recipe's plain values converted to the types of dataclass fields, with a
+one-line error naming the key; nested sections built from mappings."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from typing import Any
+
+import yaml
+
+from seq2seq.errors import UserError
+
+
+def coerce(key: str, value: Any, typ: Any) -> Any:
+    """Convert ``value`` to ``typ`` or raise a UserError naming ``key``."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Union:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            return None
+        (typ,) = [a for a in typing.get_args(typ) if a is not type(None)]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise UserError(f"config key '{key}': expected true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise UserError(f"config key '{key}': expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value))
+        except ValueError:
+            raise UserError(f"config key '{key}': expected an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise UserError(f"config key '{key}': expected a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"config key '{key}': expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise UserError(f"config key '{key}': expected a finite number, got {value!r}")
+        return number
+    if typ is str:
+        if value is None or isinstance(value, (dict, list)):
+            raise UserError(f"config key '{key}': expected a string, got {value!r}")
+        return str(value)
+    if typ is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}': expected a mapping, got {value!r}")
+        return {str(k): v for k, v in value.items()}
+    raise AssertionError(f"unsupported config type {typ} for {key}")
+
+
+def build(cls, values: dict, prefix: str, sections: dict):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise UserError(f"unknown config key '{full}'")
+        if key in sections and not prefix:
+            if not isinstance(value, dict):
+                raise UserError(f"config key '{key}': expected a section (mapping), got {value!r}")
+            kwargs[key] = build(sections[key], value, f"{key}.", sections)
+        else:
+            kwargs[key] = coerce(full, value, hints[key])
+    return cls(**kwargs)
+
+
+def resolve_key(key: str, sections: dict, top_level: tuple[str, ...]) -> tuple[str, ...]:
+    """``max_steps`` -> ("train", "max_steps"); ``train.max_steps`` stays; unknown raises."""
+    parts = tuple(key.split("."))
+    if len(parts) == 2 and parts[0] in sections:
+        if parts[1] not in {f.name for f in dataclasses.fields(sections[parts[0]])}:
+            raise UserError(f"unknown config key '{key}'")
+        return parts
+    if len(parts) == 1:
+        if parts[0] in top_level:
+            return parts
+        owners = [s for s, cls in sections.items() if parts[0] in {f.name for f in dataclasses.fields(cls)}]
+        if len(owners) == 1:
+            return (owners[0], parts[0])
+        if len(owners) > 1:
+            raise UserError(f"config key '{key}' is ambiguous: write one of " + ", ".join(f"{o}.{key}" for o in owners))
+    raise UserError(f"unknown config key '{key}'")

@@ -1,0 +1,254 @@
+"""The training loop: it only trains, validates and saves; :mod:`seq2seq.training` builds its parts
+and :mod:`seq2seq.step` holds the step itself.
+
+``last.pt`` holds everything needed to continue exactly where a run stopped (model, optimizer,
+schedule, epoch and batch position, RNG state, early-stopping state); re-running ``train`` on the
+same run directory continues from it. ``best.pt`` holds the parameters with the best dev BLEU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import time
+from typing import Callable, Optional
+
+import torch
+
+from seq2seq import checkpoint as ckpt_io
+from seq2seq.batches import collate, make_batches
+from seq2seq.config import Config, save_config
+from seq2seq.distributed import Dist
+from seq2seq.errors import UserError
+from seq2seq.evaluate import score
+from seq2seq.model import count_parameters
+from seq2seq.monitor import Monitor
+from seq2seq.precision import autocast
+from seq2seq.step import Parts, TrainData, Window, loss_fn, rank_shares, train_step
+from seq2seq.tokenizer import tokenizers_fingerprint
+from seq2seq.translator import Translator
+
+
+@dataclasses.dataclass
+class Progress:
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # next batch of this epoch
+    best_bleu: float = -1.0
+    best_step: int = 0
+    bad_validations: int = 0
+    stopped_early: bool = False
+
+
+class Trainer:
+    """The loop over parts built elsewhere: train steps, periodic validation, checkpoints, resume."""
+
+    def __init__(self, cfg: Config, parts: Parts, data: TrainData, dist: Dist, translator: Translator,
+                 log: Optional[Callable[[str], None]] = None):
+        """Continues from ``last.pt`` when the run has one; rank 0 opens the run's logs and writes its
+        config.yaml, the other ranks log nothing."""
+        self.cfg, self.parts, self.data, self.dist = cfg, parts, data, dist
+        self.model, self.optimizer, self.device = parts.model, parts.optimizer, parts.device
+        self.translator = translator  # the validation's decoding path (the model under training)
+        self.fingerprint = tokenizers_fingerprint(translator.src_tok, translator.tgt_tok)
+        self.run = cfg.run_path
+        self.ckpt_dir = self.run / "checkpoints"
+        self.progress = Progress()
+        self.resumed = self.try_resume()
+        self.monitor: Optional[Monitor] = None
+        self.log: Callable[[str], None] = lambda *_: None
+        if dist.main:  # only rank 0 logs, validates and writes
+            tc = cfg.train
+            save_config(cfg, self.run / "config.yaml")
+            self.monitor = Monitor(self.run, self.progress.step, tc.max_steps or None, tensorboard=tc.tensorboard)
+            self.log = log or self.monitor.log
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def _payload(self, full: bool) -> dict:
+        p = {"config": self.cfg.to_dict(), "model": self.model.state_dict(), "src_vocab": len(self.translator.src_tok),
+             "tgt_vocab": len(self.translator.tgt_tok), "tokenizers": self.fingerprint,
+             "progress": dataclasses.asdict(self.progress), "schedule": self.parts.schedule.state_dict()}
+        if full:
+            p.update(optimizer=self.optimizer.state_dict(), scaler=self.parts.scaler.state_dict(),
+                     rng_cpu=torch.get_rng_state(),
+                     rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+        return p
+
+    def save(self, name: str, full: bool = True) -> None:
+        if self.dist.main:
+            ckpt_io.save(self.ckpt_dir / f"{name}.pt", self._payload(full))
+
+    def try_resume(self) -> bool:
+        path = self.ckpt_dir / "last.pt"
+        if not path.is_file():
+            return False
+        ckpt = ckpt_io.load(path, map_location=self.device)
+        if ckpt.get("tokenizers") != self.fingerprint or ckpt["config"]["model"] != self.cfg.to_dict()["model"]:
+            raise UserError(f"{path} was trained with another model config or tokenizer; delete "
+                            f"{self.ckpt_dir} or choose another run_dir")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.parts.scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng_cpu"].cpu())
+        if ckpt["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
+        progress = dict(ckpt["progress"])
+        legacy = {"scale": progress.pop("lr_scale", 1.0), "bad": progress.pop("lr_bad", 0)}  # before schedule
+        self.parts.schedule.load_state_dict(ckpt.get("schedule", legacy))
+        self.progress = Progress(**progress)
+        return True
+
+    # ---- validation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> tuple[float, float]:
+        """(dev loss per token, dev BLEU) with the model in eval mode; logs a few samples."""
+        d = self.data
+        self.model.eval()
+        total, ntok = 0.0, 0
+        for idx in make_batches([len(s) for s in d.dev_src], [len(t) for t in d.dev_tgt],
+                                self.cfg.train.batch_tokens, shuffle=False):
+            b = collate([d.dev_src[i] for i in idx], [d.dev_tgt[i] for i in idx]).to(self.device)
+            with autocast(self.device, self.parts.amp_dtype):
+                logits = self.model(b.src, b.lengths, b.tgt_in)
+            total += loss_fn(logits, b.tgt_out, 0.0).item()
+            ntok += b.ntokens
+        dc = dataclasses.replace(self.cfg.decode, beam_size=self.cfg.train.valid_beam, n_best=1)
+        hyps = self.translator.translate(d.dev_lines, dc)  # in full precision, as evaluate and translate do
+        bleu = score(hyps, d.dev_refs)["bleu"]
+        for i in range(min(self.cfg.train.samples, len(hyps))):
+            self.log(f"  sample {i}: {d.dev_lines[i]!r} -> {hyps[i]!r} (ref {d.dev_refs[i]!r})")
+        self.model.train()
+        return total / max(ntok, 1), bleu
+
+    def _check(self) -> None:
+        """Validate (rank 0), update the schedule and early stopping, save best/last; all ranks then
+        continue with rank 0's progress and schedule."""
+        if self.dist.main:
+            self._validate_and_save()
+        self.progress, schedule = self.dist.broadcast((self.progress, self.parts.schedule.state_dict()))
+        self.parts.schedule.load_state_dict(schedule)
+        self.dist.barrier()
+
+    def _validate_and_save(self) -> None:
+        p, tc = self.progress, self.cfg.train
+        dev_loss, bleu = self.validate()
+        improved = bleu > p.best_bleu
+        if improved:
+            p.best_bleu, p.best_step, p.bad_validations = bleu, p.step, 0
+        else:
+            p.bad_validations += 1
+        self.parts.schedule.observe(improved)
+        if tc.patience and p.bad_validations >= tc.patience:
+            p.stopped_early = True
+        lr = self.parts.schedule.lr(p.step + 1)
+        self.monitor.scalars("dev", p.step, {"loss": dev_loss, "bleu": bleu, "lr": lr})
+        self.log(f"validation step {p.step}: dev loss {dev_loss:.4f} ppl {math.exp(min(dev_loss, 50)):.2f} "
+                 f"BLEU {bleu:.2f} (best {p.best_bleu:.2f} at step {p.best_step}) lr {lr:.2e}")
+        if improved:
+            self.save("best", full=False)
+        if tc.keep_checkpoints:  # parameters only, for seq2seq average
+            self.save(f"step-{p.step:08d}", full=False)
+            for old in sorted(self.ckpt_dir.glob("step-*.pt"))[:-tc.keep_checkpoints]:
+                old.unlink()
+        self.save("last")
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def budget_left(self) -> bool:
+        p, tc = self.progress, self.cfg.train
+        if p.stopped_early:
+            return False
+        if tc.max_steps and p.step >= tc.max_steps:
+            return False
+        return not (tc.max_epochs and p.epoch >= tc.max_epochs)
+
+    def _train_step(self, micro: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One optimizer step over ``micro`` (accum_steps global batches of sentence indices):
+        (this rank's summed loss, gradient norm, global target tokens)."""
+        shares, total = rank_shares(micro, self.data, self.dist)
+        lr = self.parts.schedule.lr(self.progress.step + 1)
+        loss, norm = train_step(self.parts, shares, self.dist.world / total, lr, self.cfg.train)
+        return loss, norm, total
+
+    def train(self) -> Progress:
+        """Train until the budget is spent or early stopping; returns the final progress."""
+        try:
+            return self._loop(self.resumed)
+        finally:
+            if self.monitor is not None:
+                self.monitor.close()
+            self.dist.close()
+
+    def _log_window(self, w: Window) -> None:
+        """One log line (and metrics) for the steps since the last one: the only host syncs."""
+        p = self.progress
+        stats = {"loss": self.dist.sum(w.loss).item() / w.tokens, "tokens_per_s": w.tokens / (time.perf_counter() - w.start),
+                 "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": w.norm.item() / w.steps}
+        self.log(f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} "
+                 f"{stats['tokens_per_s']:,.0f} tgt tok/s lr {stats['lr']:.2e} grad norm {stats['grad_norm']:.2f}")
+        if self.monitor is not None:
+            self.monitor.scalars("train", p.step, stats)
+            self.monitor.advance(loss=f"{stats['loss']:.3f}", tok_s=f"{stats['tokens_per_s']:,.0f}",
+                                 lr=f"{stats['lr']:.1e}")
+        w.reset()
+
+    def _loop(self, resumed: bool) -> Progress:
+        tc, p = self.cfg.train, self.progress
+        self.log(f"{'resuming at step ' + str(p.step) if resumed else 'training'}: {count_parameters(self.model):,} "
+                 f"parameters, {len(self.data.train_src)} training pairs, device {self.device}"
+                 f"{f' x {self.dist.world} processes' if self.dist.world > 1 else ''}"
+                 f"{', amp ' + str(self.parts.amp_dtype).replace('torch.', '') if self.parts.amp_dtype else ''}, "
+                 f"{torch.get_num_threads()} threads")
+        if not self.budget_left():
+            self.log(f"nothing to do: the run already ended at step {p.step} (best dev BLEU {p.best_bleu:.2f})")
+            return p
+        self.model.train()
+        window = Window(torch.zeros((), device=self.device), torch.zeros((), device=self.device))
+        validated_at = -1
+        with _interrupt_flag() as interrupted:
+            while self.budget_left():
+                batches = make_batches(self.data.train_src.lengths, self.data.train_tgt.lengths, tc.batch_tokens,
+                                       tc.seed, self.progress.epoch)
+                while self.progress.batch < len(batches) and self.budget_left():
+                    p = self.progress
+                    micro = batches[p.batch: p.batch + tc.accum_steps]
+                    window.add(*self._train_step(micro))
+                    p.step, p.batch = p.step + 1, p.batch + len(micro)
+                    if p.step % tc.log_every == 0:
+                        self._log_window(window)
+                    elif self.monitor is not None:
+                        self.monitor.advance()
+                    if p.step % tc.valid_every == 0:
+                        self._check()  # replaces self.progress with rank 0's
+                        validated_at = p.step
+                        window.start = time.perf_counter()
+                    if interrupted.is_set():  # Ctrl-C: stop at a step boundary, keep everything
+                        self.save("last")
+                        self.log(f"interrupted at step {self.progress.step}: saved {self.ckpt_dir / 'last.pt'}; "
+                                 f"run train again to resume")
+                        raise KeyboardInterrupt
+                if self.progress.batch >= len(batches):
+                    self.progress.epoch, self.progress.batch = self.progress.epoch + 1, 0
+        p = self.progress
+        if validated_at != p.step and not p.stopped_early:
+            self._check()
+            p = self.progress
+        why = "early stopping" if p.stopped_early else "budget reached"
+        self.log(f"finished at step {p.step} ({why}): best dev BLEU {p.best_bleu:.2f} at step {p.best_step}")
+        return p
+
+
+@contextlib.contextmanager
+def _interrupt_flag():
+    """SIGINT sets a flag instead of raising mid-step (main thread only); restored on exit."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)

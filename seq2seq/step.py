@@ -1,0 +1,113 @@
+"""One training step and the parts it uses: loss, per-rank shares of a global batch, clipping, Adam.
+
+:func:`train_step` is what the loop calls and what ``benchmarks/train_throughput.py`` measures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from typing import Callable, ContextManager, Optional
+
+import torch
+import torch.nn.functional as F
+
+from seq2seq.batches import Batch, collate
+from seq2seq.config import TrainConfig
+from seq2seq.distributed import Dist
+from seq2seq.model import Seq2Seq
+from seq2seq.precision import autocast
+from seq2seq.schedule import Schedule
+from seq2seq.shards import IdSeqs
+from seq2seq.tokenizer import PAD
+
+
+@dataclasses.dataclass
+class Parts:
+    """What a training step uses (built by :func:`seq2seq.training.setup_parts`)."""
+
+    model: Seq2Seq
+    forward: Callable  # (src, lengths, tgt_in) -> logits (B, T, V): the model, DDP-wrapped and/or compiled
+    no_sync: Callable[[], ContextManager]  # DDP's no_sync (gradient accumulation), else a null context
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    amp_dtype: Optional[torch.dtype]  # autocast dtype, None for fp32
+    device: torch.device
+
+
+@dataclasses.dataclass
+class TrainData:
+    train_src: IdSeqs  # filtered training pairs as token ids (memory-mapped)
+    train_tgt: IdSeqs
+    dev_lines: list[str]  # dev source lines and references, for dev BLEU
+    dev_refs: list[str]
+    dev_src: list[list[int]]  # dev pairs as ids (non-empty), for dev loss
+    dev_tgt: list[list[int]]
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Summed (label-smoothed) cross-entropy over real target tokens. logits (B, T, V), target (B, T)."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=PAD,
+                           label_smoothing=smoothing, reduction="sum")
+
+
+def train_step(parts: Parts, shares: list[tuple[Batch, float]], scale: float, lr: float,
+               tc: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step at learning rate ``lr`` over ``shares``: (CPU batch, weight) pairs, one per
+    accumulated batch. Each batch's summed loss x weight is scaled by ``scale`` (world / global target
+    tokens) before backward. Returns (summed loss, gradient norm); both stay on the device (no sync)."""
+    for group in parts.optimizer.param_groups:
+        group["lr"] = lr
+    parts.optimizer.zero_grad(set_to_none=True)
+    loss_sum = torch.zeros((), device=parts.device)
+    for j, (batch, weight) in enumerate(shares):
+        b = (batch.pin_memory() if parts.device.type == "cuda" else batch).to(parts.device)  # async on CUDA
+        with contextlib.nullcontext() if j == len(shares) - 1 else parts.no_sync():
+            with autocast(parts.device, parts.amp_dtype):
+                logits = parts.forward(b.src, b.lengths, b.tgt_in)  # (B, T, V)
+            loss = loss_fn(logits, b.tgt_out, tc.label_smoothing) * weight
+            parts.scaler.scale(loss * scale).backward()
+        loss_sum += loss.detach()
+    parts.scaler.unscale_(parts.optimizer)
+    clip = tc.clip_norm if tc.clip_norm > 0 else math.inf
+    norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(), clip)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    return loss_sum, norm.detach()
+
+
+def rank_shares(micro: list[list[int]], data: TrainData, dist: Dist) -> tuple[list[tuple[Batch, float]], int]:
+    """This rank's share of each global batch of ``micro`` (sentence indices) and the global number of
+    target tokens. Each rank takes every world-th sentence and scales its summed loss by world / tokens,
+    so DDP's gradient mean is exactly the single-process gradient of the same global batches."""
+    total = sum(int(data.train_tgt.lengths[idx].sum()) + len(idx) for idx in micro)  # targets + EOS
+    shares = []
+    for idx in micro:
+        share, weight = idx[dist.rank::dist.world], 1.0
+        if not share:  # fewer sentences than ranks: join the all-reduce with a zero-weight copy
+            share, weight = idx[:1], 0.0
+        shares.append((collate([data.train_src[i] for i in share], [data.train_tgt[i] for i in share]), weight))
+    return shares, total
+
+
+@dataclasses.dataclass
+class Window:
+    """Training figures summed since the last log line (kept on the device: no per-step sync)."""
+
+    loss: torch.Tensor
+    norm: torch.Tensor
+    tokens: int = 0
+    steps: int = 0
+    start: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def add(self, loss: torch.Tensor, norm: torch.Tensor, tokens: int) -> None:
+        self.loss += loss
+        self.norm += norm
+        self.tokens, self.steps = self.tokens + tokens, self.steps + 1
+
+    def reset(self) -> None:
+        self.loss.zero_(), self.norm.zero_()
+        self.tokens, self.steps, self.start = 0, 0, time.perf_counter()
