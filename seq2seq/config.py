@@ -21,6 +21,7 @@ from typing import Any, Optional
 import yaml
 
 from seq2seq.errors import UserError
+from seq2seq.fileio import atomic_write_text
 
 
 @dataclass
@@ -353,8 +354,6 @@ def validate(cfg: Config) -> None:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    from seq2seq.checkpoint import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
 
 
@@ -369,8 +368,6 @@ STAGE_KEYS = {
 
 def write_stamps(cfg: Config, folder: Path) -> None:
     """``<folder>/<stage>.yaml`` with the settings of that stage, rewritten only when they changed."""
-    from seq2seq.checkpoint import atomic_write_text
-
     values = cfg.to_dict()
     folder = Path(folder)
     for stage, sections in STAGE_KEYS.items():
