@@ -1,11 +1,10 @@
-"""Atomic file writes and versioned checkpoints that can never execute code on load."""
+"""Versioned checkpoints, written atomically (:mod:`seq2seq.fileio`), that can never execute code on load."""
 
 from __future__ import annotations
 
 import io
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,58 +12,9 @@ from typing import Any
 import torch
 
 from seq2seq.errors import UserError
+from seq2seq.fileio import atomic_write_bytes
 
 FORMAT_VERSION = 1
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def default_file_mode() -> int:
-    """0666 minus the process umask: the mode a plain open() gives a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, rename over ``path``.
-
-    A crash or a full disk leaves the previous file intact; the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, default_file_mode())  # mkstemp makes 0600; give the mode open() would
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError):
-            raise UserError(f"could not write {path}: {e.strerror or e}") from None
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:

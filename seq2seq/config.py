@@ -21,6 +21,7 @@ import yaml
 
 from seq2seq.coerce import build, resolve_key
 from seq2seq.errors import UserError
+from seq2seq.fileio import atomic_write_text
 
 
 @dataclass
@@ -292,6 +293,4 @@ def _validate_data(cfg: Config) -> None:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    from seq2seq.checkpoint import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))

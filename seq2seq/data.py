@@ -27,9 +27,9 @@ import zlib
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from seq2seq.checkpoint import atomic_write_text
 from seq2seq.config import Config
 from seq2seq.errors import UserError
+from seq2seq.fileio import AtomicOutput, atomic_write_text, read_lines
 
 MANIFEST = "manifest.json"
 
@@ -113,14 +113,7 @@ def text_lines(loc: str) -> Iterator[str]:
         with open(path, "rb") as probe:
             gz = probe.read(2) == b"\x1f\x8b"
         with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
-            for number, raw in enumerate(f, start=1):
-                raw = raw[:-1] if raw.endswith(b"\n") else raw
-                if b"\0" in raw:
-                    raise UserError(f"{loc}: line {number} contains NUL bytes: not a text file")
-                try:
-                    yield raw.decode("utf-8").removesuffix("\r")
-                except UnicodeDecodeError as e:
-                    raise UserError(f"{loc}: line {number} is not valid UTF-8 (byte {e.start})") from None
+            yield from read_lines(f, loc, hint=None)  # no --replace-invalid for downloads
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"could not read {loc}: {e}") from None
 
@@ -240,8 +233,6 @@ def download(cfg: Config, mirror: Optional[str | os.PathLike] = None,
     Each split is streamed pair by pair into temporary files renamed into place at its end, so a
     corpus never has to fit in memory and a failure leaves earlier output as it was.
     """
-    from seq2seq.textio import AtomicOutput
-
     mirror_path = Path(mirror) if mirror else None
     streams = corpus_streams(cfg, mirror_path)
     out_dir = cfg.data_dir

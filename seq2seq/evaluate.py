@@ -10,10 +10,10 @@ from typing import Callable, Optional
 
 import sacrebleu
 
-from seq2seq.checkpoint import atomic_write_text
 from seq2seq.config import Config
 from seq2seq.data import read_split
 from seq2seq.errors import UserError
+from seq2seq.fileio import atomic_write_text
 
 
 def score(hyps: list[str], refs: list[str]) -> dict:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from seq2seq.checkpoint import atomic_write_text
+from seq2seq.fileio import atomic_write_text
 
 METRICS = "metrics.jsonl"
 

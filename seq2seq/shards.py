@@ -4,7 +4,8 @@
 SentencePiece models, drops empty, too long (``train.max_len``), badly proportioned
 (``train.filter_ratio``) and, with ``train.dedupe``, repeated pairs, and writes
 ``<run_dir>/bin/train.{src,tgt}.bin`` (uint16 or int32 ids) plus their lengths. A ``meta.json``
-records what they were built from, so they are rebuilt only when that changes.
+records what they were built from, so they are rebuilt only when that changes. ``drop_reason`` is
+the pair filter alone, a pure function for any caller that filters pairs.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import itertools
 import json
 from array import array
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from seq2seq.checkpoint import atomic_write_bytes, atomic_write_text
 from seq2seq.config import Config
 from seq2seq.errors import UserError
+from seq2seq.fileio import AtomicOutput, atomic_write_bytes, atomic_write_text
 
 CHUNK = 20000  # lines encoded at a time
 
@@ -43,24 +44,62 @@ class IdSeqs:
         return self.data[self.offsets[i]: self.offsets[i + 1]].tolist()
 
 
-def drop_reason(s_ids: list[int], t_ids: list[int], max_len: Optional[int] = None,
-                filter_ratio: float = 0.0) -> Optional[str]:
-    """Why a pair is filtered out ("empty", "too_long", "ratio"), or None to keep it."""
-    if not s_ids or not t_ids:
-        return "empty"
-    if max_len is not None and (len(s_ids) > max_len or len(t_ids) > max_len):
-        return "too_long"
-    if filter_ratio and max(len(s_ids), len(t_ids)) > filter_ratio * min(len(s_ids), len(t_ids)):
-        return "ratio"
-    return None
-
-
 def _meta(cfg: Config, fingerprint: str) -> dict:
     manifest = cfg.data_dir / "manifest.json"
     files = json.loads(manifest.read_text(encoding="utf-8"))["files"] if manifest.is_file() else {}
     return {"tokenizers": fingerprint, "max_len": cfg.train.max_len, "filter_ratio": cfg.train.filter_ratio,
             "dedupe": cfg.train.dedupe,
             "train": {k: v.get("sha256") for k, v in files.items() if v.get("split") == "train"}}
+
+
+def drop_reason(s_ids: Sequence[int], t_ids: Sequence[int], max_len: Optional[int] = None,
+                filter_ratio: Optional[float] = None) -> Optional[str]:
+    """Why a training pair is dropped: "empty", "too_long" (a side over ``max_len`` ids), "ratio" (the
+    longer side over ``filter_ratio`` times the shorter), or None to keep it. None / 0 turns a filter off."""
+    if not s_ids or not t_ids:
+        return "empty"
+    if max_len and (len(s_ids) > max_len or len(t_ids) > max_len):
+        return "too_long"
+    if filter_ratio and max(len(s_ids), len(t_ids)) > filter_ratio * min(len(s_ids), len(t_ids)):
+        return "ratio"
+    return None
+
+
+def _line_chunks(files: list[Path]) -> Iterator[tuple[list[str], list[str]]]:
+    """(source lines, target lines) of the two text files, CHUNK lines at a time."""
+    with open(files[0], encoding="utf-8", newline="\n") as fs, open(files[1], encoding="utf-8", newline="\n") as ft:
+        while True:
+            src_lines = [x.rstrip("\n") for x in itertools.islice(fs, CHUNK)]
+            tgt_lines = [x.rstrip("\n") for x in itertools.islice(ft, CHUNK)]
+            if len(src_lines) != len(tgt_lines):
+                raise UserError(f"{files[0]} and {files[1]} have different line counts: download again")
+            if not src_lines:
+                return
+            yield src_lines, tgt_lines
+
+
+def _write_ids(cfg: Config, files: list[Path], src_tok, tgt_tok, outs: dict[str, AtomicOutput],
+               dtype: str) -> tuple[dict[str, int], dict[str, array]]:
+    """Encode, filter and append the kept pairs' ids to ``outs``; returns (counts, lengths per side)."""
+    tc = cfg.train
+    seen: set[bytes] = set()
+    lens = {"src": array("i"), "tgt": array("i")}
+    stats = {"read": 0, "empty": 0, "too_long": 0, "ratio": 0, "duplicate": 0}
+    for src_lines, tgt_lines in _line_chunks(files):
+        stats["read"] += len(src_lines)
+        for s, t, a, b in zip(src_tok.encode(src_lines), tgt_tok.encode(tgt_lines), src_lines, tgt_lines):
+            reason = drop_reason(s, t, tc.max_len, tc.filter_ratio)
+            if reason is None and tc.dedupe:
+                key = hashlib.blake2b(f"{a}\t{b}".encode(), digest_size=12).digest()
+                reason = "duplicate" if key in seen else None
+                seen.add(key)
+            if reason is not None:
+                stats[reason] += 1
+                continue
+            for side, ids in (("src", s), ("tgt", t)):
+                outs[side].write(np.asarray(ids, dtype=dtype).tobytes())
+                lens[side].append(len(ids))
+    return stats, lens
 
 
 def build_pairs(cfg: Config, src_tok, tgt_tok, fingerprint: str,
@@ -79,54 +118,14 @@ def build_pairs(cfg: Config, src_tok, tgt_tok, fingerprint: str,
     for f in files:
         if not f.is_file():
             raise UserError(f"{f} not found: run the download stage first (seq2seq download / make data)")
-    folder.mkdir(parents=True, exist_ok=True)
-    tc = cfg.train
-    seen: set[bytes] = set()
-    lens = {"src": array("i"), "tgt": array("i")}
-    stats = {"read": 0, "empty": 0, "too_long": 0, "ratio": 0, "duplicate": 0}
-    tmp = {side: names[side][0].with_suffix(".bin.tmp") for side in names}
-    outs = {side: open(tmp[side], "wb") for side in names}
-    try:
-        with open(files[0], encoding="utf-8", newline="\n") as fs, open(files[1], encoding="utf-8", newline="\n") as ft:
-            while True:
-                src_lines = [x.rstrip("\n") for x in itertools.islice(fs, CHUNK)]
-                tgt_lines = [x.rstrip("\n") for x in itertools.islice(ft, CHUNK)]
-                if len(src_lines) != len(tgt_lines):
-                    raise UserError(f"{files[0]} and {files[1]} have different line counts: download again")
-                if not src_lines:
-                    break
-                stats["read"] += len(src_lines)
-                for s, t, a, b in zip(src_tok.encode(src_lines), tgt_tok.encode(tgt_lines), src_lines, tgt_lines):
-                    if not s or not t:
-                        stats["empty"] += 1
-                    elif len(s) > tc.max_len or len(t) > tc.max_len:
-                        stats["too_long"] += 1
-                    elif tc.filter_ratio and max(len(s), len(t)) > tc.filter_ratio * min(len(s), len(t)):
-                        stats["ratio"] += 1
-                    else:
-                        if tc.dedupe:
-                            key = hashlib.blake2b(f"{a}\t{b}".encode(), digest_size=12).digest()
-                            if key in seen:
-                                stats["duplicate"] += 1
-                                continue
-                            seen.add(key)
-                        outs["src"].write(np.asarray(s, dtype=dtype).tobytes())
-                        outs["tgt"].write(np.asarray(t, dtype=dtype).tobytes())
-                        lens["src"].append(len(s))
-                        lens["tgt"].append(len(t))
-    except BaseException:
-        for side in outs:
-            outs[side].close()
-            tmp[side].unlink(missing_ok=True)
-        raise
-    for side in outs:
-        outs[side].close()
-        tmp[side].replace(names[side][0])
+    with AtomicOutput(names["src"][0], binary=True) as src_out, AtomicOutput(names["tgt"][0], binary=True) as tgt_out:
+        stats, lens = _write_ids(cfg, files, src_tok, tgt_tok, {"src": src_out, "tgt": tgt_out}, dtype)
+    for side in names:
         buf = io.BytesIO()
         np.save(buf, np.frombuffer(lens[side], dtype=np.int32))
         atomic_write_bytes(names[side][1], buf.getvalue())
     kept = len(lens["src"])
     atomic_write_text(meta_path, json.dumps({**meta, "stats": {**stats, "kept": kept}}, indent=2) + "\n")
-    log(f"training pairs: {kept} of {stats['read']} kept (empty {stats['empty']}, longer than {tc.max_len} "
+    log(f"training pairs: {kept} of {stats['read']} kept (empty {stats['empty']}, longer than {cfg.train.max_len} "
         f"{stats['too_long']}, length ratio {stats['ratio']}, duplicates {stats['duplicate']}) -> {folder}")
     return IdSeqs(*names["src"], dtype), IdSeqs(*names["tgt"], dtype)

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from seq2seq.config import Config
+from seq2seq.fileio import atomic_write_text
 
 # The settings each pipeline stage depends on; make reruns a stage when its stamp changes.
 STAGE_KEYS = {
@@ -19,8 +20,6 @@ STAGE_KEYS = {
 
 def write_stamps(cfg: Config, folder: Path) -> None:
     """``<folder>/<stage>.yaml`` with the settings of that stage, rewritten only when they changed."""
-    from seq2seq.checkpoint import atomic_write_text
-
     values = cfg.to_dict()
     folder = Path(folder)
     for stage, sections in STAGE_KEYS.items():

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import sentencepiece as spm
 
 from seq2seq.config import Config
 from seq2seq.errors import UserError
+from seq2seq.fileio import atomic_write_bytes
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
@@ -46,12 +49,12 @@ class Tokenizer:
         return self.sp.Decode(ids)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the serialized model: equal fingerprints, identical tokenization."""
+        """sha256 hex digest of the serialized model: equal exactly when two tokenizers are the same model."""
         return hashlib.sha256(self.sp.serialized_model_proto()).hexdigest()
 
 
 def tokenizers_fingerprint(src_tok: Tokenizer, tgt_tok: Tokenizer) -> str:
-    """One fingerprint of a (source, target) tokenizer pair, stored in checkpoints."""
+    """sha256 hex digest of both serialized models, source then target (what the training shards are built from)."""
     h = hashlib.sha256(src_tok.sp.serialized_model_proto())
     h.update(tgt_tok.sp.serialized_model_proto())
     return h.hexdigest()
@@ -73,20 +76,28 @@ def load_tokenizers(run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
 
 def _train_one(files: list[Path], prefix: Path, cfg: Config) -> None:
     """Train one model on text files directly (SentencePiece reads them; nothing held in Python).
-    ``spm.input_sentence_size`` > 0 trains on a random sample of that many sentences."""
+    ``spm.input_sentence_size`` > 0 trains on a random sample of that many sentences.
+
+    SentencePiece writes into a temporary folder beside ``prefix``; ``<prefix>.model`` and ``.vocab``
+    are put into place atomically only once both exist, and the folder is removed in any case."""
     sc = cfg.spm
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = dict(input=",".join(str(f) for f in files), model_prefix=str(prefix) + ".tmp",
-                  vocab_size=sc.vocab_size, model_type=sc.model_type, character_coverage=sc.character_coverage,
-                  pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, input_sentence_size=sc.input_sentence_size,
-                  shuffle_input_sentence=True, seed_sentencepiece_size=1000000,
-                  num_threads=max(1, os.cpu_count() or 1), hard_vocab_limit=False, minloglevel=2)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.", suffix=".tmp", dir=prefix.parent))
     try:
-        spm.SentencePieceTrainer.Train(**kwargs)
-    except RuntimeError as e:
-        raise UserError(f"SentencePiece training failed: {str(e).splitlines()[0]}") from None
-    for ext in (".model", ".vocab"):  # rename into place only when both exist: atomic per file
-        os.replace(str(prefix) + ".tmp" + ext, str(prefix) + ext)
+        kwargs = dict(input=",".join(str(f) for f in files), model_prefix=str(tmp / prefix.name),
+                      vocab_size=sc.vocab_size, model_type=sc.model_type, character_coverage=sc.character_coverage,
+                      pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, input_sentence_size=sc.input_sentence_size,
+                      shuffle_input_sentence=True, seed_sentencepiece_size=1000000,
+                      num_threads=max(1, os.cpu_count() or 1), hard_vocab_limit=False, minloglevel=2)
+        try:
+            spm.SentencePieceTrainer.Train(**kwargs)
+        except RuntimeError as e:
+            raise UserError(f"SentencePiece training failed: {str(e).splitlines()[0]}") from None
+        trained = {ext: (tmp / (prefix.name + ext)).read_bytes() for ext in (".model", ".vocab")}
+        for ext, data in trained.items():
+            atomic_write_bytes(prefix.with_name(prefix.name + ext), data)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def train_tokenizers(cfg: Config, log=print) -> tuple[Path, Path]:

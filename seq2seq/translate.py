@@ -17,7 +17,7 @@ from seq2seq.config import DecodeConfig
 from seq2seq.distributed import pick_device
 from seq2seq.errors import UserError
 from seq2seq.search import Hypothesis
-from seq2seq.textio import AtomicOutput, read_lines
+from seq2seq.fileio import AtomicOutput, read_lines
 from seq2seq.translator import Translator
 
 

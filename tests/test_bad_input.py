@@ -16,7 +16,7 @@ fail (``raises=DataLost``) and any other failure still fails the test.
 
 One tiny run (6 training steps) is built in-process once per module; the cases run the real CLI in
 subprocesses (``python -m seq2seq ...``), except the disk-full case, which runs ``seq2seq.cli.main``
-in-process to be able to patch ``os`` inside ``seq2seq.checkpoint``.
+in-process to be able to patch ``os`` inside ``seq2seq.fileio``.
 
 Sizes: ``SEQ2SEQ_BIG_LINES`` (default 100000; 1000000 for the full check) lines for the streaming case, ``SEQ2SEQ_LONG_WORDS``
 (default 2000) words for the over-long line.
@@ -404,7 +404,7 @@ def prep_vocab_mismatch(ctx: Ctx, tmp: Path) -> Prepared:
 
 
 class _DiskFullOs:
-    """``os`` for seq2seq.checkpoint whose fsync fails with ENOSPC on a checkpoint's temporary file."""
+    """``os`` for seq2seq.fileio whose fsync fails with ENOSPC on a checkpoint's temporary file."""
 
     def __init__(self):
         self.failed: list[str] = []
@@ -422,7 +422,7 @@ class _DiskFullOs:
 
 def prep_disk_full_on_save(ctx: Ctx, tmp: Path) -> Prepared:
     """Resume training from step 6 to 8; the checkpoint saved at step 8 hits a full disk."""
-    from seq2seq import checkpoint as ckpt_io
+    from seq2seq import fileio
 
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc/self/fd to tell the checkpoint's temporary file apart")
@@ -432,7 +432,7 @@ def prep_disk_full_on_save(ctx: Ctx, tmp: Path) -> Prepared:
                     # monitoring, written before the save: config.yaml (the new max_steps), train.log,
                     # metrics.jsonl (the step-8 validation; a resume drops it again), TensorBoard events
                     may_change={run / "config.yaml", run / "train.log", run / "metrics.jsonl", run / "tensorboard"},
-                    patch=lambda: mock.patch.object(ckpt_io, "os", fake), info={"fake": fake, "run": run})
+                    patch=lambda: mock.patch.object(fileio, "os", fake), info={"fake": fake, "run": run})
 
 
 def check_disk_full(prep: Prepared, outcome: Outcome, tmp: Path) -> None:

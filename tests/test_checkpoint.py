@@ -1,17 +1,16 @@
-"""Checkpoints: round trip, versioning, atomic writes, and damaged or hostile files as one-line UserErrors."""
+"""Checkpoints: round trip, versioning, atomic saves, and damaged or hostile files as one-line UserErrors."""
 
 from __future__ import annotations
 
 import builtins
-import os
 import pickle
-import stat
 
 import pytest
 import torch
 
 from conftest import tiny_model
 from seq2seq import checkpoint as ckpt_io
+from seq2seq import fileio
 from seq2seq.errors import UserError
 
 
@@ -81,15 +80,7 @@ def test_missing_file(tmp_path):
         ckpt_io.load(tmp_path)  # a folder is not a checkpoint either
 
 
-# ---- atomic writes -------------------------------------------------------------------------------
-
-def test_atomic_write_text_replaces_content(tmp_path):
-    path = tmp_path / "deep" / "f.txt"
-    ckpt_io.atomic_write_text(path, "one\n")
-    ckpt_io.atomic_write_text(path, "zwei ü\n")
-    assert path.read_text(encoding="utf-8") == "zwei ü\n"
-    assert leftovers(path.parent) == []
-
+# ---- atomic saves (the writes themselves: test_fileio.py) ---------------------------------------
 
 @pytest.mark.parametrize("failing", ["replace", "fsync"])
 def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, failing):
@@ -100,7 +91,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, failing):
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt_io.os, failing, boom)
+    monkeypatch.setattr(fileio.os, failing, boom)
     with pytest.raises(UserError) as e:
         ckpt_io.save(path, payload(1))
     monkeypatch.undo()
@@ -109,21 +100,6 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, failing):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"], "no temporary file is left behind"
     assert torch.equal(ckpt_io.load(path)["model"]["decoder.bridge.weight"],
                        payload(0)["model"]["decoder.bridge.weight"])
-
-
-def test_interrupted_write_keeps_the_previous_file_and_reraises(tmp_path, monkeypatch):
-    path = tmp_path / "notes.txt"
-    ckpt_io.atomic_write_text(path, "old")
-
-    def interrupt(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt_io.os, "fsync", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        ckpt_io.atomic_write_text(path, "new")
-    monkeypatch.undo()
-    assert path.read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 # ---- damaged and hostile files -------------------------------------------------------------------
@@ -197,16 +173,3 @@ def test_code_in_a_pickle_is_never_run(tmp_path, how):
     assert not marker.exists()
     assert_refused(path)
     assert not marker.exists(), "loading a checkpoint must never execute code"
-
-
-def test_atomic_write_honours_the_umask(tmp_path):
-    old = os.umask(0o022)
-    try:
-        plain = tmp_path / "plain.txt"
-        plain.write_text("x")
-        atomic = tmp_path / "atomic.txt"
-        ckpt_io.atomic_write_text(atomic, "x")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE(plain.stat().st_mode) == 0o644
-    assert stat.S_IMODE(atomic.stat().st_mode) == 0o644

@@ -452,3 +452,17 @@ def test_multi30k_via_mirror(tmp_path: Path, multi30k_dir: Path):
     _check_manifest(cfg, manifest, {"train": 29000, "dev": 1014, "test": 1000})
     src, tgt = read_split(cfg, "test")
     assert all(s and t for s, t in zip(src, tgt))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_text_lines_reads_line_exactly_and_names_no_cli_option(tmp_path: Path, gz: bool):
+    from seq2seq.data import text_lines
+
+    path = tmp_path / ("f.gz" if gz else "f")
+    data = b"a\r\nb\rc\nd"
+    path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+    assert list(text_lines(str(path))) == ["a", "b\rc", "d"]
+    path.write_bytes(gzip.compress(b"ok\n\xff\n", mtime=0) if gz else b"ok\n\xff\n")
+    with pytest.raises(UserError) as e:
+        list(text_lines(str(path)))
+    assert str(e.value) == f"{path}: line 2 is not valid UTF-8 (byte 0)"  # download has no --replace-invalid

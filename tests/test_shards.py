@@ -11,7 +11,7 @@ import yaml
 from conftest import tiny_recipe_dict
 from seq2seq.config import load_config
 from seq2seq.data import download
-from seq2seq.shards import build_pairs
+from seq2seq.shards import build_pairs, drop_reason
 from seq2seq.tokenizer import load_tokenizers, tokenizers_fingerprint, train_tokenizers
 
 QUIET = lambda *_: None  # noqa: E731
@@ -68,3 +68,16 @@ def test_reused_until_the_inputs_change(tmp_path):
     cfg.train.max_len = 8
     src, _ = build_pairs(cfg, s, t, fp, log=logs.append)
     assert logs and max(src.lengths) <= 8  # rebuilt for the new filter
+
+
+def test_drop_reason():
+    assert drop_reason([5, 6], [7]) is None  # no limits given: only empty pairs are dropped
+    assert drop_reason([], [7]) == drop_reason([5], []) == "empty"
+    assert drop_reason([5] * 4, [7], max_len=3) == "too_long"
+    assert drop_reason([5] * 3, [7] * 3, max_len=3) is None
+    assert drop_reason([5] * 4, [7], max_len=0) is None  # 0: off
+    assert drop_reason([5] * 4, [7], filter_ratio=3.0) == "ratio"
+    assert drop_reason([5] * 3, [7], filter_ratio=3.0) is None
+    assert drop_reason([5] * 4, [7], filter_ratio=0.0) is None
+    assert drop_reason([], [7] * 9, max_len=3, filter_ratio=2.0) == "empty"  # empty, then length, then ratio
+    assert drop_reason([5] * 9, [7], max_len=3, filter_ratio=2.0) == "too_long"

@@ -10,7 +10,8 @@ from conftest import tiny_recipe_dict
 from seq2seq.config import Config, from_dict
 from seq2seq.data import download, read_split
 from seq2seq.errors import UserError
-from seq2seq.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, load_tokenizers, spm_paths, train_tokenizers
+from seq2seq.tokenizer import (BOS, EOS, PAD, UNK, Tokenizer, load_tokenizers, spm_paths, tokenizers_fingerprint,
+                               train_tokenizers)
 
 
 def _quiet(_msg: str) -> None:
@@ -180,3 +181,29 @@ def test_model_with_other_special_ids_is_rejected(tmp_path: Path, corpus_dir: Pa
                                    hard_vocab_limit=False, num_threads=1, minloglevel=2)  # unk=0 bos=1 eos=2
     with pytest.raises(UserError, match="special ids"):
         Tokenizer(tmp_path / "default_ids.model")
+
+
+def test_fingerprints(tmp_path: Path, corpus_dir: Path):
+    import hashlib
+    cfg = _cfg(tmp_path, corpus_dir, joint=False)
+    train_tokenizers(cfg, log=_quiet)
+    src, tgt = load_tokenizers(cfg.run_path)
+    again = Tokenizer(src.path)
+    assert src.fingerprint() == again.fingerprint() != tgt.fingerprint()
+    assert src.fingerprint() == hashlib.sha256(src.path.read_bytes()).hexdigest()  # the file is the proto
+    expected = hashlib.sha256(src.path.read_bytes() + tgt.path.read_bytes()).hexdigest()  # the format checkpoints hold
+    assert tokenizers_fingerprint(src, tgt) == expected != tokenizers_fingerprint(tgt, src)
+
+
+def test_failed_training_leaves_no_temporary_files(tmp_path: Path, corpus_dir: Path, monkeypatch):
+    import seq2seq.tokenizer as tokenizer
+
+    def fail(model_prefix: str, **kwargs):
+        Path(model_prefix + ".model").write_bytes(b"half")  # SentencePiece got as far as one file
+        raise RuntimeError("Internal: out of luck\nmore")
+
+    cfg = _cfg(tmp_path, corpus_dir, joint=True)
+    monkeypatch.setattr(tokenizer.spm.SentencePieceTrainer, "Train", fail)
+    with pytest.raises(UserError, match="SentencePiece training failed: Internal: out of luck$"):
+        train_tokenizers(cfg, log=_quiet)
+    assert list((cfg.run_path / "spm").iterdir()) == []
