@@ -24,7 +24,7 @@ VENV := .venv
 S2S := $(VENV)/bin/seq2seq
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup data spm train eval translate test clean FORCE
+.PHONY: setup data spm train eval translate test lint-fix clean FORCE
 .DELETE_ON_ERROR:
 
 setup: $(INSTALLED)
@@ -34,7 +34,7 @@ $(INSTALLED): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q torch==2.13.0
-	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
 	touch $@
 
 # One file per stage's settings, rewritten only when they change (make then sees a newer input).
@@ -69,8 +69,16 @@ translate: $(RUN)/checkpoints/best.pt
 	@test -n "$(IN)" || { echo "usage: make translate IN=input OUT=output [RECIPE=...]" >&2; exit 2; }
 	$(S2S) translate $(RUN) -i $(IN) $(if $(OUT),-o $(OUT))
 
+# the linter first (style, imports, likely bugs), then the suite
 test: $(INSTALLED)
+	$(VENV)/bin/ruff check seq2seq tests benchmarks
+	$(VENV)/bin/ruff format --check seq2seq tests benchmarks
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# rewrite the code into the linter's format and fix what it can
+lint-fix: $(INSTALLED)
+	$(VENV)/bin/ruff format seq2seq tests benchmarks
+	$(VENV)/bin/ruff check --fix seq2seq tests benchmarks
 
 clean:
 	rm -rf $(WORK)

@@ -90,7 +90,9 @@ class CpuShare:
             f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         except (OSError, ValueError):
             return None
-        busy = (f[0] + f[1] + f[2] + sum(f[5:8])) / os.sysconf("SC_CLK_TCK")  # user nice system irq softirq steal
+        busy = (f[0] + f[1] + f[2] + sum(f[5:8])) / os.sysconf(
+            "SC_CLK_TCK"
+        )  # user nice system irq softirq steal
         ru = resource.getrusage(resource.RUSAGE_SELF)
         return time.perf_counter(), busy, ru.ru_utime + ru.ru_stime
 
@@ -106,8 +108,10 @@ class CpuShare:
 def busy_warning(share: Optional[float], what: str) -> None:
     """Say on stderr when other processes took a noticeable share of the CPUs during a measurement."""
     if share is not None and share > 0.1:
-        info(f"warning: other processes used {share:.0%} of the CPUs during {what}: the figure is noisy "
-             f"(rerun when the machine is idle; a shared CPU hurts multi-threaded torch most)")
+        info(
+            f"warning: other processes used {share:.0%} of the CPUs during {what}: the figure is noisy "
+            f"(rerun when the machine is idle; a shared CPU hurts multi-threaded torch most)"
+        )
 
 
 def bench_config(recipe: Path, workdir: Path, overrides: list[str] = ()) -> Config:

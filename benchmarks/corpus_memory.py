@@ -29,7 +29,8 @@ STAGES = {
         "from seq2seq.tokenizer import load_tokenizers; from seq2seq.shards import build_pairs\n"
         "from seq2seq.tokenizer import tokenizers_fingerprint\n"
         "s, t = load_tokenizers(cfg.run_path)\n"
-        "build_pairs(cfg, s, t, tokenizers_fingerprint(s, t), log=lambda *_: None)"),
+        "build_pairs(cfg, s, t, tokenizers_fingerprint(s, t), log=lambda *_: None)"
+    ),
     "epoch_of_batches": (
         "from seq2seq.tokenizer import load_tokenizers; from seq2seq.shards import build_pairs\n"
         "from seq2seq.tokenizer import tokenizers_fingerprint; from seq2seq.batches import make_batches, collate\n"
@@ -38,7 +39,8 @@ STAGES = {
         "n = 0\n"
         "for idx in make_batches(src.lengths, tgt.lengths, cfg.train.batch_tokens, 1, 0):\n"
         "    n += collate([src[i] for i in idx], [tgt[i] for i in idx]).ntokens\n"
-        "print('target tokens', n, file=sys.stderr)"),
+        "print('target tokens', n, file=sys.stderr)"
+    ),
 }
 
 
@@ -49,8 +51,10 @@ def generate(folder: Path, pairs: int, seed: int = 7) -> None:
     rng = random.Random(seed)
     sizes = {"train": pairs, "dev": 1000, "test": 1000}
     for split, n in sizes.items():
-        with open(folder / f"{split}.en", "w", encoding="utf-8") as en, \
-                open(folder / f"{split}.de", "w", encoding="utf-8") as de:
+        with (
+            open(folder / f"{split}.en", "w", encoding="utf-8") as en,
+            open(folder / f"{split}.de", "w", encoding="utf-8") as de,
+        ):
             for _ in range(n):
                 a, b = _sentence(rng)
                 en.write(a + "\n")
@@ -69,13 +73,23 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(raw, args.pairs)
         print(f"generated {args.pairs} pairs in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-    overrides = [f"data.source=text", f"data.url={raw}", "data.file_pattern={split}.{lang}",
-                 "data.splits={train: train, dev: dev, test: test}", f"data.dir={args.workdir}/corpus",
-                 f"run_dir={args.workdir}/run", "spm.vocab_size=1000", f"spm.input_sentence_size={args.spm_sample}",
-                 "batch_tokens=4096", "dedupe=true"]
+    overrides = [
+        "data.source=text",
+        f"data.url={raw}",
+        "data.file_pattern={split}.{lang}",
+        "data.splits={train: train, dev: dev, test: test}",
+        f"data.dir={args.workdir}/corpus",
+        f"run_dir={args.workdir}/run",
+        "spm.vocab_size=1000",
+        f"spm.input_sentence_size={args.spm_sample}",
+        "batch_tokens=4096",
+        "dedupe=true",
+    ]
     for stage in args.stages.split(","):
-        code = (f"import sys; from seq2seq.config import load_config\n"
-                f"cfg = load_config({str(ROOT / 'recipes' / 'default.yaml')!r}, {overrides!r})\n" + STAGES[stage])
+        code = (
+            f"import sys; from seq2seq.config import load_config\n"
+            f"cfg = load_config({str(ROOT / 'recipes' / 'default.yaml')!r}, {overrides!r})\n" + STAGES[stage]
+        )
         code += "\nimport resource; print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -83,11 +97,21 @@ def main() -> None:
         if proc.returncode:
             sys.exit(f"stage {stage} failed")
         peak_kb = int(proc.stdout.split("PEAK_RSS_KB")[-1])
-        print(json.dumps({"benchmark": "corpus_memory", "stage": stage, "pairs": args.pairs,
-                          "seconds": round(seconds, 1),
-                          "peak_rss_mb": round(peak_kb / 1024, 1),
-                          "python": platform.python_version(), "spm_sample": args.spm_sample,
-                          "batch_tokens": 4096}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "corpus_memory",
+                    "stage": stage,
+                    "pairs": args.pairs,
+                    "seconds": round(seconds, 1),
+                    "peak_rss_mb": round(peak_kb / 1024, 1),
+                    "python": platform.python_version(),
+                    "spm_sample": args.spm_sample,
+                    "batch_tokens": 4096,
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -35,26 +35,42 @@ import sys
 import time
 from pathlib import Path
 
-from _common import (DEFAULT_MIRROR, DEFAULT_RECIPE, DEFAULT_WORKDIR, bench_config, csv_list, current_rss_mib,
-                     emit, environment, info, CpuShare, busy_warning, peak_rss_mib, prepare, resolve, sync)
-
 import torch  # noqa: E402
+from _common import (
+    DEFAULT_MIRROR,
+    DEFAULT_RECIPE,
+    DEFAULT_WORKDIR,
+    CpuShare,
+    bench_config,
+    busy_warning,
+    csv_list,
+    current_rss_mib,
+    emit,
+    environment,
+    info,
+    peak_rss_mib,
+    prepare,
+    resolve,
+    sync,
+)
 
 from seq2seq.batches import collate, make_batches  # noqa: E402
 from seq2seq.compiled import bucket_len, bucket_rows  # noqa: E402
 from seq2seq.config import CHOICES  # noqa: E402
 from seq2seq.distributed import Dist, pick_device  # noqa: E402
 from seq2seq.errors import UserError  # noqa: E402
-from seq2seq.step import loss_fn, train_step  # noqa: E402
 from seq2seq.model import DecoderState, Seq2Seq, count_parameters  # noqa: E402
 from seq2seq.precision import autocast, autocast_dtype  # noqa: E402
+from seq2seq.step import loss_fn, train_step  # noqa: E402
 from seq2seq.tokenizer import load_tokenizers  # noqa: E402
 from seq2seq.training import load_pairs, seed_everything, setup_parts  # noqa: E402
 
 MODES = ("hoisted", "stepped")
 
 
-def stepped_forward(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+def stepped_forward(
+    model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor
+) -> torch.Tensor:
     """The plain eager path: the search step's LSTMCell per position (teacher forcing), then the output
     layer once.
 
@@ -77,26 +93,51 @@ def stepped_forward(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, tg
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML (default: %(default)s)")
-    p.add_argument("--mirror", default=str(DEFAULT_MIRROR),
-                   help="folder holding the recipe's corpus files (default: ../shared/corpora/multi30k "
-                        "relative to the repository root)")
-    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR),
-                   help="corpus + SentencePiece model go to <workdir>/corpus and <workdir>/run (default: data/bench)")
+    p.add_argument(
+        "--mirror",
+        default=str(DEFAULT_MIRROR),
+        help="folder holding the recipe's corpus files (default: ../shared/corpora/multi30k "
+        "relative to the repository root)",
+    )
+    p.add_argument(
+        "--workdir",
+        default=str(DEFAULT_WORKDIR),
+        help="corpus + SentencePiece model go to <workdir>/corpus and <workdir>/run (default: data/bench)",
+    )
     p.add_argument("--steps", type=int, default=20, help="timed training steps per variant (default: 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before them (default: 3)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--precision", default="fp32",
-                   help="comma-separated train.precision values measured side by side: fp32,bf16,fp16,auto")
-    p.add_argument("--baseline", action="store_true",
-                   help="also measure the stepped (un-hoisted) decoder and print the hoisting speed-up")
-    p.add_argument("--compile", default="off", choices=CHOICES["train.compile"],
-                   help="also measure the hoisted model with train.compile=MODE (default: off)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        help="comma-separated train.precision values measured side by side: fp32,bf16,fp16,auto",
+    )
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also measure the stepped (un-hoisted) decoder and print the hoisting speed-up",
+    )
+    p.add_argument(
+        "--compile",
+        default="off",
+        choices=CHOICES["train.compile"],
+        help="also measure the hoisted model with train.compile=MODE (default: off)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--batch-tokens", type=int, default=0, help="override train.batch_tokens (0: the recipe's)")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="run the variant list this many times, interleaved; figures are medians (default: 1)")
-    p.add_argument("--isolate", action="store_true",
-                   help="run each variant in a fresh subprocess, so each peak-RSS figure is that variant's alone")
+    p.add_argument(
+        "--batch-tokens", type=int, default=0, help="override train.batch_tokens (0: the recipe's)"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="run the variant list this many times, interleaved; figures are medians (default: 1)",
+    )
+    p.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run each variant in a fresh subprocess, so each peak-RSS figure is that variant's alone",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the stepped == hoisted numerical check")
     p.add_argument("--only", default="", help=argparse.SUPPRESS)  # precision:mode, used by --isolate
     args = p.parse_args(argv)
@@ -127,7 +168,7 @@ class Bench:
         self.batches = [collate([src[i] for i in idx], [tgt[i] for i in idx]) for idx in order[:n]]
         self.n_pairs = len(src)
         del src, tgt
-        timed = self.batches[args.warmup:]
+        timed = self.batches[args.warmup :]
         self.batch_stats = {
             "timed_tgt_tokens": sum(b.ntokens for b in timed),
             "timed_sentences": sum(b.src.size(0) for b in timed),
@@ -138,15 +179,34 @@ class Bench:
     def settings(self) -> dict:
         m, tc, a = self.cfg.model, self.cfg.train, self.args
         return {
-            "recipe": Path(a.recipe).name, "corpus": "multi30k train (epoch-0 batch order, seed %d)" % tc.seed,
-            "train_pairs": self.n_pairs, "vocab": [len(self.src_tok), len(self.tgt_tok)],
+            "recipe": Path(a.recipe).name,
+            "corpus": "multi30k train (epoch-0 batch order, seed %d)" % tc.seed,
+            "train_pairs": self.n_pairs,
+            "vocab": [len(self.src_tok), len(self.tgt_tok)],
             "spm": f"{'joint ' if self.cfg.spm.joint else ''}{self.cfg.spm.model_type} {self.cfg.spm.vocab_size}",
-            "model": {k: getattr(m, k) for k in ("emb_dim", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers",
-                                                 "attention", "attn_dim", "input_feeding", "tie_embeddings",
-                                                 "dropout")},
-            "batch_tokens": tc.batch_tokens, "optimizer": f"Adam lr={tc.lr} wd={tc.weight_decay}",
-            "clip_norm": tc.clip_norm, "label_smoothing": tc.label_smoothing,
-            "steps": a.steps, "warmup_steps": a.warmup, "repeats": a.repeats, "isolated_process": bool(a.only),
+            "model": {
+                k: getattr(m, k)
+                for k in (
+                    "emb_dim",
+                    "enc_hidden",
+                    "enc_layers",
+                    "dec_hidden",
+                    "dec_layers",
+                    "attention",
+                    "attn_dim",
+                    "input_feeding",
+                    "tie_embeddings",
+                    "dropout",
+                )
+            },
+            "batch_tokens": tc.batch_tokens,
+            "optimizer": f"Adam lr={tc.lr} wd={tc.weight_decay}",
+            "clip_norm": tc.clip_norm,
+            "label_smoothing": tc.label_smoothing,
+            "steps": a.steps,
+            "warmup_steps": a.warmup,
+            "repeats": a.repeats,
+            "isolated_process": bool(a.only),
             **self.batch_stats,
         }
 
@@ -155,8 +215,9 @@ class Bench:
         the stepped variant swaps in the un-hoisted forward."""
         seed_everything(self.cfg.train.seed)
         compile_mode = self.args.compile if mode == "compiled" else "off"
-        cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, precision=precision,
-                                                                      compile=compile_mode))
+        cfg = dataclasses.replace(
+            self.cfg, train=dataclasses.replace(self.cfg.train, precision=precision, compile=compile_mode)
+        )
         parts = setup_parts(cfg, len(self.src_tok), len(self.tgt_tok), Dist(self.device))
         if mode == "stepped":
             parts.forward = functools.partial(stepped_forward, parts.model)
@@ -166,7 +227,11 @@ class Bench:
         """Forward + backward once per bucket shape of the batches (no optimizer step): seconds taken."""
         t0, seen = time.perf_counter(), set()
         for cpu_batch in self.batches:
-            key = (bucket_rows(cpu_batch.src.size(0)), bucket_len(cpu_batch.src.size(1)), cpu_batch.tgt_in.size(1))
+            key = (
+                bucket_rows(cpu_batch.src.size(0)),
+                bucket_len(cpu_batch.src.size(1)),
+                cpu_batch.tgt_in.size(1),
+            )
             if key[:2] in seen:
                 continue
             seen.add(key[:2])
@@ -202,12 +267,18 @@ class Bench:
             if k >= a.warmup:
                 times.append(dt)
             losses.append(loss.item() / b.ntokens)  # after the clock: the .item() sync is not timed
-            info(f"  {precision}/{mode} step {k + 1}/{len(self.batches)}{' (warm-up)' if k < a.warmup else ''}: "
-                 f"{dt * 1000:.0f} ms, {b.ntokens} tgt tokens, {b.src.size(0)} sentences, loss/tok {losses[-1]:.3f}")
-        out = {"seconds": sum(times), "step_ms": [round(t * 1000, 1) for t in times],
-               "other_cpu_busy": cpu.other_busy(),
-               "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
-               "params": count_parameters(parts.model)}
+            info(
+                f"  {precision}/{mode} step {k + 1}/{len(self.batches)}{' (warm-up)' if k < a.warmup else ''}: "
+                f"{dt * 1000:.0f} ms, {b.ntokens} tgt tokens, {b.src.size(0)} sentences, loss/tok {losses[-1]:.3f}"
+            )
+        out = {
+            "seconds": sum(times),
+            "step_ms": [round(t * 1000, 1) for t in times],
+            "other_cpu_busy": cpu.other_busy(),
+            "loss_first": round(losses[0], 4),
+            "loss_last": round(losses[-1], 4),
+            "params": count_parameters(parts.model),
+        }
         if compile_s is not None:
             out["compile_seconds"] = round(compile_s, 1)
         if device.type == "cuda":
@@ -215,9 +286,9 @@ class Bench:
             out["peak_mem_kind"] = "torch.cuda.max_memory_allocated (this variant)"
         else:
             out["peak_mem_mib"] = peak_rss_mib()
-            out["peak_mem_kind"] = ("peak RSS, getrusage ru_maxrss: this process's high-water mark so far"
-                                    + ("" if a.only else " (variants before this one included; --isolate for "
-                                                          "per-variant figures)"))
+            out["peak_mem_kind"] = "peak RSS, getrusage ru_maxrss: this process's high-water mark so far" + (
+                "" if a.only else " (variants before this one included; --isolate for per-variant figures)"
+            )
             out["rss_before_variant_mib"] = rss_before
             out["peak_rss_raised_by_variant"] = out["peak_mem_mib"] > peak_before
         busy_warning(out["other_cpu_busy"], f"{precision}/{mode}")
@@ -250,22 +321,33 @@ def record(bench: Bench, env: dict, precision: str, mode: str, runs: list[dict])
     last = runs[-1]
     amp = autocast_dtype(precision, bench.device)
     rec = {
-        "figure": "train_throughput", "variant": mode, "precision": precision,
+        "figure": "train_throughput",
+        "variant": mode,
+        "precision": precision,
         "dtype": f"autocast {str(amp).replace('torch.', '')}" if amp else "float32 (no autocast)",
         **env,
         "tgt_tok_per_s": round(rate, 1),
         "tgt_tok_per_s_runs": [round(r, 1) for r in rates],
         "sent_per_s": round(rate * sents / tok, 2),
         "step_ms_median": round(statistics.median(steps_ms), 1),
-        "step_ms_min": min(steps_ms), "step_ms_max": max(steps_ms),
+        "step_ms_min": min(steps_ms),
+        "step_ms_max": max(steps_ms),
         "timed_seconds": round(statistics.median(r["seconds"] for r in runs), 3),
         "other_cpu_busy": [r["other_cpu_busy"] for r in runs],
-        "peak_mem_mib": max(r["peak_mem_mib"] for r in runs), "peak_mem_kind": last["peak_mem_kind"],
+        "peak_mem_mib": max(r["peak_mem_mib"] for r in runs),
+        "peak_mem_kind": last["peak_mem_kind"],
         "loss_per_tok_first_last": [last["loss_first"], last["loss_last"]],
-        "settings": {**bench.settings(), "params": last["params"], "variant_desc": (
-            "Seq2Seq.forward (hoisted Decoder.forward)" if mode == "hoisted" else
-            f"hoisted, train.compile={bench.args.compile}" if mode == "compiled" else
-            "decoder.step() per position, logits + loss once")},
+        "settings": {
+            **bench.settings(),
+            "params": last["params"],
+            "variant_desc": (
+                "Seq2Seq.forward (hoisted Decoder.forward)"
+                if mode == "hoisted"
+                else f"hoisted, train.compile={bench.args.compile}"
+                if mode == "compiled"
+                else "decoder.step() per position, logits + loss once"
+            ),
+        },
     }
     for k in ("rss_before_variant_mib", "peak_rss_raised_by_variant", "compile_seconds"):
         if k in last:
@@ -289,8 +371,10 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     env = environment(bench.device)
-    info(f"{len(specs)} variant(s) x {args.repeats} on {env['device_name']}, {env['num_threads']} threads; "
-         f"{args.warmup} warm-up + {args.steps} timed steps each")
+    info(
+        f"{len(specs)} variant(s) x {args.repeats} on {env['device_name']}, {env['num_threads']} threads; "
+        f"{args.warmup} warm-up + {args.steps} timed steps each"
+    )
 
     runs: dict[tuple[str, str], list[dict]] = {s: [] for s in specs}
     records: dict[tuple[str, str], dict] = {}
@@ -300,8 +384,20 @@ def main(argv=None) -> int:
         for r in range(args.repeats):
             for p, m in specs:
                 info(f"subprocess for {p}/{m} (repeat {r + 1})")
-                res = subprocess.run([sys.executable, str(Path(__file__).resolve()), *base, "--repeats", "1",
-                                      "--no-check", "--only", f"{p}:{m}"], stdout=subprocess.PIPE, text=True)
+                res = subprocess.run(
+                    [
+                        sys.executable,
+                        str(Path(__file__).resolve()),
+                        *base,
+                        "--repeats",
+                        "1",
+                        "--no-check",
+                        "--only",
+                        f"{p}:{m}",
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
                 if res.returncode:
                     return res.returncode
                 recs = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
@@ -328,27 +424,56 @@ def main(argv=None) -> int:
         diff = None if args.no_check else bench.check_equivalence()
         for p in precisions:
             h, s = records[(p, "hoisted")], records[(p, "stepped")]
-            emit({"figure": "hoisting_speedup", "precision": p, "dtype": h["dtype"], **env,
-                  "ratio": round(h["tgt_tok_per_s"] / s["tgt_tok_per_s"], 3),
-                  "hoisted_tgt_tok_per_s": h["tgt_tok_per_s"], "stepped_tgt_tok_per_s": s["tgt_tok_per_s"],
-                  "check_max_abs_logit_diff_fp32_eval": diff, "settings": settings})
+            emit(
+                {
+                    "figure": "hoisting_speedup",
+                    "precision": p,
+                    "dtype": h["dtype"],
+                    **env,
+                    "ratio": round(h["tgt_tok_per_s"] / s["tgt_tok_per_s"], 3),
+                    "hoisted_tgt_tok_per_s": h["tgt_tok_per_s"],
+                    "stepped_tgt_tok_per_s": s["tgt_tok_per_s"],
+                    "check_max_abs_logit_diff_fp32_eval": diff,
+                    "settings": settings,
+                }
+            )
     if args.compile != "off":
         diff = None if args.no_check else bench.check_equivalence("compiled")
         for p in precisions:
             h, c = records[(p, "hoisted")], records[(p, "compiled")]
-            emit({"figure": "compile_speedup", "precision": p, "dtype": h["dtype"], "compile": args.compile, **env,
-                  "ratio": round(c["tgt_tok_per_s"] / h["tgt_tok_per_s"], 3),
-                  "compiled_tgt_tok_per_s": c["tgt_tok_per_s"], "hoisted_tgt_tok_per_s": h["tgt_tok_per_s"],
-                  "compile_seconds": c.get("compile_seconds"),
-                  "check_max_abs_logit_diff_fp32_eval": diff, "settings": settings})
+            emit(
+                {
+                    "figure": "compile_speedup",
+                    "precision": p,
+                    "dtype": h["dtype"],
+                    "compile": args.compile,
+                    **env,
+                    "ratio": round(c["tgt_tok_per_s"] / h["tgt_tok_per_s"], 3),
+                    "compiled_tgt_tok_per_s": c["tgt_tok_per_s"],
+                    "hoisted_tgt_tok_per_s": h["tgt_tok_per_s"],
+                    "compile_seconds": c.get("compile_seconds"),
+                    "check_max_abs_logit_diff_fp32_eval": diff,
+                    "settings": settings,
+                }
+            )
     if len(precisions) > 1:
         ref = precisions[0]
         for p in precisions[1:]:
             for m in modes:
-                emit({"figure": "precision_speedup", "variant": m, "precision": p, "relative_to": ref,
-                      "dtype": records[(p, m)]["dtype"], **env,
-                      "ratio": round(records[(p, m)]["tgt_tok_per_s"] / records[(ref, m)]["tgt_tok_per_s"], 3),
-                      "settings": settings})
+                emit(
+                    {
+                        "figure": "precision_speedup",
+                        "variant": m,
+                        "precision": p,
+                        "relative_to": ref,
+                        "dtype": records[(p, m)]["dtype"],
+                        **env,
+                        "ratio": round(
+                            records[(p, m)]["tgt_tok_per_s"] / records[(ref, m)]["tgt_tok_per_s"], 3
+                        ),
+                        "settings": settings,
+                    }
+                )
     return 0
 
 

@@ -30,8 +30,9 @@ class Attention(nn.Module):
         """memory (B, S, M) -> keys (B, S, K); K = attn_dim (additive) or query_dim."""
         return memory if self.kind == "dot" else self.key_proj(memory)
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """query (B, Q), keys (B, S, K), memory (B, S, M), mask (B, S) True at real tokens.
 
         Returns context (B, M) and weights (B, S); padded positions get weight exactly 0.

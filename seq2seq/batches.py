@@ -24,12 +24,22 @@ class Batch:
 
     def to(self, device: torch.device) -> "Batch":
         nb = device.type == "cuda"
-        return Batch(self.src.to(device, non_blocking=nb), self.lengths, self.tgt_in.to(device, non_blocking=nb),
-                     self.tgt_out.to(device, non_blocking=nb), self.ntokens)
+        return Batch(
+            self.src.to(device, non_blocking=nb),
+            self.lengths,
+            self.tgt_in.to(device, non_blocking=nb),
+            self.tgt_out.to(device, non_blocking=nb),
+            self.ntokens,
+        )
 
     def pin_memory(self) -> "Batch":
-        return Batch(self.src.pin_memory(), self.lengths, self.tgt_in.pin_memory(), self.tgt_out.pin_memory(),
-                     self.ntokens)
+        return Batch(
+            self.src.pin_memory(),
+            self.lengths,
+            self.tgt_in.pin_memory(),
+            self.tgt_out.pin_memory(),
+            self.ntokens,
+        )
 
 
 def pad(seqs: list[list[int]], prefix: list[int] = (), suffix: list[int] = ()) -> torch.Tensor:
@@ -52,8 +62,9 @@ def collate(src: list[list[int]], tgt: list[list[int]]) -> Batch:
     return Batch(s, lengths, pad(tgt, prefix=[BOS]), pad(tgt, suffix=[EOS]), sum(len(t) + 1 for t in tgt))
 
 
-def make_batches(src_lens, tgt_lens, batch_tokens: int, seed: int = 0, epoch: int = 0,
-                 shuffle: bool = True) -> list[list[int]]:
+def make_batches(
+    src_lens, tgt_lens, batch_tokens: int, seed: int = 0, epoch: int = 0, shuffle: bool = True
+) -> list[list[int]]:
     """Index lists whose padded size (sentences x longest side + 1) stays within ``batch_tokens``.
 
     Sentences are shuffled, then sorted by length (ties keep the shuffled order) so that a batch

@@ -34,18 +34,32 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
             with zipfile.ZipFile(path) as archive:
                 damaged = archive.testzip()
             if damaged is not None:
-                raise UserError(f"{path} is damaged (checksum mismatch in {damaged}): restore it or train again")
+                raise UserError(
+                    f"{path} is damaged (checksum mismatch in {damaged}): restore it or train again"
+                )
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
-            AttributeError, TypeError, OSError):
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        KeyError,
+        AttributeError,
+        TypeError,
+        OSError,
+    ):
         # torch's own message suggests weights_only=False, the unsafe way: never pass it on
         kind = "truncated or damaged" if zipfile.is_zipfile(path) else "not a checkpoint file"
-        raise UserError(f"{path} is not a readable seq2seq checkpoint ({kind}): restore it or train again") from None
+        raise UserError(
+            f"{path} is not a readable seq2seq checkpoint ({kind}): restore it or train again"
+        ) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
         raise UserError(f"{path} is not a seq2seq checkpoint")
     if ckpt["format_version"] != FORMAT_VERSION:
-        raise UserError(f"{path} has checkpoint format {ckpt['format_version']}, this version reads "
-                        f"{FORMAT_VERSION}")
+        raise UserError(
+            f"{path} has checkpoint format {ckpt['format_version']}, this version reads {FORMAT_VERSION}"
+        )
     return ckpt
 
 
@@ -68,8 +82,11 @@ def average(paths: list[Path], out: Path) -> dict[str, Any]:
             model[key] = (total / len(ckpts)).to(value.dtype)
         else:
             model[key] = value.clone()
-    payload = {k: v for k, v in ckpts[-1].items()
-               if k in ("config", "src_vocab", "tgt_vocab", "tokenizers", "progress")}
+    payload = {
+        k: v
+        for k, v in ckpts[-1].items()
+        if k in ("config", "src_vocab", "tgt_vocab", "tokenizers", "progress")
+    }
     payload.update(model=model, averaged_from=[str(Path(p).name) for p in paths])
     save(out, payload)
     return payload
@@ -81,8 +98,10 @@ def average_run(run_dir: Path, names: list[str], last_n: int, out_name: str) -> 
     folder = Path(run_dir) / "checkpoints"
     paths = [folder / f"{n}.pt" for n in names] if names else sorted(folder.glob("step-*.pt"))[-last_n:]
     if not paths:
-        raise UserError(f"no step-*.pt checkpoints in {folder}: train with keep_checkpoints=N, or name them "
-                        f"with --checkpoints")
+        raise UserError(
+            f"no step-*.pt checkpoints in {folder}: train with keep_checkpoints=N, or name them "
+            f"with --checkpoints"
+        )
     out = folder / f"{out_name}.pt"
     average(paths, out)
     return paths, out

@@ -35,8 +35,12 @@ def cli():
 @cli.command()
 @RECIPE
 @OVERRIDES
-@click.option("--mirror", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Local folder holding the recipe's files (found by file name); nothing is fetched.")
+@click.option(
+    "--mirror",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Local folder holding the recipe's files (found by file name); nothing is fetched.",
+)
 def download(recipe, overrides, mirror):
     """Fetch the corpus and write <data_dir>/<split>.<lang> plus manifest.json."""
     from seq2seq.data import download as run
@@ -67,8 +71,12 @@ def train(recipe, overrides):
 @cli.command()
 @RECIPE
 @OVERRIDES
-@click.option("--checkpoint", default=None, metavar="NAME",
-              help="Checkpoint in <run_dir>/checkpoints: best, last, average, ... (default: decode.checkpoint).")
+@click.option(
+    "--checkpoint",
+    default=None,
+    metavar="NAME",
+    help="Checkpoint in <run_dir>/checkpoints: best, last, average, ... (default: decode.checkpoint).",
+)
 def evaluate(recipe, overrides, checkpoint):
     """Beam-search the test splits, score sacreBLEU BLEU and chrF, write results.json."""
     from seq2seq.evaluate import evaluate as run
@@ -79,9 +87,13 @@ def evaluate(recipe, overrides, checkpoint):
 @cli.command("config")
 @RECIPE
 @OVERRIDES
-@click.option("--stamps", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write one file per stage's settings into this folder, touching only those that changed "
-                   "(make uses them to rerun only the stages whose settings changed).")
+@click.option(
+    "--stamps",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write one file per stage's settings into this folder, touching only those that changed "
+    "(make uses them to rerun only the stages whose settings changed).",
+)
 def config_cmd(recipe, overrides, stamps):
     """Print the resolved configuration (recipe + overrides) as YAML."""
     import yaml
@@ -97,45 +109,123 @@ def config_cmd(recipe, overrides, stamps):
 
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Input file, one sentence per line (default: standard input).")
-@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Output file, one translation per input line (default: standard output).")
-@click.option("-b", "--beam-size", type=click.IntRange(1), default=None, help="Beam size (default: the run's).")
-@click.option("-a", "--length-penalty", type=click.FloatRange(0), default=None,
-              help="GNMT length penalty alpha (default: the run's).")
-@click.option("--n-best", type=click.IntRange(1), default=1, help="Hypotheses per input line (needs --format json "
-              "or prints them tab-separated with scores when above 1).")
-@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text",
-              help="text: one translation per line; json: one JSON object per line with hypotheses and scores.")
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Input file, one sentence per line (default: standard input).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Output file, one translation per input line (default: standard output).",
+)
+@click.option(
+    "-b", "--beam-size", type=click.IntRange(1), default=None, help="Beam size (default: the run's)."
+)
+@click.option(
+    "-a",
+    "--length-penalty",
+    type=click.FloatRange(0),
+    default=None,
+    help="GNMT length penalty alpha (default: the run's).",
+)
+@click.option(
+    "--n-best",
+    type=click.IntRange(1),
+    default=1,
+    help="Hypotheses per input line (needs --format json "
+    "or prints them tab-separated with scores when above 1).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="text",
+    help="text: one translation per line; json: one JSON object per line with hypotheses and scores.",
+)
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Sentences per decoding batch.")
-@click.option("--checkpoint", default="best", show_default=True, metavar="NAME",
-              help="Checkpoint in <run_dir>/checkpoints: best, last, average, ...")
+@click.option(
+    "--checkpoint",
+    default="best",
+    show_default=True,
+    metavar="NAME",
+    help="Checkpoint in <run_dir>/checkpoints: best, last, average, ...",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--replace-invalid", is_flag=True, help="Replace undecodable bytes by U+FFFD instead of failing.")
-@click.option("--attention", "attention_png", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Save the attention heatmap of the (first) input line to this PNG.")
-def translate(run_dirs, input_path, output_path, beam_size, length_penalty, n_best, fmt, batch_size, checkpoint,
-              device, replace_invalid, attention_png):
+@click.option(
+    "--replace-invalid", is_flag=True, help="Replace undecodable bytes by U+FFFD instead of failing."
+)
+@click.option(
+    "--attention",
+    "attention_png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Save the attention heatmap of the (first) input line to this PNG.",
+)
+def translate(
+    run_dirs,
+    input_path,
+    output_path,
+    beam_size,
+    length_penalty,
+    n_best,
+    fmt,
+    batch_size,
+    checkpoint,
+    device,
+    replace_invalid,
+    attention_png,
+):
     """Translate with RUN_DIRS (several: an ensemble averaging log-probabilities).
 
     Reads INPUT (or stdin) line by line, streaming in chunks, and writes exactly one output line per
     input line; empty lines stay empty. Output to a file is written atomically.
     """
-    from seq2seq.translate import TranslateIO, translate as run
+    from seq2seq.translate import TranslateIO
+    from seq2seq.translate import translate as run
 
-    io = TranslateIO(input=input_path, output=output_path, fmt=fmt, replace_invalid=replace_invalid,
-                     attention_png=attention_png, interactive=input_path is None and sys.stdin.isatty())
-    run(list(run_dirs), io, checkpoint, device, beam_size=beam_size, length_penalty=length_penalty,
-        batch_size=batch_size, n_best=n_best)
+    io = TranslateIO(
+        input=input_path,
+        output=output_path,
+        fmt=fmt,
+        replace_invalid=replace_invalid,
+        attention_png=attention_png,
+        interactive=input_path is None and sys.stdin.isatty(),
+    )
+    run(
+        list(run_dirs),
+        io,
+        checkpoint,
+        device,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        batch_size=batch_size,
+        n_best=n_best,
+    )
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-o", "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the PNGs go (default: <run_dir>/plots).")
-@click.option("--sentences", type=click.IntRange(0), default=3, show_default=True,
-              help="Attention heatmaps for this many dev sentences.")
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the PNGs go (default: <run_dir>/plots).",
+)
+@click.option(
+    "--sentences",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    help="Attention heatmaps for this many dev sentences.",
+)
 def plot(run_dir, out_dir, sentences):
     """Learning curves (train/dev loss, dev BLEU) and attention heatmaps as PNG files."""
     from seq2seq.plot import plot_run
@@ -158,12 +248,30 @@ def info(run_dir, as_json):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--last", "last_n", type=click.IntRange(1), default=5, show_default=True,
-              help="Average the newest N step-*.pt checkpoints (kept with train.keep_checkpoints=N).")
-@click.option("--checkpoints", "names", multiple=True, metavar="NAME",
-              help="Average these checkpoints of <run_dir>/checkpoints instead (repeatable), e.g. best last.")
-@click.option("-o", "--output", "out_name", default="average", show_default=True, metavar="NAME",
-              help="Write <run_dir>/checkpoints/NAME.pt; translate/evaluate with --checkpoint NAME.")
+@click.option(
+    "--last",
+    "last_n",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Average the newest N step-*.pt checkpoints (kept with train.keep_checkpoints=N).",
+)
+@click.option(
+    "--checkpoints",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Average these checkpoints of <run_dir>/checkpoints instead (repeatable), e.g. best last.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_name",
+    default="average",
+    show_default=True,
+    metavar="NAME",
+    help="Write <run_dir>/checkpoints/NAME.pt; translate/evaluate with --checkpoint NAME.",
+)
 def average(run_dir, last_n, names, out_name):
     """Average the parameters of several checkpoints into one."""
     from seq2seq.checkpoint import average_run
@@ -176,8 +284,12 @@ def average(run_dir, last_n, names, out_name):
 @RECIPE
 @OVERRIDES
 @click.option("--beams", default="1,3,5,8", show_default=True, help="Beam sizes, comma-separated.")
-@click.option("--alphas", default="0,0.6,1.0,1.5", show_default=True, help="Length penalties, comma-separated.")
-@click.option("--split", default="dev", show_default=True, help="Held-out split to tune on (never a test set).")
+@click.option(
+    "--alphas", default="0,0.6,1.0,1.5", show_default=True, help="Length penalties, comma-separated."
+)
+@click.option(
+    "--split", default="dev", show_default=True, help="Held-out split to tune on (never a test set)."
+)
 def tune_decode(recipe, overrides, beams, alphas, split):
     """Sweep beam size x length penalty on the dev split; writes <run_dir>/tune-decode.<split>.tsv."""
     from seq2seq.evaluate import tune_decode as run

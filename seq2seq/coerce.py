@@ -93,5 +93,42 @@ def resolve_key(key: str, sections: dict, top_level: tuple[str, ...]) -> tuple[s
         if len(owners) == 1:
             return (owners[0], parts[0])
         if len(owners) > 1:
-            raise UserError(f"config key '{key}' is ambiguous: write one of " + ", ".join(f"{o}.{key}" for o in owners))
+            raise UserError(
+                f"config key '{key}' is ambiguous: write one of " + ", ".join(f"{o}.{key}" for o in owners)
+            )
     raise UserError(f"unknown config key '{key}'")
+
+
+def nest_overrides(overrides, sections: dict, root) -> dict:
+    """Turn ``["max_steps=200", "model.dropout=0.1"]`` into a nested dict; ``root`` is the top-level
+    dataclass, ``sections`` its section dataclasses by name."""
+    nested: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        top_level = tuple(k for k in typing.get_type_hints(root) if k not in sections)
+        parts = resolve_key(key.strip(), sections, top_level)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw  # not YAML ("{split}.{lang}"): the text itself, checked by type below
+        owner = sections[parts[0]] if len(parts) == 2 else root
+        if typing.get_type_hints(owner).get(parts[-1]) is str and not isinstance(value, (dict, list)):
+            value = raw  # a string key keeps the text as written ("007", "1e3")
+        target = nested
+        for p in parts[:-1]:
+            target = target.setdefault(p, {})
+        target[parts[-1]] = value
+    return nested
+
+
+def merge(base: dict, extra: dict, sections: dict) -> dict:
+    """``base`` with ``extra``'s values, section by section."""
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k in sections:
+            out[k] = merge(out[k], v, sections)
+        else:
+            out[k] = v
+    return out

@@ -64,11 +64,23 @@ def pad_state(state: DecoderState, rows: int, length: int) -> DecoderState:
     """
     B, S = state.memory.size(0), state.memory.size(1)
     if rows > B:
-        state = state.select(torch.cat([torch.arange(B, device=state.feed.device),
-                                        torch.zeros(rows - B, dtype=torch.long, device=state.feed.device)]))
+        state = state.select(
+            torch.cat(
+                [
+                    torch.arange(B, device=state.feed.device),
+                    torch.zeros(rows - B, dtype=torch.long, device=state.feed.device),
+                ]
+            )
+        )
     if length > S:
-        state = DecoderState(state.h, state.c, state.feed, F.pad(state.memory, (0, 0, 0, length - S)),
-                             F.pad(state.keys, (0, 0, 0, length - S)), F.pad(state.mask, (0, length - S)))
+        state = DecoderState(
+            state.h,
+            state.c,
+            state.feed,
+            F.pad(state.memory, (0, 0, 0, length - S)),
+            F.pad(state.keys, (0, 0, 0, length - S)),
+            F.pad(state.mask, (0, length - S)),
+        )
     return state
 
 
@@ -141,4 +153,4 @@ class CompiledDecoder:
             torch.compiler.cudagraph_mark_step_begin()
         logp, h, c, feed, weights = self.step(prev, p.h, p.c, p.feed, p.memory, p.keys, p.mask)
         new = BucketState(DecoderState(h, c, feed, p.memory, p.keys, p.mask), n, state.length)
-        return logp[:n].clone(), new, weights[:n, :state.length]
+        return logp[:n].clone(), new, weights[:n, : state.length]

@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
-from seq2seq.coerce import build, resolve_key
+from seq2seq.coerce import build, merge, nest_overrides
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text
 
@@ -149,8 +148,13 @@ class Config:
 
 
 OUTPUT_FORMATS = ("text", "json")  # seq2seq translate --format
-SECTIONS = {"data": DataConfig, "spm": SpmConfig, "model": ModelConfig, "train": TrainConfig,
-            "decode": DecodeConfig}
+SECTIONS = {
+    "data": DataConfig,
+    "spm": SpmConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+}
 CHOICES = {
     "data.source": ("embedded", "hub", "text", "tsv", "jsonl"),
     "spm.model_type": ("unigram", "bpe"),
@@ -164,34 +168,7 @@ CHOICES = {
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict:
     """Turn ``["max_steps=200", "model.dropout=0.1"]`` into a nested dict."""
-    nested: dict = {}
-    for item in overrides:
-        if "=" not in item:
-            raise UserError(f"override '{item}' is not of the form key=value")
-        key, raw = item.split("=", 1)
-        parts = resolve_key(key.strip(), SECTIONS, ("name", "run_dir"))
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw  # not YAML ("{split}.{lang}"): the text itself, checked by type below
-        owner = SECTIONS[parts[0]] if len(parts) == 2 else Config
-        if typing.get_type_hints(owner).get(parts[-1]) is str and not isinstance(value, (dict, list)):
-            value = raw  # a string key keeps the text as written ("007", "1e3")
-        target = nested
-        for p in parts[:-1]:
-            target = target.setdefault(p, {})
-        target[parts[-1]] = value
-    return nested
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k in SECTIONS:
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
+    return nest_overrides(overrides, SECTIONS, Config)
 
 
 def from_dict(values: dict) -> Config:
@@ -212,27 +189,52 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     if not isinstance(values, dict):
         raise UserError(f"recipe {path} must be a mapping of sections")
     values.setdefault("name", path.stem)
-    return from_dict(_merge(values, parse_overrides(overrides)))
+    return from_dict(merge(values, parse_overrides(overrides), SECTIONS))
 
 
 # The allowed range of every number in a recipe, as an interval: "[" / "]" include the bound,
 # "(" / ")" exclude it. tests/test_config.py checks that every int and float field is listed.
 RANGES = {
     "data.embedded_seed": "[0, inf)",
-    "spm.vocab_size": "[1, inf)", "spm.character_coverage": "(0, 1]", "spm.input_sentence_size": "[0, inf)",
-    "model.emb_dim": "[1, inf)", "model.enc_hidden": "[1, inf)", "model.enc_layers": "[1, inf)",
-    "model.dec_hidden": "[1, inf)", "model.dec_layers": "[1, inf)", "model.attn_dim": "[1, inf)",
-    "model.dropout": "[0, 1)", "model.word_dropout": "[0, 1)",
-    "train.seed": "[0, inf)", "train.batch_tokens": "[1, inf)", "train.accum_steps": "[1, inf)",
-    "train.lr": "(0, inf)", "train.weight_decay": "[0, inf)", "train.clip_norm": "[0, inf)",
-    "train.label_smoothing": "[0, 1)", "train.max_steps": "[0, inf)", "train.max_epochs": "[0, inf)",
-    "train.valid_every": "[1, inf)", "train.log_every": "[1, inf)", "train.patience": "[0, inf)",
-    "train.warmup_steps": "[0, inf)", "train.lr_patience": "[1, inf)", "train.lr_factor": "(0, 1]",
-    "train.min_lr": "[0, inf)", "train.valid_beam": "[1, inf)", "train.samples": "[0, inf)",
-    "train.max_len": "[1, inf)", "train.filter_ratio": "[0, inf)", "train.threads": "[0, inf)",
+    "spm.vocab_size": "[1, inf)",
+    "spm.character_coverage": "(0, 1]",
+    "spm.input_sentence_size": "[0, inf)",
+    "model.emb_dim": "[1, inf)",
+    "model.enc_hidden": "[1, inf)",
+    "model.enc_layers": "[1, inf)",
+    "model.dec_hidden": "[1, inf)",
+    "model.dec_layers": "[1, inf)",
+    "model.attn_dim": "[1, inf)",
+    "model.dropout": "[0, 1)",
+    "model.word_dropout": "[0, 1)",
+    "train.seed": "[0, inf)",
+    "train.batch_tokens": "[1, inf)",
+    "train.accum_steps": "[1, inf)",
+    "train.lr": "(0, inf)",
+    "train.weight_decay": "[0, inf)",
+    "train.clip_norm": "[0, inf)",
+    "train.label_smoothing": "[0, 1)",
+    "train.max_steps": "[0, inf)",
+    "train.max_epochs": "[0, inf)",
+    "train.valid_every": "[1, inf)",
+    "train.log_every": "[1, inf)",
+    "train.patience": "[0, inf)",
+    "train.warmup_steps": "[0, inf)",
+    "train.lr_patience": "[1, inf)",
+    "train.lr_factor": "(0, 1]",
+    "train.min_lr": "[0, inf)",
+    "train.valid_beam": "[1, inf)",
+    "train.samples": "[0, inf)",
+    "train.max_len": "[1, inf)",
+    "train.filter_ratio": "[0, inf)",
+    "train.threads": "[0, inf)",
     "train.keep_checkpoints": "[0, inf)",
-    "decode.beam_size": "[1, inf)", "decode.length_penalty": "[0, inf)", "decode.max_len_ratio": "(0, inf)",
-    "decode.max_len_offset": "[0, inf)", "decode.batch_size": "[1, inf)", "decode.n_best": "[1, inf)",
+    "decode.beam_size": "[1, inf)",
+    "decode.length_penalty": "[0, inf)",
+    "decode.max_len_ratio": "(0, inf)",
+    "decode.max_len_offset": "[0, inf)",
+    "decode.batch_size": "[1, inf)",
+    "decode.n_best": "[1, inf)",
 }
 
 
@@ -281,15 +283,19 @@ def _validate_data(cfg: Config) -> None:
         raise UserError("config key 'data.splits' must name at least one test split besides train and dev")
     for split, size in cfg.data.embedded_sizes.items():
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise UserError(f"config key 'data.embedded_sizes': size of '{split}' must be a whole number >= 0, "
-                            f"got {size!r}")
+            raise UserError(
+                f"config key 'data.embedded_sizes': size of '{split}' must be a whole number >= 0, "
+                f"got {size!r}"
+            )
     if cfg.data.source == "embedded" and set(cfg.data.embedded_sizes) != set(cfg.data.splits):
         raise UserError("config key 'data.embedded_sizes' must give a size for every split in data.splits")
     if cfg.data.source in ("hub",) and not cfg.data.dataset:
         raise UserError("config key 'data.dataset' is required when data.source is hub")
     if cfg.data.source in ("hub", "tsv", "jsonl") and not (cfg.data.src_field and cfg.data.tgt_field):
-        raise UserError(f"config keys 'data.src_field' and 'data.tgt_field' are required when data.source is "
-                        f"{cfg.data.source}")
+        raise UserError(
+            f"config keys 'data.src_field' and 'data.tgt_field' are required when data.source is "
+            f"{cfg.data.source}"
+        )
 
 
 def save_config(cfg: Config, path: Path) -> None:

@@ -69,7 +69,9 @@ def _load(builder: str, files: dict[str, str], **kwargs):
     try:
         return datasets.load_dataset(builder, data_files=files, **kwargs)
     except UnicodeDecodeError as e:
-        raise UserError(f"{', '.join(files.values())}: not valid UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise UserError(
+            f"{', '.join(files.values())}: not valid UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
     except Exception as e:  # datasets wraps parse/IO errors in many types
         cause = e.__cause__ or e.__context__
         if isinstance(e, StopIteration) or type(cause).__name__ in ("SchemaInferenceError", "StopIteration"):
@@ -102,7 +104,9 @@ def _fetch(loc: str) -> str:
         return datasets.DownloadManager().download(loc)
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"could not download {loc}: {msg} (offline? point MIRROR at a folder holding it)") from None
+        raise UserError(
+            f"could not download {loc}: {msg} (offline? point MIRROR at a folder holding it)"
+        ) from None
 
 
 def text_lines(loc: str) -> Iterator[str]:
@@ -112,7 +116,7 @@ def text_lines(loc: str) -> Iterator[str]:
     try:
         with open(path, "rb") as probe:
             gz = probe.read(2) == b"\x1f\x8b"
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
             yield from read_lines(f, loc, hint=None)  # no --replace-invalid for downloads
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"could not read {loc}: {e}") from None
@@ -133,8 +137,10 @@ def _text_pairs(cfg: Config, mirror: Optional[Path]) -> dict[str, Pairs]:
                 if a is None or b is None:
                     n_src = n + (a is not None) + sum(1 for _ in src)
                     n_tgt = n + (b is not None) + sum(1 for _ in tgt)
-                    raise UserError(f"split '{split}': {n_src} {cfg.data.src_lang} lines but {n_tgt} "
-                                    f"{cfg.data.tgt_lang} lines")
+                    raise UserError(
+                        f"split '{split}': {n_src} {cfg.data.src_lang} lines but {n_tgt} "
+                        f"{cfg.data.tgt_lang} lines"
+                    )
                 n += 1
                 yield a, b
 
@@ -156,14 +162,24 @@ def _table_pairs(cfg: Config, mirror: Optional[Path]) -> dict[str, Pairs]:
             try:
                 idx = (int(cfg.data.src_field), int(cfg.data.tgt_field))
             except ValueError:
-                raise UserError(f"{loc}: tsv columns must be numbers, got {cfg.data.src_field},"
-                                f"{cfg.data.tgt_field}") from None
-            ds = _load("csv", {split: loc}, delimiter="\t", header=None, quoting=3,
-                       converters={i: str for i in idx}, keep_default_na=False)[split]
+                raise UserError(
+                    f"{loc}: tsv columns must be numbers, got {cfg.data.src_field},{cfg.data.tgt_field}"
+                ) from None
+            ds = _load(
+                "csv",
+                {split: loc},
+                delimiter="\t",
+                header=None,
+                quoting=3,
+                converters={i: str for i in idx},
+                keep_default_na=False,
+            )[split]
             try:
                 cols = [ds.column_names[idx[0]], ds.column_names[idx[1]]]
             except IndexError:
-                raise UserError(f"{loc}: tsv columns {cfg.data.src_field},{cfg.data.tgt_field} not present") from None
+                raise UserError(
+                    f"{loc}: tsv columns {cfg.data.src_field},{cfg.data.tgt_field} not present"
+                ) from None
             out[split] = lambda ds=ds, cols=cols: ((str(r[cols[0]]), str(r[cols[1]])) for r in ds)
             continue
         builder = "parquet" if loc.endswith(".parquet") else "json"
@@ -180,12 +196,16 @@ def _hub_pairs(cfg: Config) -> dict[str, Pairs]:
         ds = datasets.load_dataset(cfg.data.dataset, cfg.data.dataset_config)
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"could not load hub dataset {cfg.data.dataset}: {msg} "
-                        f"(offline? point MIRROR at a folder holding its files)") from None
+        raise UserError(
+            f"could not load hub dataset {cfg.data.dataset}: {msg} "
+            f"(offline? point MIRROR at a folder holding its files)"
+        ) from None
     out = {}
     for split, source_split in cfg.data.splits.items():
         if source_split not in ds:
-            raise UserError(f"hub dataset {cfg.data.dataset} has no split '{source_split}' (has: {', '.join(ds)})")
+            raise UserError(
+                f"hub dataset {cfg.data.dataset} has no split '{source_split}' (has: {', '.join(ds)})"
+            )
         out[split] = lambda rows=ds[source_split]: _rows_pairs(rows, cfg)
     return out
 
@@ -226,8 +246,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(cfg: Config, mirror: Optional[str | os.PathLike] = None,
-             log: Callable[[str], None] = print) -> dict:
+def download(
+    cfg: Config, mirror: Optional[str | os.PathLike] = None, log: Callable[[str], None] = print
+) -> dict:
     """Run the download stage; returns the manifest (also written to ``<data_dir>/manifest.json``).
 
     Each split is streamed pair by pair into temporary files renamed into place at its end, so a
@@ -237,8 +258,13 @@ def download(cfg: Config, mirror: Optional[str | os.PathLike] = None,
     streams = corpus_streams(cfg, mirror_path)
     out_dir = cfg.data_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"source": cfg.data.source, "src_lang": cfg.data.src_lang, "tgt_lang": cfg.data.tgt_lang,
-                "mirror": str(mirror_path) if mirror_path else None, "files": {}}
+    manifest = {
+        "source": cfg.data.source,
+        "src_lang": cfg.data.src_lang,
+        "tgt_lang": cfg.data.tgt_lang,
+        "mirror": str(mirror_path) if mirror_path else None,
+        "files": {},
+    }
     langs = (cfg.data.src_lang, cfg.data.tgt_lang)
     pending, counts = [], {}  # every split is written before any replaces the previous download's files
     try:
@@ -267,7 +293,12 @@ def download(cfg: Config, mirror: Optional[str | os.PathLike] = None,
     for split, count in counts.items():
         paths = [out_dir / f"{split}.{lang}" for lang in langs]
         for lang, path in zip(langs, paths):
-            manifest["files"][path.name] = {"split": split, "lang": lang, "lines": count, "sha256": _sha256(path)}
+            manifest["files"][path.name] = {
+                "split": split,
+                "lang": lang,
+                "lines": count,
+                "sha256": _sha256(path),
+            }
         log(f"{split}: {count} pairs")
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     log(f"wrote {out_dir / MANIFEST}")

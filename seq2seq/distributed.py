@@ -42,8 +42,9 @@ class Dist:
             if device.type == "cuda":
                 torch.cuda.set_device(self.local_rank)
                 self.device = torch.device("cuda", self.local_rank)
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo",
-                                    timeout=timedelta(minutes=60))  # rank 0 validates while others wait
+            dist.init_process_group(
+                "nccl" if self.device.type == "cuda" else "gloo", timeout=timedelta(minutes=60)
+            )  # rank 0 validates while others wait
 
     @property
     def main(self) -> bool:

@@ -9,23 +9,104 @@ from __future__ import annotations
 
 import random
 
-EN_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-           "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+EN_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 EN_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-DE_ONES = ["null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn", "elf",
-           "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn", "siebzehn", "achtzehn", "neunzehn"]
+DE_ONES = [
+    "null",
+    "eins",
+    "zwei",
+    "drei",
+    "vier",
+    "fünf",
+    "sechs",
+    "sieben",
+    "acht",
+    "neun",
+    "zehn",
+    "elf",
+    "zwölf",
+    "dreizehn",
+    "vierzehn",
+    "fünfzehn",
+    "sechzehn",
+    "siebzehn",
+    "achtzehn",
+    "neunzehn",
+]
 DE_TENS = ["", "", "zwanzig", "dreißig", "vierzig", "fünfzig", "sechzig", "siebzig", "achtzig", "neunzig"]
-EN_ORD = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-          "nine": "ninth", "twelve": "twelfth"}
-MONTHS = [("January", "Januar"), ("February", "Februar"), ("March", "März"), ("April", "April"), ("May", "Mai"),
-          ("June", "Juni"), ("July", "Juli"), ("August", "August"), ("September", "September"),
-          ("October", "Oktober"), ("November", "November"), ("December", "Dezember")]
-NOUNS = [("cats", "Katzen"), ("dogs", "Hunde"), ("books", "Bücher"), ("apples", "Äpfel"), ("houses", "Häuser"),
-         ("cars", "Autos"), ("birds", "Vögel"), ("trees", "Bäume"), ("children", "Kinder"), ("chairs", "Stühle")]
-SUBJECTS = [("I have", "Ich habe"), ("we have", "wir haben"), ("she sees", "sie sieht"), ("he buys", "er kauft"),
-            ("they count", "sie zählen"), ("you need", "du brauchst")]
-ITEMS = [("the book", "das Buch"), ("the car", "das Auto"), ("the house", "das Haus"), ("the ticket", "das Ticket"),
-         ("the bike", "das Fahrrad"), ("the coat", "der Mantel"), ("the lamp", "die Lampe")]
+EN_ORD = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
+MONTHS = [
+    ("January", "Januar"),
+    ("February", "Februar"),
+    ("March", "März"),
+    ("April", "April"),
+    ("May", "Mai"),
+    ("June", "Juni"),
+    ("July", "Juli"),
+    ("August", "August"),
+    ("September", "September"),
+    ("October", "Oktober"),
+    ("November", "November"),
+    ("December", "Dezember"),
+]
+NOUNS = [
+    ("cats", "Katzen"),
+    ("dogs", "Hunde"),
+    ("books", "Bücher"),
+    ("apples", "Äpfel"),
+    ("houses", "Häuser"),
+    ("cars", "Autos"),
+    ("birds", "Vögel"),
+    ("trees", "Bäume"),
+    ("children", "Kinder"),
+    ("chairs", "Stühle"),
+]
+SUBJECTS = [
+    ("I have", "Ich habe"),
+    ("we have", "wir haben"),
+    ("she sees", "sie sieht"),
+    ("he buys", "er kauft"),
+    ("they count", "sie zählen"),
+    ("you need", "du brauchst"),
+]
+ITEMS = [
+    ("the book", "das Buch"),
+    ("the car", "das Auto"),
+    ("the house", "das Haus"),
+    ("the ticket", "das Ticket"),
+    ("the bike", "das Fahrrad"),
+    ("the coat", "der Mantel"),
+    ("the lamp", "die Lampe"),
+]
 
 
 def en_number(n: int) -> str:
@@ -108,15 +189,19 @@ def _sentence(rng: random.Random) -> tuple[str, str]:
         return f"{subj_en} {en_number(n)} {noun_en}.", f"{subj_de} {de_number(n)} {noun_de}."
     if kind == 1:  # dates
         day, (m_en, m_de), year = rng.randint(1, 28), rng.choice(MONTHS), rng.randint(1900, 2099)
-        return (f"on {m_en} the {en_ordinal(day)} {en_year(year)}",
-                f"am {de_ordinal_dative(day)} {m_de} {de_year(year)}")
+        return (
+            f"on {m_en} the {en_ordinal(day)} {en_year(year)}",
+            f"am {de_ordinal_dative(day)} {m_de} {de_year(year)}",
+        )
     if kind == 2:  # prices
         (item_en, item_de), n = rng.choice(ITEMS), rng.randint(2, 9999)
         return f"{item_en} costs {en_number(n)} euros.", f"{item_de} kostet {de_number(n)} Euro."
     if kind == 3:  # sums
         a, b = rng.randint(0, 999), rng.randint(0, 999)
-        return (f"{en_number(a)} plus {en_number(b)} is {en_number(a + b)}",
-                f"{de_number(a)} plus {de_number(b)} ist {de_number(a + b)}")
+        return (
+            f"{en_number(a)} plus {en_number(b)} is {en_number(a + b)}",
+            f"{de_number(a)} plus {de_number(b)} ist {de_number(a + b)}",
+        )
     year = rng.randint(1900, 2099)  # a year on its own
     return f"in {en_year(year)}", f"im Jahr {de_year(year)}"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Callable, Optional
 
 import sacrebleu
@@ -20,8 +19,13 @@ def score(hyps: list[str], refs: list[str]) -> dict:
     """Corpus BLEU (13a tokenization, cased) and chrF with their sacreBLEU signatures."""
     bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
     b, c = bleu.corpus_score(hyps, [refs]), chrf.corpus_score(hyps, [refs])
-    return {"bleu": round(b.score, 2), "chrf": round(c.score, 2), "bleu_signature": str(bleu.get_signature()),
-            "chrf_signature": str(chrf.get_signature()), "bleu_detail": str(b)}
+    return {
+        "bleu": round(b.score, 2),
+        "chrf": round(c.score, 2),
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf_signature": str(chrf.get_signature()),
+        "bleu_detail": str(b),
+    }
 
 
 def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
@@ -33,8 +37,13 @@ def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str],
     translator = Translator.from_run_dirs([run], which, cfg.train.device)
     # decode settings come from the recipe given now (they may differ from training's)
     dc = cfg.decode
-    results = {"run_dir": str(run), "checkpoint": str(run / "checkpoints" / f"{which}.pt"),
-               "decode": asdict(dc), "device": str(translator.device), "tests": {}}
+    results = {
+        "run_dir": str(run),
+        "checkpoint": str(run / "checkpoints" / f"{which}.pt"),
+        "decode": asdict(dc),
+        "device": str(translator.device),
+        "tests": {},
+    }
     lines = []
     for split in cfg.test_sets:
         src, ref = read_split(cfg, split)
@@ -45,8 +54,10 @@ def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str],
         s = score(hyps, ref)
         s.update(sentences=len(src), decode_seconds=round(seconds, 2))
         results["tests"][split] = s
-        lines.append(f"{split}: BLEU {s['bleu']:.2f}  chrF {s['chrf']:.2f}  ({len(src)} sentences, "
-                     f"beam {dc.beam_size}, {seconds:.1f}s)")
+        lines.append(
+            f"{split}: BLEU {s['bleu']:.2f}  chrF {s['chrf']:.2f}  ({len(src)} sentences, "
+            f"beam {dc.beam_size}, {seconds:.1f}s)"
+        )
         lines.append(f"  {s['bleu_signature']}")
         lines.append(f"  {s['chrf_signature']}")
     atomic_write_text(run / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
@@ -56,8 +67,14 @@ def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str],
     return results
 
 
-def tune_decode(cfg: Config, beams: list[int], alphas: list[float], split: str = "dev",
-                checkpoint: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
+def tune_decode(
+    cfg: Config,
+    beams: list[int],
+    alphas: list[float],
+    split: str = "dev",
+    checkpoint: Optional[str] = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """BLEU on ``split`` for every beam size x length penalty; writes ``tune-decode.tsv`` and returns the best.
 
     The length penalty only re-ranks a beam's finished hypotheses (which ones finish does not depend
@@ -70,7 +87,9 @@ def tune_decode(cfg: Config, beams: list[int], alphas: list[float], split: str =
 
     if split not in cfg.data.splits or split == "train":
         raise UserError(f"tune-decode needs a held-out split of data.splits, not '{split}'")
-    translator = Translator.from_run_dirs([cfg.run_path], checkpoint or cfg.decode.checkpoint, cfg.train.device)
+    translator = Translator.from_run_dirs(
+        [cfg.run_path], checkpoint or cfg.decode.checkpoint, cfg.train.device
+    )
     src, ref = read_split(cfg, split)
     rows = []
     for beam in beams:
@@ -83,9 +102,12 @@ def tune_decode(cfg: Config, beams: list[int], alphas: list[float], split: str =
             rows.append({"beam_size": beam, "length_penalty": alpha, "bleu": s["bleu"], "chrf": s["chrf"]})
             log(f"beam {beam:3d}  alpha {alpha:4.2f}  BLEU {s['bleu']:6.2f}  chrF {s['chrf']:6.2f}")
     table = "beam_size\tlength_penalty\tbleu\tchrf\n" + "".join(
-        f"{r['beam_size']}\t{r['length_penalty']}\t{r['bleu']}\t{r['chrf']}\n" for r in rows)
+        f"{r['beam_size']}\t{r['length_penalty']}\t{r['bleu']}\t{r['chrf']}\n" for r in rows
+    )
     atomic_write_text(cfg.run_path / f"tune-decode.{split}.tsv", table)
     best = max(rows, key=lambda r: (r["bleu"], -r["beam_size"]))
-    log(f"best on {split}: beam_size={best['beam_size']} length_penalty={best['length_penalty']} "
-        f"(BLEU {best['bleu']:.2f}); written {cfg.run_path / f'tune-decode.{split}.tsv'}")
+    log(
+        f"best on {split}: beam_size={best['beam_size']} length_penalty={best['length_penalty']} "
+        f"(BLEU {best['bleu']:.2f}); written {cfg.run_path / f'tune-decode.{split}.tsv'}"
+    )
     return best

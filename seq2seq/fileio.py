@@ -113,8 +113,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_lines(stream: BinaryIO, name: str, replace_invalid: bool = False,
-               hint: Optional[str] = REPLACE_HINT) -> Iterator[str]:
+def read_lines(
+    stream: BinaryIO, name: str, replace_invalid: bool = False, hint: Optional[str] = REPLACE_HINT
+) -> Iterator[str]:
     """Decode a byte stream line by line, lazily.
 
     Only "\\n" ends a line; a trailing "\\r" (CRLF) is dropped; a missing final newline is fine. A line
@@ -129,5 +130,6 @@ def read_lines(stream: BinaryIO, name: str, replace_invalid: bool = False,
         try:
             yield raw.decode("utf-8", errors="replace" if replace_invalid else "strict")
         except UnicodeDecodeError as e:
-            raise UserError(f"{name}: line {number} is not valid UTF-8 (byte {e.start})"
-                            + (f"; {hint}" if hint else "")) from None
+            raise UserError(
+                f"{name}: line {number} is not valid UTF-8 (byte {e.start})" + (f"; {hint}" if hint else "")
+            ) from None

@@ -46,8 +46,15 @@ class Progress:
 class Trainer:
     """The loop over parts built elsewhere: train steps, periodic validation, checkpoints, resume."""
 
-    def __init__(self, cfg: Config, parts: Parts, data: TrainData, dist: Dist, translator: Translator,
-                 log: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        cfg: Config,
+        parts: Parts,
+        data: TrainData,
+        dist: Dist,
+        translator: Translator,
+        log: Optional[Callable[[str], None]] = None,
+    ):
         """Continues from ``last.pt`` when the run has one; rank 0 opens the run's logs and writes its
         config.yaml, the other ranks log nothing."""
         self.cfg, self.parts, self.data, self.dist = cfg, parts, data, dist
@@ -63,18 +70,29 @@ class Trainer:
         if dist.main:  # only rank 0 logs, validates and writes
             tc = cfg.train
             save_config(cfg, self.run / "config.yaml")
-            self.monitor = Monitor(self.run, self.progress.step, tc.max_steps or None, tensorboard=tc.tensorboard)
+            self.monitor = Monitor(
+                self.run, self.progress.step, tc.max_steps or None, tensorboard=tc.tensorboard
+            )
             self.log = log or self.monitor.log
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _payload(self, full: bool) -> dict:
-        p = {"config": self.cfg.to_dict(), "model": self.model.state_dict(), "src_vocab": len(self.translator.src_tok),
-             "tgt_vocab": len(self.translator.tgt_tok), "tokenizers": self.fingerprint,
-             "progress": dataclasses.asdict(self.progress), "schedule": self.parts.schedule.state_dict()}
+        p = {
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "src_vocab": len(self.translator.src_tok),
+            "tgt_vocab": len(self.translator.tgt_tok),
+            "tokenizers": self.fingerprint,
+            "progress": dataclasses.asdict(self.progress),
+            "schedule": self.parts.schedule.state_dict(),
+        }
         if full:
-            p.update(optimizer=self.optimizer.state_dict(), scaler=self.parts.scaler.state_dict(),
-                     rng_cpu=torch.get_rng_state(),
-                     rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+            p.update(
+                optimizer=self.optimizer.state_dict(),
+                scaler=self.parts.scaler.state_dict(),
+                rng_cpu=torch.get_rng_state(),
+                rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            )
         return p
 
     def save(self, name: str, full: bool = True) -> None:
@@ -86,9 +104,14 @@ class Trainer:
         if not path.is_file():
             return False
         ckpt = ckpt_io.load(path, map_location=self.device)
-        if ckpt.get("tokenizers") != self.fingerprint or ckpt["config"]["model"] != self.cfg.to_dict()["model"]:
-            raise UserError(f"{path} was trained with another model config or tokenizer; delete "
-                            f"{self.ckpt_dir} or choose another run_dir")
+        if (
+            ckpt.get("tokenizers") != self.fingerprint
+            or ckpt["config"]["model"] != self.cfg.to_dict()["model"]
+        ):
+            raise UserError(
+                f"{path} was trained with another model config or tokenizer; delete "
+                f"{self.ckpt_dir} or choose another run_dir"
+            )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.parts.scaler.load_state_dict(ckpt["scaler"])
@@ -108,8 +131,12 @@ class Trainer:
         d = self.data
         self.model.eval()
         total, ntok = 0.0, 0
-        for idx in make_batches([len(s) for s in d.dev_src], [len(t) for t in d.dev_tgt],
-                                self.cfg.train.batch_tokens, shuffle=False):
+        for idx in make_batches(
+            [len(s) for s in d.dev_src],
+            [len(t) for t in d.dev_tgt],
+            self.cfg.train.batch_tokens,
+            shuffle=False,
+        ):
             b = collate([d.dev_src[i] for i in idx], [d.dev_tgt[i] for i in idx]).to(self.device)
             with autocast(self.device, self.parts.amp_dtype):
                 logits = self.model(b.src, b.lengths, b.tgt_in)
@@ -145,13 +172,15 @@ class Trainer:
             p.stopped_early = True
         lr = self.parts.schedule.lr(p.step + 1)
         self.monitor.scalars("dev", p.step, {"loss": dev_loss, "bleu": bleu, "lr": lr})
-        self.log(f"validation step {p.step}: dev loss {dev_loss:.4f} ppl {math.exp(min(dev_loss, 50)):.2f} "
-                 f"BLEU {bleu:.2f} (best {p.best_bleu:.2f} at step {p.best_step}) lr {lr:.2e}")
+        self.log(
+            f"validation step {p.step}: dev loss {dev_loss:.4f} ppl {math.exp(min(dev_loss, 50)):.2f} "
+            f"BLEU {bleu:.2f} (best {p.best_bleu:.2f} at step {p.best_step}) lr {lr:.2e}"
+        )
         if improved:
             self.save("best", full=False)
         if tc.keep_checkpoints:  # parameters only, for seq2seq average
             self.save(f"step-{p.step:08d}", full=False)
-            for old in sorted(self.ckpt_dir.glob("step-*.pt"))[:-tc.keep_checkpoints]:
+            for old in sorted(self.ckpt_dir.glob("step-*.pt"))[: -tc.keep_checkpoints]:
                 old.unlink()
         self.save("last")
 
@@ -184,36 +213,52 @@ class Trainer:
     def _log_window(self, w: Window) -> None:
         """One log line (and metrics) for the steps since the last one: the only host syncs."""
         p = self.progress
-        stats = {"loss": self.dist.sum(w.loss).item() / w.tokens, "tokens_per_s": w.tokens / (time.perf_counter() - w.start),
-                 "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": w.norm.item() / w.steps}
-        self.log(f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} "
-                 f"{stats['tokens_per_s']:,.0f} tgt tok/s lr {stats['lr']:.2e} grad norm {stats['grad_norm']:.2f}")
+        stats = {
+            "loss": self.dist.sum(w.loss).item() / w.tokens,
+            "tokens_per_s": w.tokens / (time.perf_counter() - w.start),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "grad_norm": w.norm.item() / w.steps,
+        }
+        self.log(
+            f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} "
+            f"{stats['tokens_per_s']:,.0f} tgt tok/s lr {stats['lr']:.2e} grad norm {stats['grad_norm']:.2f}"
+        )
         if self.monitor is not None:
             self.monitor.scalars("train", p.step, stats)
-            self.monitor.advance(loss=f"{stats['loss']:.3f}", tok_s=f"{stats['tokens_per_s']:,.0f}",
-                                 lr=f"{stats['lr']:.1e}")
+            self.monitor.advance(
+                loss=f"{stats['loss']:.3f}", tok_s=f"{stats['tokens_per_s']:,.0f}", lr=f"{stats['lr']:.1e}"
+            )
         w.reset()
 
     def _loop(self, resumed: bool) -> Progress:
         tc, p = self.cfg.train, self.progress
-        self.log(f"{'resuming at step ' + str(p.step) if resumed else 'training'}: {count_parameters(self.model):,} "
-                 f"parameters, {len(self.data.train_src)} training pairs, device {self.device}"
-                 f"{f' x {self.dist.world} processes' if self.dist.world > 1 else ''}"
-                 f"{', amp ' + str(self.parts.amp_dtype).replace('torch.', '') if self.parts.amp_dtype else ''}, "
-                 f"{torch.get_num_threads()} threads")
+        self.log(
+            f"{'resuming at step ' + str(p.step) if resumed else 'training'}: {count_parameters(self.model):,} "
+            f"parameters, {len(self.data.train_src)} training pairs, device {self.device}"
+            f"{f' x {self.dist.world} processes' if self.dist.world > 1 else ''}"
+            f"{', amp ' + str(self.parts.amp_dtype).replace('torch.', '') if self.parts.amp_dtype else ''}, "
+            f"{torch.get_num_threads()} threads"
+        )
         if not self.budget_left():
-            self.log(f"nothing to do: the run already ended at step {p.step} (best dev BLEU {p.best_bleu:.2f})")
+            self.log(
+                f"nothing to do: the run already ended at step {p.step} (best dev BLEU {p.best_bleu:.2f})"
+            )
             return p
         self.model.train()
         window = Window(torch.zeros((), device=self.device), torch.zeros((), device=self.device))
         validated_at = -1
         with _interrupt_flag() as interrupted:
             while self.budget_left():
-                batches = make_batches(self.data.train_src.lengths, self.data.train_tgt.lengths, tc.batch_tokens,
-                                       tc.seed, self.progress.epoch)
+                batches = make_batches(
+                    self.data.train_src.lengths,
+                    self.data.train_tgt.lengths,
+                    tc.batch_tokens,
+                    tc.seed,
+                    self.progress.epoch,
+                )
                 while self.progress.batch < len(batches) and self.budget_left():
                     p = self.progress
-                    micro = batches[p.batch: p.batch + tc.accum_steps]
+                    micro = batches[p.batch : p.batch + tc.accum_steps]
                     window.add(*self._train_step(micro))
                     p.step, p.batch = p.step + 1, p.batch + len(micro)
                     if p.step % tc.log_every == 0:
@@ -226,8 +271,10 @@ class Trainer:
                         window.start = time.perf_counter()
                     if interrupted.is_set():  # Ctrl-C: stop at a step boundary, keep everything
                         self.save("last")
-                        self.log(f"interrupted at step {self.progress.step}: saved {self.ckpt_dir / 'last.pt'}; "
-                                 f"run train again to resume")
+                        self.log(
+                            f"interrupted at step {self.progress.step}: saved {self.ckpt_dir / 'last.pt'}; "
+                            f"run train again to resume"
+                        )
                         raise KeyboardInterrupt
                 if self.progress.batch >= len(batches):
                     self.progress.epoch, self.progress.batch = self.progress.epoch + 1, 0

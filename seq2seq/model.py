@@ -9,7 +9,7 @@ keys, and the output layer (computed once over all positions).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -34,17 +34,28 @@ class DecoderState:
 
     def select(self, index: torch.Tensor) -> "DecoderState":
         """Rows ``index`` (N,) of every tensor: reorders/expands beams, drops finished sentences."""
-        return DecoderState(self.h.index_select(1, index), self.c.index_select(1, index),
-                            self.feed.index_select(0, index), self.memory.index_select(0, index),
-                            self.keys.index_select(0, index), self.mask.index_select(0, index))
+        return DecoderState(
+            self.h.index_select(1, index),
+            self.c.index_select(1, index),
+            self.feed.index_select(0, index),
+            self.memory.index_select(0, index),
+            self.keys.index_select(0, index),
+            self.mask.index_select(0, index),
+        )
 
 
 class Encoder(nn.Module):
     def __init__(self, vocab: int, cfg: ModelConfig):
         super().__init__()
         self.embed = nn.Embedding(vocab, cfg.emb_dim, padding_idx=PAD)
-        self.rnn = nn.GRU(cfg.emb_dim, cfg.enc_hidden, cfg.enc_layers, batch_first=True, bidirectional=True,
-                          dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0)
+        self.rnn = nn.GRU(
+            cfg.emb_dim,
+            cfg.enc_hidden,
+            cfg.enc_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0,
+        )
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = cfg.enc_layers
 
@@ -68,7 +79,11 @@ class Decoder(nn.Module):
         self.layers, self.hidden, self.emb_dim, self.input_feeding = cfg.dec_layers, H, E, cfg.input_feeding
         self.embed = nn.Embedding(vocab, E, padding_idx=PAD)
         self.cells = nn.ModuleList(
-            [nn.LSTMCell(E + (H if cfg.input_feeding else 0) if i == 0 else H, H) for i in range(cfg.dec_layers)])
+            [
+                nn.LSTMCell(E + (H if cfg.input_feeding else 0) if i == 0 else H, H)
+                for i in range(cfg.dec_layers)
+            ]
+        )
         self.attention = Attention(cfg.attention, H, M, cfg.attn_dim)
         self.bridge = nn.Linear(M, 2 * cfg.dec_layers * H)  # encoder final state -> every layer's (h, c)
         self.combine = nn.Linear(M + H, H, bias=False)  # attentional vector tanh(W [ctx; h])
@@ -151,7 +166,11 @@ class Seq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> DecoderState:
         """src (B, S) ids (each row ends with EOS), lengths (B,) -> the initial decoder state (search API)."""
         if self.training and self.cfg.word_dropout > 0:  # source word dropout: training only
-            drop = (torch.rand(src.shape, device=src.device) < self.cfg.word_dropout) & (src != PAD) & (src != EOS)
+            drop = (
+                (torch.rand(src.shape, device=src.device) < self.cfg.word_dropout)
+                & (src != PAD)
+                & (src != EOS)
+            )
             src = src.masked_fill(drop, UNK)
         mask = src != PAD  # (B, S)
         memory, final = self.encoder(src, lengths)
@@ -159,8 +178,9 @@ class Seq2Seq(nn.Module):
 
     def decode_step(self, prev: torch.Tensor, state: DecoderState):
         """prev (B,) previous target ids -> log-probs (B, V) float32, new state, attention (B, S) (search API)."""
-        logp, h, c, feed, weights = self.step_tensors(prev, state.h, state.c, state.feed, state.memory,
-                                                      state.keys, state.mask)
+        logp, h, c, feed, weights = self.step_tensors(
+            prev, state.h, state.c, state.feed, state.memory, state.keys, state.mask
+        )
         return logp, DecoderState(h, c, feed, state.memory, state.keys, state.mask), weights
 
     def step_tensors(self, prev, h, c, feed, memory, keys, mask):
@@ -173,7 +193,9 @@ class Seq2Seq(nn.Module):
         h, c, feed, weights = dec.finish_step(h0, c0, DecoderState(h, c, feed, memory, keys, mask))
         return torch.log_softmax(dec.logits(feed).float(), dim=-1), h, c, feed, weights
 
-    def forward(self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor, loop=None) -> torch.Tensor:
+    def forward(
+        self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor, loop=None
+    ) -> torch.Tensor:
         """Teacher-forced scores (training): src (B, S), lengths (B,), tgt_in (B, T) starting with BOS
         -> (B, T, V). ``loop``: how the decoder runs its positions (see :meth:`Decoder.forward`)."""
         return self.decoder.logits(self.decoder(tgt_in, self.encode(src, lengths), loop))
@@ -196,5 +218,3 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-

@@ -32,8 +32,14 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 class Monitor:
-    def __init__(self, run_dir: Path, start_step: int = 0, total_steps: Optional[int] = None,
-                 tensorboard: bool = True, stream=None):
+    def __init__(
+        self,
+        run_dir: Path,
+        start_step: int = 0,
+        total_steps: Optional[int] = None,
+        tensorboard: bool = True,
+        stream=None,
+    ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.stream = stream or sys.stdout
@@ -51,8 +57,14 @@ class Monitor:
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps or None, initial=start_step, unit="step", dynamic_ncols=True,
-                            file=sys.stderr, leave=False)
+            self.bar = tqdm(
+                total=total_steps or None,
+                initial=start_step,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                leave=False,
+            )
 
     def log(self, msg: str) -> None:
         if self.bar is not None:

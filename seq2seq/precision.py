@@ -18,7 +18,9 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
         return None
     if precision == "fp16":
         if not cuda:
-            raise UserError("config key 'train.precision': fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+            raise UserError(
+                "config key 'train.precision': fp16 needs a CUDA device (use bf16 or fp32 on CPU)"
+            )
         return torch.float16
     if cuda:
         if precision == "auto" and not torch.cuda.is_bf16_supported():

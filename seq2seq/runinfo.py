@@ -32,26 +32,34 @@ def run_info(run_dir: Path) -> dict:
         info["dev_bleu_history"] = [(m["step"], m["bleu"]) for m in dev]
     results = run_dir / "results.json"
     if results.is_file():
-        info["results"] = {k: {"bleu": v["bleu"], "chrf": v["chrf"], "signature": v["bleu_signature"]}
-                           for k, v in json.loads(results.read_text(encoding="utf-8"))["tests"].items()}
+        info["results"] = {
+            k: {"bleu": v["bleu"], "chrf": v["chrf"], "signature": v["bleu_signature"]}
+            for k, v in json.loads(results.read_text(encoding="utf-8"))["tests"].items()
+        }
     return info
 
 
 def format_info(info: dict) -> str:
     c = info["config"]
     m, d, t = c["model"], c["data"], c["train"]
-    lines = [f"run: {info['run_dir']} (recipe name {info['name']})",
-             f"data: {d['source']} {d['src_lang']}->{d['tgt_lang']}, splits {', '.join(d['splits'])}",
-             f"model: emb {m['emb_dim']}, bi-GRU {m['enc_layers']}x{m['enc_hidden']}, LSTM "
-             f"{m['dec_layers']}x{m['dec_hidden']}, {m['attention']} attention, input feeding {m['input_feeding']}, "
-             f"tied {m['tie_embeddings']}, dropout {m['dropout']}"]
+    lines = [
+        f"run: {info['run_dir']} (recipe name {info['name']})",
+        f"data: {d['source']} {d['src_lang']}->{d['tgt_lang']}, splits {', '.join(d['splits'])}",
+        f"model: emb {m['emb_dim']}, bi-GRU {m['enc_layers']}x{m['enc_hidden']}, LSTM "
+        f"{m['dec_layers']}x{m['dec_hidden']}, {m['attention']} attention, input feeding {m['input_feeding']}, "
+        f"tied {m['tie_embeddings']}, dropout {m['dropout']}",
+    ]
     if "parameters" in info:
         p = info["progress"]
-        lines.append(f"parameters: {info['parameters']:,}; vocabulary: source {info['vocab']['source']}, "
-                     f"target {info['vocab']['target']}")
-        lines.append(f"training: step {p['step']} (epoch {p['epoch'] + 1}), best dev BLEU {p['best_bleu']:.2f} at "
-                     f"step {p['best_step']}{', stopped early' if p['stopped_early'] else ''}; "
-                     f"budget max_steps {t['max_steps']} max_epochs {t['max_epochs']}")
+        lines.append(
+            f"parameters: {info['parameters']:,}; vocabulary: source {info['vocab']['source']}, "
+            f"target {info['vocab']['target']}"
+        )
+        lines.append(
+            f"training: step {p['step']} (epoch {p['epoch'] + 1}), best dev BLEU {p['best_bleu']:.2f} at "
+            f"step {p['best_step']}{', stopped early' if p['stopped_early'] else ''}; "
+            f"budget max_steps {t['max_steps']} max_epochs {t['max_epochs']}"
+        )
     else:
         lines.append("training: no checkpoint yet")
     for split, r in info.get("results", {}).items():

@@ -54,8 +54,14 @@ def length_penalty(length: int, alpha: float) -> float:
 
 
 @torch.no_grad()
-def greedy(model, src: torch.Tensor, lengths: torch.Tensor, max_len_ratio: float = 2.0,
-           max_len_offset: int = 10, return_attention: bool = False) -> list[Hypothesis]:
+def greedy(
+    model,
+    src: torch.Tensor,
+    lengths: torch.Tensor,
+    max_len_ratio: float = 2.0,
+    max_len_offset: int = 10,
+    return_attention: bool = False,
+) -> list[Hypothesis]:
     """Argmax decoding. src (B, S), lengths (B,). Finished sentences leave the active batch."""
     B = src.size(0)
     state = model.encode(src, lengths)
@@ -97,9 +103,17 @@ def greedy(model, src: torch.Tensor, lengths: torch.Tensor, max_len_ratio: float
 
 
 @torch.no_grad()
-def beam_search(model, src: torch.Tensor, lengths: torch.Tensor, beam_size: int = 5, alpha: float = 1.0,
-                max_len_ratio: float = 2.0, max_len_offset: int = 10, n_best: int = 1,
-                return_attention: bool = False) -> list[list[Hypothesis]]:
+def beam_search(
+    model,
+    src: torch.Tensor,
+    lengths: torch.Tensor,
+    beam_size: int = 5,
+    alpha: float = 1.0,
+    max_len_ratio: float = 2.0,
+    max_len_offset: int = 10,
+    n_best: int = 1,
+    return_attention: bool = False,
+) -> list[list[Hypothesis]]:
     """Batched beam search over sentences x beams; returns the ``n_best`` hypotheses per sentence.
 
     Each step scores all K x V continuations of a sentence's K beams at once (top-2K over the
@@ -141,8 +155,12 @@ def beam_search(model, src: torch.Tensor, lengths: torch.Tensor, beam_size: int 
         if any(any(r) for r in eos_cpu):
             eos_scores = top_scores[:, :K].tolist()
             eos_beams = top_beam[:, :K].tolist()
-            ends = [(b, a * K + eos_beams[a][j], eos_scores[a][j]) for a, b in enumerate(active) for j in range(K)
-                    if eos_cpu[a][j] and eos_scores[a][j] > float("-inf")]
+            ends = [
+                (b, a * K + eos_beams[a][j], eos_scores[a][j])
+                for a, b in enumerate(active)
+                for j in range(K)
+                if eos_cpu[a][j] and eos_scores[a][j] > float("-inf")
+            ]
             needed = sorted({row for _, row, _ in ends})  # only the finished rows' histories come to the host
             index = torch.tensor(needed, dtype=torch.long, device=device)
             history = dict(zip(needed, tokens.index_select(0, index).tolist()))
@@ -183,14 +201,29 @@ def beam_search(model, src: torch.Tensor, lengths: torch.Tensor, beam_size: int 
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
 
 
-def decode(model, src: torch.Tensor, lengths: torch.Tensor, cfg: DecodeConfig,
-           return_attention: bool = False) -> list[list[Hypothesis]]:
+def decode(
+    model, src: torch.Tensor, lengths: torch.Tensor, cfg: DecodeConfig, return_attention: bool = False
+) -> list[list[Hypothesis]]:
     """The ``cfg.n_best`` best hypotheses per sentence: :func:`greedy` for beam 1 / 1-best, else
     :func:`beam_search` (which equals greedy at beam 1). src (B, S), lengths (B,)."""
     if cfg.beam_size == 1 and cfg.n_best == 1:
-        hyps = greedy(model, src, lengths, max_len_ratio=cfg.max_len_ratio, max_len_offset=cfg.max_len_offset,
-                      return_attention=return_attention)
+        hyps = greedy(
+            model,
+            src,
+            lengths,
+            max_len_ratio=cfg.max_len_ratio,
+            max_len_offset=cfg.max_len_offset,
+            return_attention=return_attention,
+        )
         return [[h] for h in hyps]
-    return beam_search(model, src, lengths, beam_size=cfg.beam_size, alpha=cfg.length_penalty,
-                       max_len_ratio=cfg.max_len_ratio, max_len_offset=cfg.max_len_offset, n_best=cfg.n_best,
-                       return_attention=return_attention)
+    return beam_search(
+        model,
+        src,
+        lengths,
+        beam_size=cfg.beam_size,
+        alpha=cfg.length_penalty,
+        max_len_ratio=cfg.max_len_ratio,
+        max_len_offset=cfg.max_len_offset,
+        n_best=cfg.n_best,
+        return_attention=return_attention,
+    )

@@ -41,19 +41,27 @@ class IdSeqs:
         return len(self.lengths)
 
     def __getitem__(self, i: int) -> list[int]:
-        return self.data[self.offsets[i]: self.offsets[i + 1]].tolist()
+        return self.data[self.offsets[i] : self.offsets[i + 1]].tolist()
 
 
 def _meta(cfg: Config, fingerprint: str) -> dict:
     manifest = cfg.data_dir / "manifest.json"
     files = json.loads(manifest.read_text(encoding="utf-8"))["files"] if manifest.is_file() else {}
-    return {"tokenizers": fingerprint, "max_len": cfg.train.max_len, "filter_ratio": cfg.train.filter_ratio,
-            "dedupe": cfg.train.dedupe,
-            "train": {k: v.get("sha256") for k, v in files.items() if v.get("split") == "train"}}
+    return {
+        "tokenizers": fingerprint,
+        "max_len": cfg.train.max_len,
+        "filter_ratio": cfg.train.filter_ratio,
+        "dedupe": cfg.train.dedupe,
+        "train": {k: v.get("sha256") for k, v in files.items() if v.get("split") == "train"},
+    }
 
 
-def drop_reason(s_ids: Sequence[int], t_ids: Sequence[int], max_len: Optional[int] = None,
-                filter_ratio: Optional[float] = None) -> Optional[str]:
+def drop_reason(
+    s_ids: Sequence[int],
+    t_ids: Sequence[int],
+    max_len: Optional[int] = None,
+    filter_ratio: Optional[float] = None,
+) -> Optional[str]:
     """Why a training pair is dropped: "empty", "too_long" (a side over ``max_len`` ids), "ratio" (the
     longer side over ``filter_ratio`` times the shorter), or None to keep it. None / 0 turns a filter off."""
     if not s_ids or not t_ids:
@@ -67,7 +75,10 @@ def drop_reason(s_ids: Sequence[int], t_ids: Sequence[int], max_len: Optional[in
 
 def _line_chunks(files: list[Path]) -> Iterator[tuple[list[str], list[str]]]:
     """(source lines, target lines) of the two text files, CHUNK lines at a time."""
-    with open(files[0], encoding="utf-8", newline="\n") as fs, open(files[1], encoding="utf-8", newline="\n") as ft:
+    with (
+        open(files[0], encoding="utf-8", newline="\n") as fs,
+        open(files[1], encoding="utf-8", newline="\n") as ft,
+    ):
         while True:
             src_lines = [x.rstrip("\n") for x in itertools.islice(fs, CHUNK)]
             tgt_lines = [x.rstrip("\n") for x in itertools.islice(ft, CHUNK)]
@@ -78,8 +89,9 @@ def _line_chunks(files: list[Path]) -> Iterator[tuple[list[str], list[str]]]:
             yield src_lines, tgt_lines
 
 
-def _write_ids(cfg: Config, files: list[Path], src_tok, tgt_tok, outs: dict[str, AtomicOutput],
-               dtype: str) -> tuple[dict[str, int], dict[str, array]]:
+def _write_ids(
+    cfg: Config, files: list[Path], src_tok, tgt_tok, outs: dict[str, AtomicOutput], dtype: str
+) -> tuple[dict[str, int], dict[str, array]]:
     """Encode, filter and append the kept pairs' ids to ``outs``; returns (counts, lengths per side)."""
     tc = cfg.train
     seen: set[bytes] = set()
@@ -102,14 +114,17 @@ def _write_ids(cfg: Config, files: list[Path], src_tok, tgt_tok, outs: dict[str,
     return stats, lens
 
 
-def build_pairs(cfg: Config, src_tok, tgt_tok, fingerprint: str,
-                log: Callable[[str], None] = print) -> tuple[IdSeqs, IdSeqs]:
+def build_pairs(
+    cfg: Config, src_tok, tgt_tok, fingerprint: str, log: Callable[[str], None] = print
+) -> tuple[IdSeqs, IdSeqs]:
     """(source ids, target ids) of the filtered training pairs, built or reused under <run_dir>/bin."""
     folder = cfg.run_path / "bin"
     meta = _meta(cfg, fingerprint)
     meta_path = folder / "meta.json"
     dtype = "uint16" if max(len(src_tok), len(tgt_tok)) <= 65535 else "int32"
-    names = {side: (folder / f"train.{side}.bin", folder / f"train.{side}.len.npy") for side in ("src", "tgt")}
+    names = {
+        side: (folder / f"train.{side}.bin", folder / f"train.{side}.len.npy") for side in ("src", "tgt")
+    }
     if meta_path.is_file():
         old = json.loads(meta_path.read_text(encoding="utf-8"))
         if {k: v for k, v in old.items() if k != "stats"} == meta:
@@ -118,7 +133,10 @@ def build_pairs(cfg: Config, src_tok, tgt_tok, fingerprint: str,
     for f in files:
         if not f.is_file():
             raise UserError(f"{f} not found: run the download stage first (seq2seq download / make data)")
-    with AtomicOutput(names["src"][0], binary=True) as src_out, AtomicOutput(names["tgt"][0], binary=True) as tgt_out:
+    with (
+        AtomicOutput(names["src"][0], binary=True) as src_out,
+        AtomicOutput(names["tgt"][0], binary=True) as tgt_out,
+    ):
         stats, lens = _write_ids(cfg, files, src_tok, tgt_tok, {"src": src_out, "tgt": tgt_out}, dtype)
     for side in names:
         buf = io.BytesIO()
@@ -126,6 +144,8 @@ def build_pairs(cfg: Config, src_tok, tgt_tok, fingerprint: str,
         atomic_write_bytes(names[side][1], buf.getvalue())
     kept = len(lens["src"])
     atomic_write_text(meta_path, json.dumps({**meta, "stats": {**stats, "kept": kept}}, indent=2) + "\n")
-    log(f"training pairs: {kept} of {stats['read']} kept (empty {stats['empty']}, longer than {cfg.train.max_len} "
-        f"{stats['too_long']}, length ratio {stats['ratio']}, duplicates {stats['duplicate']}) -> {folder}")
+    log(
+        f"training pairs: {kept} of {stats['read']} kept (empty {stats['empty']}, longer than {cfg.train.max_len} "
+        f"{stats['too_long']}, length ratio {stats['ratio']}, duplicates {stats['duplicate']}) -> {folder}"
+    )
     return IdSeqs(*names["src"], dtype), IdSeqs(*names["tgt"], dtype)

@@ -50,12 +50,18 @@ class TrainData:
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Summed (label-smoothed) cross-entropy over real target tokens. logits (B, T, V), target (B, T)."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=PAD,
-                           label_smoothing=smoothing, reduction="sum")
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(),
+        target.reshape(-1),
+        ignore_index=PAD,
+        label_smoothing=smoothing,
+        reduction="sum",
+    )
 
 
-def train_step(parts: Parts, shares: list[tuple[Batch, float]], scale: float, lr: float,
-               tc: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    parts: Parts, shares: list[tuple[Batch, float]], scale: float, lr: float, tc: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step at learning rate ``lr`` over ``shares``: (CPU batch, weight) pairs, one per
     accumulated batch. Each batch's summed loss x weight is scaled by ``scale`` (world / global target
     tokens) before backward. Returns (summed loss, gradient norm); both stay on the device (no sync)."""
@@ -86,10 +92,12 @@ def rank_shares(micro: list[list[int]], data: TrainData, dist: Dist) -> tuple[li
     total = sum(int(data.train_tgt.lengths[idx].sum()) + len(idx) for idx in micro)  # targets + EOS
     shares = []
     for idx in micro:
-        share, weight = idx[dist.rank::dist.world], 1.0
+        share, weight = idx[dist.rank :: dist.world], 1.0
         if not share:  # fewer sentences than ranks: join the all-reduce with a zero-weight copy
             share, weight = idx[:1], 0.0
-        shares.append((collate([data.train_src[i] for i in share], [data.train_tgt[i] for i in share]), weight))
+        shares.append(
+            (collate([data.train_src[i] for i in share], [data.train_tgt[i] for i in share]), weight)
+        )
     return shares, total
 
 

@@ -84,11 +84,23 @@ def _train_one(files: list[Path], prefix: Path, cfg: Config) -> None:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.", suffix=".tmp", dir=prefix.parent))
     try:
-        kwargs = dict(input=",".join(str(f) for f in files), model_prefix=str(tmp / prefix.name),
-                      vocab_size=sc.vocab_size, model_type=sc.model_type, character_coverage=sc.character_coverage,
-                      pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, input_sentence_size=sc.input_sentence_size,
-                      shuffle_input_sentence=True, seed_sentencepiece_size=1000000,
-                      num_threads=max(1, os.cpu_count() or 1), hard_vocab_limit=False, minloglevel=2)
+        kwargs = dict(
+            input=",".join(str(f) for f in files),
+            model_prefix=str(tmp / prefix.name),
+            vocab_size=sc.vocab_size,
+            model_type=sc.model_type,
+            character_coverage=sc.character_coverage,
+            pad_id=PAD,
+            unk_id=UNK,
+            bos_id=BOS,
+            eos_id=EOS,
+            input_sentence_size=sc.input_sentence_size,
+            shuffle_input_sentence=True,
+            seed_sentencepiece_size=1000000,
+            num_threads=max(1, os.cpu_count() or 1),
+            hard_vocab_limit=False,
+            minloglevel=2,
+        )
         try:
             spm.SentencePieceTrainer.Train(**kwargs)
         except RuntimeError as e:
@@ -111,16 +123,22 @@ def train_tokenizers(cfg: Config, log=print) -> tuple[Path, Path]:
         for ext in (".model", ".vocab"):
             (out / (stale + ext)).unlink(missing_ok=True)
     sample = f", sampling {cfg.spm.input_sentence_size} sentences" if cfg.spm.input_sentence_size else ""
-    log(f"training SentencePiece ({cfg.spm.model_type}, vocabulary {cfg.spm.vocab_size}{sample}) on "
-        f"{', '.join(f.name for f in files)} ...")
+    log(
+        f"training SentencePiece ({cfg.spm.model_type}, vocabulary {cfg.spm.vocab_size}{sample}) on "
+        f"{', '.join(f.name for f in files)} ..."
+    )
     if cfg.spm.joint:
         _train_one(files, out / "joint", cfg)
-        log(f"trained joint SentencePiece model ({cfg.spm.model_type}, {cfg.spm.vocab_size}) on {files[0].name} "
-            f"+ {files[1].name}{sample}")
+        log(
+            f"trained joint SentencePiece model ({cfg.spm.model_type}, {cfg.spm.vocab_size}) on {files[0].name} "
+            f"+ {files[1].name}{sample}"
+        )
     else:
         _train_one(files[:1], out / "src", cfg)
         _train_one(files[1:], out / "tgt", cfg)
-        log(f"trained source and target SentencePiece models ({cfg.spm.model_type}, {cfg.spm.vocab_size}){sample}")
+        log(
+            f"trained source and target SentencePiece models ({cfg.spm.model_type}, {cfg.spm.vocab_size}){sample}"
+        )
     s, t = load_tokenizers(cfg.run_path)
     log(f"vocabulary: source {len(s)}, target {len(t)}")
     return spm_paths(cfg.run_path)

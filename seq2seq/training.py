@@ -19,11 +19,11 @@ from seq2seq.data import read_split
 from seq2seq.distributed import Dist, pick_device
 from seq2seq.errors import UserError
 from seq2seq.loop import Progress, Trainer
-from seq2seq.step import Parts, TrainData
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.precision import autocast_dtype, grad_scaler
 from seq2seq.schedule import Schedule
 from seq2seq.shards import build_pairs, drop_reason
+from seq2seq.step import Parts, TrainData
 from seq2seq.tokenizer import Tokenizer, load_tokenizers, tokenizers_fingerprint
 from seq2seq.translator import Translator
 
@@ -52,27 +52,41 @@ def setup_parts(cfg: Config, src_vocab: int, tgt_vocab: int, dist: Dist) -> Part
     forward, no_sync = model, None
     if dist.world > 1:
         forward = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+        )
         no_sync = forward.no_sync
     loop = training_loop(model, tc.compile)
     if loop is not None:
         forward = functools.partial(forward, loop=loop)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     amp_dtype = autocast_dtype(tc.precision, dist.device)
-    return Parts(model=model, forward=forward, no_sync=no_sync or contextlib.nullcontext, optimizer=optimizer,
-                 schedule=Schedule(tc), scaler=grad_scaler(amp_dtype), amp_dtype=amp_dtype, device=dist.device)
+    return Parts(
+        model=model,
+        forward=forward,
+        no_sync=no_sync or contextlib.nullcontext,
+        optimizer=optimizer,
+        schedule=Schedule(tc),
+        scaler=grad_scaler(amp_dtype),
+        amp_dtype=amp_dtype,
+        device=dist.device,
+    )
 
 
-def load_pairs(cfg: Config, split: str, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: Optional[int] = None):
+def load_pairs(
+    cfg: Config, split: str, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: Optional[int] = None
+):
     """(source ids, target ids) of a downloaded split in memory, without empty pairs (and, with
     ``max_len``, those longer): the dev set, and small corpora in benchmarks."""
     src, tgt = read_split(cfg, split)
-    pairs = [(s, t) for s, t in zip(src_tok.encode(src), tgt_tok.encode(tgt)) if drop_reason(s, t, max_len) is None]
+    pairs = [
+        (s, t) for s, t in zip(src_tok.encode(src), tgt_tok.encode(tgt)) if drop_reason(s, t, max_len) is None
+    ]
     return [s for s, _ in pairs], [t for _, t in pairs]
 
 
-def setup_data(cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, dist: Dist,
-               log: Callable[[str], None]) -> TrainData:
+def setup_data(
+    cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, dist: Dist, log: Callable[[str], None]
+) -> TrainData:
     """Training pairs as memory-mapped token ids (rank 0 builds them; the others wait and map them),
     dev lines and ids."""
     fingerprint = tokenizers_fingerprint(src_tok, tgt_tok)

@@ -16,8 +16,8 @@ from typing import Optional
 from seq2seq.config import DecodeConfig
 from seq2seq.distributed import pick_device
 from seq2seq.errors import UserError
-from seq2seq.search import Hypothesis
 from seq2seq.fileio import AtomicOutput, read_lines
+from seq2seq.search import Hypothesis
 from seq2seq.translator import Translator
 
 
@@ -34,14 +34,17 @@ class TranslateIO:
     chunk: int = 2000  # lines read and decoded at a time
 
 
-def translate(run_dirs: list[Path], io: TranslateIO, checkpoint: str = "best", device: str = "auto",
-              **decode_overrides) -> int:
+def translate(
+    run_dirs: list[Path], io: TranslateIO, checkpoint: str = "best", device: str = "auto", **decode_overrides
+) -> int:
     """Load ``run_dirs`` (several: an ensemble) and translate as ``io`` says, with the runs' decode
     settings updated by ``decode_overrides`` (None values keep the run's). Returns lines written."""
     if io.input is not None and not io.input.is_file():
         raise UserError(f"input file not found: {io.input}")
     translator = Translator.from_run_dirs(run_dirs, checkpoint, pick_device(device, "--device"))
-    dc = dataclasses.replace(translator.cfg.decode, **{k: v for k, v in decode_overrides.items() if v is not None})
+    dc = dataclasses.replace(
+        translator.cfg.decode, **{k: v for k, v in decode_overrides.items() if v is not None}
+    )
     if dc.n_best > dc.beam_size:
         dc = dataclasses.replace(dc, beam_size=dc.n_best)
     if io.interactive:
@@ -88,8 +91,11 @@ def translate_stream(translator: Translator, dc: DecodeConfig, io: TranslateIO) 
 
 def interactive(translator: Translator, dc: DecodeConfig, fmt: str) -> int:
     """A prompt that translates each line as it is typed; Ctrl-D ends it."""
-    print(f"seq2seq: {translator.cfg.data.src_lang}->{translator.cfg.data.tgt_lang}, beam {dc.beam_size}; "
-          f"type a sentence, Ctrl-D to quit", file=sys.stderr)
+    print(
+        f"seq2seq: {translator.cfg.data.src_lang}->{translator.cfg.data.tgt_lang}, beam {dc.beam_size}; "
+        f"type a sentence, Ctrl-D to quit",
+        file=sys.stderr,
+    )
     count = 0
     while True:
         try:
@@ -103,19 +109,34 @@ def interactive(translator: Translator, dc: DecodeConfig, fmt: str) -> int:
         count += 1
 
 
-def format_line(translator: Translator, src: str, src_len: int, hyps: list[Hypothesis], fmt: str,
-                n_best: int) -> str:
+def format_line(
+    translator: Translator, src: str, src_len: int, hyps: list[Hypothesis], fmt: str, n_best: int
+) -> str:
     """One output line: the best translation; n-best "text<TAB>score" pairs; or a JSON object."""
     limit = translator.cfg.train.max_len
     if src_len > limit:
-        print(f"warning: a line of {len(src)} characters is longer than the training limit "
-              f"({limit} pieces); its output is bounded by decode.max_len_ratio", file=sys.stderr)
+        print(
+            f"warning: a line of {len(src)} characters is longer than the training limit "
+            f"({limit} pieces); its output is bounded by decode.max_len_ratio",
+            file=sys.stderr,
+        )
     texts = translator.tgt_tok.decode([h.tokens for h in hyps]) if hyps else []
     if fmt == "json":
-        return json.dumps({"source": src, "hypotheses": [
-            {"text": t, "score": round(h.score, 4), "logprob": round(h.logprob, 4),
-             "tokens": translator.tgt_tok.id_to_piece(h.tokens)} for t, h in zip(texts, hyps)]},
-            ensure_ascii=False)
+        return json.dumps(
+            {
+                "source": src,
+                "hypotheses": [
+                    {
+                        "text": t,
+                        "score": round(h.score, 4),
+                        "logprob": round(h.logprob, 4),
+                        "tokens": translator.tgt_tok.id_to_piece(h.tokens),
+                    }
+                    for t, h in zip(texts, hyps)
+                ],
+            },
+            ensure_ascii=False,
+        )
     if n_best > 1:
         return "\t".join(f"{t}\t{h.score:.4f}" for t, h in zip(texts, hyps))
     return texts[0] if texts else ""

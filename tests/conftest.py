@@ -21,8 +21,18 @@ torch.set_num_threads(1)
 
 def tiny_model(seed: int = 0, vocab: int = 40, **overrides) -> Seq2Seq:
     """A small random-weight model in eval mode; overrides go to ModelConfig."""
-    values = dict(emb_dim=16, enc_hidden=12, enc_layers=2, dec_hidden=20, dec_layers=1, attention="additive",
-                  attn_dim=10, input_feeding=True, tie_embeddings=True, dropout=0.0)
+    values = dict(
+        emb_dim=16,
+        enc_hidden=12,
+        enc_layers=2,
+        dec_hidden=20,
+        dec_layers=1,
+        attention="additive",
+        attn_dim=10,
+        input_feeding=True,
+        tie_embeddings=True,
+        dropout=0.0,
+    )
     values.update(overrides)
     torch.manual_seed(seed)
     model = build_model(ModelConfig(**values), vocab, vocab)
@@ -41,13 +51,29 @@ def tiny_recipe_dict(tmp_path: Path, **sections) -> dict:
     recipe = {
         "name": "tiny",
         "run_dir": str(tmp_path / "run"),
-        "data": {"source": "embedded", "splits": {"train": "train", "dev": "dev", "test": "test"},
-                 "embedded_sizes": {"train": 400, "dev": 20, "test": 20}, "dir": str(tmp_path / "corpus")},
+        "data": {
+            "source": "embedded",
+            "splits": {"train": "train", "dev": "dev", "test": "test"},
+            "embedded_sizes": {"train": 400, "dev": 20, "test": 20},
+            "dir": str(tmp_path / "corpus"),
+        },
         "spm": {"vocab_size": 120, "model_type": "unigram"},
-        "model": {"emb_dim": 16, "enc_hidden": 16, "enc_layers": 1, "dec_hidden": 24, "attn_dim": 16,
-                  "dropout": 0.1},
-        "train": {"batch_tokens": 400, "max_steps": 12, "valid_every": 6, "log_every": 3, "lr": 0.003,
-                  "samples": 1},
+        "model": {
+            "emb_dim": 16,
+            "enc_hidden": 16,
+            "enc_layers": 1,
+            "dec_hidden": 24,
+            "attn_dim": 16,
+            "dropout": 0.1,
+        },
+        "train": {
+            "batch_tokens": 400,
+            "max_steps": 12,
+            "valid_every": 6,
+            "log_every": 3,
+            "lr": 0.003,
+            "samples": 1,
+        },
         "decode": {"beam_size": 3, "batch_size": 8},
     }
     for section, values in sections.items():

@@ -30,8 +30,10 @@ def inputs(att: Attention, lengths: list[int], seed: int = 1):
 def reference_scores(att: Attention, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     """The documented score formulas, written out independently of Attention.forward."""
     if att.kind == "additive":  # v . tanh(W_k k + W_q q)
-        hidden = torch.tanh(memory @ att.key_proj.weight.T + (query @ att.query_proj.weight.T
-                                                              + att.query_proj.bias).unsqueeze(1))
+        hidden = torch.tanh(
+            memory @ att.key_proj.weight.T
+            + (query @ att.query_proj.weight.T + att.query_proj.bias).unsqueeze(1)
+        )
         return (hidden @ att.v.weight.T).squeeze(2)
     if att.kind == "general":  # q . (W k)
         return torch.einsum("bq,bsq->bs", query, memory @ att.key_proj.weight.T)
@@ -93,7 +95,9 @@ def test_scores_and_context_match_the_formulas(kind):
     query, memory, mask = inputs(att, LENGTHS, seed=4)
     with torch.no_grad():
         context, weights = att(query, att.project_keys(memory), memory, mask)
-        expected_w = torch.softmax(reference_scores(att, query, memory).masked_fill(~mask, float("-inf")), dim=1)
+        expected_w = torch.softmax(
+            reference_scores(att, query, memory).masked_fill(~mask, float("-inf")), dim=1
+        )
     assert torch.allclose(weights, expected_w, atol=1e-6)
     expected_ctx = (expected_w.unsqueeze(2) * memory).sum(dim=1)
     assert torch.allclose(context, expected_ctx, atol=1e-6)
@@ -106,8 +110,8 @@ def test_rows_are_independent_of_the_rest_of_the_batch(kind):
     with torch.no_grad():
         ctx, w = att(query, att.project_keys(memory), memory, mask)
         for b, n in enumerate(LENGTHS):  # alone, without any padding
-            mem_b = memory[b: b + 1, :n]
-            ctx_b, w_b = att(query[b: b + 1], att.project_keys(mem_b), mem_b, mask[b: b + 1, :n])
+            mem_b = memory[b : b + 1, :n]
+            ctx_b, w_b = att(query[b : b + 1], att.project_keys(mem_b), mem_b, mask[b : b + 1, :n])
             assert torch.allclose(ctx_b[0], ctx[b], atol=1e-6)
             assert torch.allclose(w_b[0], w[b, :n], atol=1e-6)
 

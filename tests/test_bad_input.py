@@ -18,8 +18,8 @@ One tiny run (6 training steps) is built in-process once per module; the cases r
 subprocesses (``python -m seq2seq ...``), except the disk-full case, which runs ``seq2seq.cli.main``
 in-process to be able to patch ``os`` inside ``seq2seq.fileio``.
 
-Sizes: ``SEQ2SEQ_BIG_LINES`` (default 100000; 1000000 for the full check) lines for the streaming case, ``SEQ2SEQ_LONG_WORDS``
-(default 2000) words for the over-long line.
+Sizes: ``SEQ2SEQ_BIG_LINES`` (default 100000; 1000000 for the full check) lines for the streaming case,
+``SEQ2SEQ_LONG_WORDS`` (default 2000) words for the over-long line.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from unittest import mock
 
 import pytest
 import yaml
-
 from conftest import tiny_recipe_dict
 
 BIG_LINES = int(os.environ.get("SEQ2SEQ_BIG_LINES", "100000"))  # 200000: ~25-45 s on 2 shared cores
@@ -123,9 +122,13 @@ class Outcome:
 def run_cli(argv: list, stdin: Optional[bytes] = None, timeout: float = 300) -> Outcome:
     """``python -m seq2seq ARGV`` in a subprocess; its own peak RSS comes from os.wait4."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "seq2seq", *map(str, argv)], env=CHILD_ENV,
-                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "seq2seq", *map(str, argv)],
+            env=CHILD_ENV,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+        )
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
         try:
@@ -184,7 +187,11 @@ class Case:
     xfail_raises: type = AssertionError
 
     def param(self):
-        marks = [pytest.mark.xfail(strict=True, raises=self.xfail_raises, reason=self.xfail)] if self.xfail else []
+        marks = (
+            [pytest.mark.xfail(strict=True, raises=self.xfail_raises, reason=self.xfail)]
+            if self.xfail
+            else []
+        )
         return pytest.param(self, id=self.id, marks=marks)
 
 
@@ -248,17 +255,21 @@ def output_lines(data: bytes) -> list[str]:
 
 def translate_files_case(lines: bytes | str, *extra, old_output: Optional[str] = None):
     """A prepare function: write ``in.txt`` (and an existing ``out.txt`` when given), translate it."""
+
     def prepare(ctx: Ctx, tmp: Path) -> Prepared:
         src, out = write(tmp / "in.txt", lines), tmp / "out.txt"
         if old_output is not None:
             write(out, old_output)
-        return Prepared(["translate", ctx.run, "-i", src, "-o", out, *extra], outputs={out},
-                        info={"in": src, "out": out})
+        return Prepared(
+            ["translate", ctx.run, "-i", src, "-o", out, *extra], outputs={out}, info={"in": src, "out": out}
+        )
+
     return prepare
 
 
 def expect_lines(n: int, empty: tuple = (), equal: tuple = ()):
     """A check: the output file has n lines, those in ``empty`` are "", each pair in ``equal`` matches."""
+
     def check(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
         out = prep.info.get("out")
         data = out.read_bytes() if out is not None else outcome.stdout
@@ -273,6 +284,7 @@ def expect_lines(n: int, empty: tuple = (), equal: tuple = ()):
         for i, j in equal:
             if lines[i] != lines[j]:
                 raise WrongOutput(f"line {i + 1} and line {j + 1} differ: {lines[i]!r} != {lines[j]!r}")
+
     return check
 
 
@@ -301,8 +313,11 @@ def prep_big_file(ctx: Ctx, tmp: Path) -> Prepared:
     base = run_cli(["translate", ctx.run, "-i", small, "-o", tmp / "small.out", *flags])
     assert base.returncode == 0, base.stderr
     out = tmp / "big.out"
-    return Prepared(["translate", ctx.run, "-i", src, "-o", out, *flags], outputs={out, tmp / "small.out"},
-                    info={"in": src, "out": out, "baseline_kb": base.peak_rss_kb})
+    return Prepared(
+        ["translate", ctx.run, "-i", src, "-o", out, *flags],
+        outputs={out, tmp / "small.out"},
+        info={"in": src, "out": out, "baseline_kb": base.peak_rss_kb},
+    )
 
 
 def check_big_file(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
@@ -310,7 +325,9 @@ def check_big_file(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
     peak, base = outcome.peak_rss_kb / 1024, prep.info["baseline_kb"] / 1024
     print(f"peak RSS {peak:.0f} MB for {BIG_LINES} lines, {base:.0f} MB for 10 lines")
     if peak > RSS_LIMIT_MB or peak > base + RSS_GROWTH_MB:
-        raise WrongOutput(f"peak RSS {peak:.0f} MB for {BIG_LINES} lines (10 lines: {base:.0f} MB): not streamed")
+        raise WrongOutput(
+            f"peak RSS {peak:.0f} MB for {BIG_LINES} lines (10 lines: {base:.0f} MB): not streamed"
+        )
 
 
 OLD_OUTPUT = "an earlier translation\nthat must survive\n"
@@ -343,6 +360,7 @@ def check_no_file(name: str):
     def check(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
         if (tmp / name).exists():
             raise DataLost(f"{name} was created by a failed run")
+
     return check
 
 
@@ -353,6 +371,7 @@ def prep_recipe(mutate: Callable[[dict], None], command: str = "train"):
         mutate(values)
         path = write(tmp / "bad.yaml", yaml.safe_dump(values, sort_keys=False))
         return Prepared([command, path])
+
     return prepare
 
 
@@ -393,8 +412,13 @@ def prep_vocab_mismatch(ctx: Ctx, tmp: Path) -> Prepared:
     from seq2seq.config import from_dict
     from seq2seq.tokenizer import Tokenizer, train_tokenizers
 
-    other = from_dict({**ctx.recipe_dict, "run_dir": str(tmp / "other"),
-                       "spm": {**ctx.recipe_dict["spm"], "vocab_size": 90}})
+    other = from_dict(
+        {
+            **ctx.recipe_dict,
+            "run_dir": str(tmp / "other"),
+            "spm": {**ctx.recipe_dict["spm"], "vocab_size": 90},
+        }
+    )
     train_tokenizers(other, log=lambda msg: None)
     run = ctx.copy_run(tmp / "run")
     for ext in (".model", ".vocab"):
@@ -428,11 +452,14 @@ def prep_disk_full_on_save(ctx: Ctx, tmp: Path) -> Prepared:
         pytest.skip("needs /proc/self/fd to tell the checkpoint's temporary file apart")
     run = ctx.copy_run(tmp / "run")
     fake = _DiskFullOs()
-    return Prepared(["train", ctx.recipe(tmp / "r.yaml", run_dir=str(run)), "max_steps=8"],
-                    # monitoring, written before the save: config.yaml (the new max_steps), train.log,
-                    # metrics.jsonl (the step-8 validation; a resume drops it again), TensorBoard events
-                    may_change={run / "config.yaml", run / "train.log", run / "metrics.jsonl", run / "tensorboard"},
-                    patch=lambda: mock.patch.object(fileio, "os", fake), info={"fake": fake, "run": run})
+    return Prepared(
+        ["train", ctx.recipe(tmp / "r.yaml", run_dir=str(run)), "max_steps=8"],
+        # monitoring, written before the save: config.yaml (the new max_steps), train.log,
+        # metrics.jsonl (the step-8 validation; a resume drops it again), TensorBoard events
+        may_change={run / "config.yaml", run / "train.log", run / "metrics.jsonl", run / "tensorboard"},
+        patch=lambda: mock.patch.object(fileio, "os", fake),
+        info={"fake": fake, "run": run},
+    )
 
 
 def check_disk_full(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
@@ -450,11 +477,14 @@ def prep_damaged_checkpoint(how: str):
             data = data[: len(data) // 2]
         elif how == "bitflip":  # 64 bytes inside the largest tensor's data, zip structure intact
             mid = len(data) // 2
-            data[mid: mid + 64] = bytes(b ^ 0xFF for b in data[mid: mid + 64])
+            data[mid : mid + 64] = bytes(b ^ 0xFF for b in data[mid : mid + 64])
         elif how == "garbage":
             data = bytearray((i * 7919 + 13) % 256 for i in range(4096))
         path.write_bytes(bytes(data))
-        return Prepared(["translate", run, "-i", write(tmp / "in.txt", "one is the\n"), "-o", tmp / "out.txt"])
+        return Prepared(
+            ["translate", run, "-i", write(tmp / "in.txt", "one is the\n"), "-o", tmp / "out.txt"]
+        )
+
     return prepare
 
 
@@ -465,19 +495,31 @@ SPLITS = ("train", "dev", "test")
 def _corpus(version: str) -> dict[str, bytes]:
     """Mirror files {split}.{lang}: 12/4/4 parallel lines, contents depend on ``version``."""
     sizes = {"train": 12, "dev": 4, "test": 4}
-    return {f"{s}.{lang}": "".join(f"{version} {s} {lang} sentence {i}\n" for i in range(n)).encode()
-            for s, n in sizes.items() for lang in ("en", "de")}
+    return {
+        f"{s}.{lang}": "".join(f"{version} {s} {lang} sentence {i}\n" for i in range(n)).encode()
+        for s, n in sizes.items()
+        for lang in ("en", "de")
+    }
 
 
 def prep_download(damage: Callable[[dict], None]):
     """An earlier good download (v1) sits in the data dir; the mirror now holds v2 with ``damage``."""
+
     def prepare(ctx: Ctx, tmp: Path) -> Prepared:
         from seq2seq import data
         from seq2seq.config import from_dict
 
-        values = {"name": "text", "run_dir": str(tmp / "run"),
-                  "data": {"source": "text", "url": "https://example.invalid/x", "file_pattern": "{split}.{lang}",
-                           "splits": {s: s for s in SPLITS}, "dir": str(tmp / "corpus")}}
+        values = {
+            "name": "text",
+            "run_dir": str(tmp / "run"),
+            "data": {
+                "source": "text",
+                "url": "https://example.invalid/x",
+                "file_pattern": "{split}.{lang}",
+                "splits": {s: s for s in SPLITS},
+                "dir": str(tmp / "corpus"),
+            },
+        }
         recipe = write(tmp / "text.yaml", yaml.safe_dump(values, sort_keys=False))
         for name, content in _corpus("v1").items():
             write(tmp / "mirror_v1" / name, content)
@@ -487,30 +529,35 @@ def prep_download(damage: Callable[[dict], None]):
         for name, content in files.items():
             write(tmp / "mirror" / name, content)
         return Prepared(["download", recipe, "--mirror", tmp / "mirror"])
+
     return prepare
 
 
 def _drop_last_line(name: str):
     def damage(files: dict) -> None:
         files[name] = b"".join(files[name].splitlines(keepends=True)[:-1])
+
     return damage
 
 
 def _empty_split(split: str):
     def damage(files: dict) -> None:
         files[f"{split}.en"] = files[f"{split}.de"] = b""
+
     return damage
 
 
 def _missing(name: str):
     def damage(files: dict) -> None:
         del files[name]
+
     return damage
 
 
 def _replace(name: str, content: bytes):
     def damage(files: dict) -> None:
         files[name] = content
+
     return damage
 
 
@@ -522,58 +569,156 @@ TRUNCATED_GZ = gzip.compress(b"ein Satz\n" * 50, mtime=0)[:30]
 CASES = [
     # translate: defined successes
     Case("t01-empty-lines-stdin", prep_empty_lines_stdin, 0, check=expect_lines(5, empty=(1, 2, 4))),
-    Case("t02-whitespace-only-lines", translate_files_case("".join(x + "\n" for x in WHITESPACE)), 0,
-         check=expect_lines(len(WHITESPACE), empty=tuple(i for i, x in enumerate(WHITESPACE) if not x.strip()))),
-    Case("t02b-invisible-only-lines", translate_files_case("".join(x + "\n" for x in INVISIBLE)), 0,
-         check=expect_lines(len(INVISIBLE), empty=(1, 2, 3))),
-    Case("t03-line-far-longer-than-training", prep_long_line, 0, warnings=("longer than the training limit",),
-         check=expect_lines(2)),
-    Case("t05-invalid-utf8-replace", translate_files_case(INVALID_UTF8, "--replace-invalid"), 0,
-         check=expect_lines(5)),
-    Case("t06-crlf-line-ends", translate_files_case(b"one is the\r\none is the\n\r\ntwo plus three\r\nfive\r\n"), 0,
-         check=expect_lines(5, empty=(2,), equal=((0, 1),))),
-    Case("t07-no-final-newline", translate_files_case(b"one is the\n\ntwo plus three"), 0,
-         check=expect_lines(3, empty=(1,))),
+    Case(
+        "t02-whitespace-only-lines",
+        translate_files_case("".join(x + "\n" for x in WHITESPACE)),
+        0,
+        check=expect_lines(
+            len(WHITESPACE), empty=tuple(i for i, x in enumerate(WHITESPACE) if not x.strip())
+        ),
+    ),
+    Case(
+        "t02b-invisible-only-lines",
+        translate_files_case("".join(x + "\n" for x in INVISIBLE)),
+        0,
+        check=expect_lines(len(INVISIBLE), empty=(1, 2, 3)),
+    ),
+    Case(
+        "t03-line-far-longer-than-training",
+        prep_long_line,
+        0,
+        warnings=("longer than the training limit",),
+        check=expect_lines(2),
+    ),
+    Case(
+        "t05-invalid-utf8-replace",
+        translate_files_case(INVALID_UTF8, "--replace-invalid"),
+        0,
+        check=expect_lines(5),
+    ),
+    Case(
+        "t06-crlf-line-ends",
+        translate_files_case(b"one is the\r\none is the\n\r\ntwo plus three\r\nfive\r\n"),
+        0,
+        check=expect_lines(5, empty=(2,), equal=((0, 1),)),
+    ),
+    Case(
+        "t07-no-final-newline",
+        translate_files_case(b"one is the\n\ntwo plus three"),
+        0,
+        check=expect_lines(3, empty=(1,)),
+    ),
     Case("t08-empty-file", translate_files_case(b""), 0, check=expect_lines(0)),
     Case(f"t09-big-file-{BIG_LINES}-lines-streamed", prep_big_file, 0, check=check_big_file),
     # translate: errors
-    Case("t04-invalid-utf8", translate_files_case(INVALID_UTF8), 2, error=("in.txt", "line 3", "UTF-8"),
-         check=check_no_file("out.txt")),
-    Case("t10-existing-output-kept-on-late-failure", prep_existing_output_fails_late, 2,
-         error=("in.txt", "line 2501", "UTF-8"), check=check_old_output_kept),
-    Case("t11-missing-input-file", prep_missing_input, 2, error=("nope.txt", "not found"),
-         check=check_old_output_kept),
-    Case("t12-nul-bytes", translate_files_case(b"one\ntw\x00o\nthree\n"), 2, error=("in.txt", "line 2", "NUL"),
-         check=check_no_file("out.txt")),
-    Case("t12b-binary-gzip-input", prep_gzip_input, 2, error=("test.en.gz", "line 1", "not a text file"),
-         check=check_no_file("out.txt")),
+    Case(
+        "t04-invalid-utf8",
+        translate_files_case(INVALID_UTF8),
+        2,
+        error=("in.txt", "line 3", "UTF-8"),
+        check=check_no_file("out.txt"),
+    ),
+    Case(
+        "t10-existing-output-kept-on-late-failure",
+        prep_existing_output_fails_late,
+        2,
+        error=("in.txt", "line 2501", "UTF-8"),
+        check=check_old_output_kept,
+    ),
+    Case(
+        "t11-missing-input-file",
+        prep_missing_input,
+        2,
+        error=("nope.txt", "not found"),
+        check=check_old_output_kept,
+    ),
+    Case(
+        "t12-nul-bytes",
+        translate_files_case(b"one\ntw\x00o\nthree\n"),
+        2,
+        error=("in.txt", "line 2", "NUL"),
+        check=check_no_file("out.txt"),
+    ),
+    Case(
+        "t12b-binary-gzip-input",
+        prep_gzip_input,
+        2,
+        error=("test.en.gz", "line 1", "not a text file"),
+        check=check_no_file("out.txt"),
+    ),
     # config / CLI / run directory
     Case("c13-unknown-key", prep_recipe(_unknown_key), 2, error=("'train.max_stpes'", "unknown")),
     Case("c14-wrong-type", prep_recipe(_wrong_type), 2, error=("'train.max_steps'", "integer", "eight")),
     Case("c14b-section-not-a-mapping", prep_recipe(_section_not_mapping), 2, error=("'model'", "mapping")),
     Case("c15-missing-recipe", prep_missing_recipe, 2, error=("nope.yaml", "not found")),
-    Case("c16-translate-no-checkpoint", prep_translate_no_checkpoint, 2,
-         error=("fresh", "best.pt", "train it first")),
-    Case("c16b-evaluate-no-checkpoint", prep_evaluate_no_checkpoint, 2,
-         error=("fresh", "best.pt", "train it first")),
-    Case("c16c-evaluate-after-spm-only", prep_evaluate_after_spm_only, 2, error=("fresh", "checkpoint", "train")),
+    Case(
+        "c16-translate-no-checkpoint",
+        prep_translate_no_checkpoint,
+        2,
+        error=("fresh", "best.pt", "train it first"),
+    ),
+    Case(
+        "c16b-evaluate-no-checkpoint",
+        prep_evaluate_no_checkpoint,
+        2,
+        error=("fresh", "best.pt", "train it first"),
+    ),
+    Case(
+        "c16c-evaluate-after-spm-only",
+        prep_evaluate_after_spm_only,
+        2,
+        error=("fresh", "checkpoint", "train"),
+    ),
     Case("c17-vocabulary-mismatch", prep_vocab_mismatch, 2, error=("best.pt", "vocabulary", "spm")),
-    Case("c18-disk-full-saving-checkpoint", prep_disk_full_on_save, 2,
-         error=("No space left on device", ".pt", "could not write"), check=check_disk_full),
-    Case("c19-truncated-checkpoint", prep_damaged_checkpoint("truncated"), 2, error=("best.pt", "not a readable")),
+    Case(
+        "c18-disk-full-saving-checkpoint",
+        prep_disk_full_on_save,
+        2,
+        error=("No space left on device", ".pt", "could not write"),
+        check=check_disk_full,
+    ),
+    Case(
+        "c19-truncated-checkpoint",
+        prep_damaged_checkpoint("truncated"),
+        2,
+        error=("best.pt", "not a readable"),
+    ),
     Case("c19b-bitflipped-checkpoint", prep_damaged_checkpoint("bitflip"), 2, error=("best.pt",)),
-    Case("c19c-garbage-checkpoint", prep_damaged_checkpoint("garbage"), 2, error=("best.pt", "not a readable")),
+    Case(
+        "c19c-garbage-checkpoint", prep_damaged_checkpoint("garbage"), 2, error=("best.pt", "not a readable")
+    ),
     # data (download through a mirror; an earlier good download is in the data dir)
-    Case("d20-line-count-mismatch-train", prep_download(_drop_last_line("train.de")), 2,
-         error=("split 'train'", "12 en lines", "11 de lines")),
-    Case("d20b-line-count-mismatch-dev", prep_download(_drop_last_line("dev.de")), 2,
-         error=("split 'dev'", "4 en lines", "3 de lines")),
+    Case(
+        "d20-line-count-mismatch-train",
+        prep_download(_drop_last_line("train.de")),
+        2,
+        error=("split 'train'", "12 en lines", "11 de lines"),
+    ),
+    Case(
+        "d20b-line-count-mismatch-dev",
+        prep_download(_drop_last_line("dev.de")),
+        2,
+        error=("split 'dev'", "4 en lines", "3 de lines"),
+    ),
     Case("d21-empty-split", prep_download(_empty_split("test")), 2, error=("split 'test'", "empty")),
-    Case("d22-missing-mirror-file", prep_download(_missing("test.de")), 2, error=("test.de", "missing from mirror")),
-    Case("d23-binary-file", prep_download(_replace("train.de", BINARY)), 2, error=("train.de", "line 1", "NUL")),
-    Case("d23b-latin1-file", prep_download(_replace("dev.en", LATIN1)), 2, error=("dev.en", "line 1", "UTF-8")),
-    Case("d23c-truncated-gzip", prep_download(_replace("test.en", TRUNCATED_GZ)), 2,
-         error=("test.en", "could not read")),
+    Case(
+        "d22-missing-mirror-file",
+        prep_download(_missing("test.de")),
+        2,
+        error=("test.de", "missing from mirror"),
+    ),
+    Case(
+        "d23-binary-file", prep_download(_replace("train.de", BINARY)), 2, error=("train.de", "line 1", "NUL")
+    ),
+    Case(
+        "d23b-latin1-file", prep_download(_replace("dev.en", LATIN1)), 2, error=("dev.en", "line 1", "UTF-8")
+    ),
+    Case(
+        "d23c-truncated-gzip",
+        prep_download(_replace("test.en", TRUNCATED_GZ)),
+        2,
+        error=("test.en", "could not read"),
+    ),
 ]
 
 
@@ -585,7 +730,9 @@ def test_bad_input(case: Case, ctx: Ctx, tmp_path: Path):
     outcome = run_inprocess(prep.argv, prep.patch) if prep.patch else run_cli(prep.argv, prep.stdin)
     print(f"exit {outcome.returncode}; stderr: {outcome.stderr.strip()[-600:]}")  # shown with -rA
     if outcome.returncode != case.exit:
-        raise WrongExit(f"exit {outcome.returncode}, expected {case.exit}; stderr: {outcome.stderr[-3000:]!r}")
+        raise WrongExit(
+            f"exit {outcome.returncode}, expected {case.exit}; stderr: {outcome.stderr[-3000:]!r}"
+        )
     assert_stderr(case, outcome)
     assert_preserved(before, snapshot(watched), prep.may_change | (prep.outputs if case.exit == 0 else set()))
     if case.check:

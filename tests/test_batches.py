@@ -119,14 +119,14 @@ def test_collate_shapes_and_padding():
     assert batch.ntokens == int((batch.tgt_out != PAD).sum())
     for i, (s, t) in enumerate(zip(src, tgt)):
         row = batch.src[i].tolist()
-        assert row[: len(s)] == s and row[len(s)] == EOS and all(x == PAD for x in row[len(s) + 1:])
+        assert row[: len(s)] == s and row[len(s)] == EOS and all(x == PAD for x in row[len(s) + 1 :])
         assert row.index(EOS) == batch.lengths[i] - 1
         tin = batch.tgt_in[i].tolist()
-        assert tin[0] == BOS and tin[1: len(t) + 1] == t and all(x == PAD for x in tin[len(t) + 1:])
+        assert tin[0] == BOS and tin[1 : len(t) + 1] == t and all(x == PAD for x in tin[len(t) + 1 :])
         tout = batch.tgt_out[i].tolist()
-        assert tout[: len(t)] == t and tout[len(t)] == EOS and all(x == PAD for x in tout[len(t) + 1:])
+        assert tout[: len(t)] == t and tout[len(t)] == EOS and all(x == PAD for x in tout[len(t) + 1 :])
         # teacher forcing: the output is the input shifted left by one
-        assert tout[: len(t) + 1] == tin[1: len(t) + 1] + [EOS]
+        assert tout[: len(t) + 1] == tin[1 : len(t) + 1] + [EOS]
     assert batch.src.dtype == batch.tgt_in.dtype == batch.tgt_out.dtype == torch.long
 
 
@@ -140,8 +140,12 @@ def test_batch_to_cpu_keeps_values():
 def test_collate_of_made_batches_stays_within_budget():
     g = torch.Generator().manual_seed(1)
     n = 200
-    src = [torch.randint(4, 30, (int(k),), generator=g).tolist() for k in torch.randint(1, 25, (n,), generator=g)]
-    tgt = [torch.randint(4, 30, (int(k),), generator=g).tolist() for k in torch.randint(1, 25, (n,), generator=g)]
+    src = [
+        torch.randint(4, 30, (int(k),), generator=g).tolist() for k in torch.randint(1, 25, (n,), generator=g)
+    ]
+    tgt = [
+        torch.randint(4, 30, (int(k),), generator=g).tolist() for k in torch.randint(1, 25, (n,), generator=g)
+    ]
     budget = 160
     for idx in make_batches([len(s) for s in src], [len(t) for t in tgt], budget, seed=3):
         b = collate([src[i] for i in idx], [tgt[i] for i in idx])

@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 import torch
-
 from conftest import tiny_model
+
 from seq2seq import checkpoint as ckpt_io
 from seq2seq import fileio
 from seq2seq.errors import UserError
@@ -16,8 +16,15 @@ from seq2seq.errors import UserError
 
 def payload(seed: int = 0) -> dict:
     model = tiny_model(seed, 30)
-    return {"model": model.state_dict(), "src_vocab": 30, "tgt_vocab": 30, "config": {"model": {"emb_dim": 16}},
-            "progress": {"step": 7, "best_bleu": 1.5}, "rng_cpu": torch.get_rng_state(), "names": ["a", "b"]}
+    return {
+        "model": model.state_dict(),
+        "src_vocab": 30,
+        "tgt_vocab": 30,
+        "config": {"model": {"emb_dim": 16}},
+        "progress": {"step": 7, "best_bleu": 1.5},
+        "rng_cpu": torch.get_rng_state(),
+        "names": ["a", "b"],
+    }
 
 
 def leftovers(folder) -> list[str]:
@@ -25,6 +32,7 @@ def leftovers(folder) -> list[str]:
 
 
 # ---- round trip ----------------------------------------------------------------------------------
+
 
 def test_save_load_round_trip(tmp_path):
     path = tmp_path / "sub" / "dir" / "model.pt"  # parent folders are created
@@ -82,6 +90,7 @@ def test_missing_file(tmp_path):
 
 # ---- atomic saves (the writes themselves: test_fileio.py) ---------------------------------------
 
+
 @pytest.mark.parametrize("failing", ["replace", "fsync"])
 def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, failing):
     path = tmp_path / "last.pt"
@@ -98,11 +107,13 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, failing):
     assert str(path) in str(e.value) and "No space left" in str(e.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"], "no temporary file is left behind"
-    assert torch.equal(ckpt_io.load(path)["model"]["decoder.bridge.weight"],
-                       payload(0)["model"]["decoder.bridge.weight"])
+    assert torch.equal(
+        ckpt_io.load(path)["model"]["decoder.bridge.weight"], payload(0)["model"]["decoder.bridge.weight"]
+    )
 
 
 # ---- damaged and hostile files -------------------------------------------------------------------
+
 
 def assert_refused(path):
     with pytest.raises(UserError) as e:
@@ -124,7 +135,9 @@ def test_truncated_checkpoint(tmp_path):
 
 def test_random_bytes(tmp_path):
     path = tmp_path / "noise.pt"
-    path.write_bytes(bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist()))
+    path.write_bytes(
+        bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist())
+    )
     assert_refused(path)
 
 

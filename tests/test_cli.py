@@ -9,13 +9,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_recipe_dict
 
 
 def s2s(*args, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], input=input, capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "seq2seq", *map(str, args)],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -57,13 +62,26 @@ def test_embedded_pipeline_end_to_end(tiny_recipe: Path, tmp_path: Path):
     src = tmp_path / "in.en"
     src.write_text("two plus three is five\n\nI have forty-two cats.\n", encoding="utf-8")
     out = tmp_path / "out.de"
-    ok(s2s("translate", tmp_path / "run", "-i", src, "-o", out, "--beam-size", "3", "--length-penalty", "0.6"))
+    ok(
+        s2s(
+            "translate", tmp_path / "run", "-i", src, "-o", out, "--beam-size", "3", "--length-penalty", "0.6"
+        )
+    )
     lines = out.read_text(encoding="utf-8").split("\n")
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
     piped = ok(s2s("translate", tmp_path / "run", "-b", "3", "-a", "0.6", input="two plus three is five\n"))
     assert piped.stdout == lines[0] + "\n"  # same settings, same output, from stdin to stdout
-    nbest = ok(s2s("translate", tmp_path / "run", "--n-best", "2", "--format", "json",
-                   input="two plus three is five\n"))
+    nbest = ok(
+        s2s(
+            "translate",
+            tmp_path / "run",
+            "--n-best",
+            "2",
+            "--format",
+            "json",
+            input="two plus three is five\n",
+        )
+    )
     record = json.loads(nbest.stdout)
     assert len(record["hypotheses"]) == 2
     assert record["hypotheses"][0]["score"] >= record["hypotheses"][1]["score"]
@@ -82,14 +100,17 @@ def test_help_lists_every_stage():
     assert "--beam-size" in ok(s2s("translate", "--help")).stdout
 
 
-@pytest.mark.parametrize("override, needle", [
-    ("no_such_key=1", "'no_such_key'"),
-    ("train.nope=1", "'train.nope'"),
-    ("max_steps=abc", "'train.max_steps'"),
-    ("attention=cosine", "'model.attention'"),
-    ("dropout=1.5", "'model.dropout'"),
-    ("max_steps", "key=value"),
-])
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("no_such_key=1", "'no_such_key'"),
+        ("train.nope=1", "'train.nope'"),
+        ("max_steps=abc", "'train.max_steps'"),
+        ("attention=cosine", "'model.attention'"),
+        ("dropout=1.5", "'model.dropout'"),
+        ("max_steps", "key=value"),
+    ],
+)
 def test_bad_overrides_are_one_line_errors(tiny_recipe: Path, override: str, needle: str):
     one_line_error(s2s("download", tiny_recipe, override), 2, needle)
 
@@ -112,9 +133,21 @@ def test_multi30k_through_mirror(multi30k_dir: Path, tmp_path: Path):
     """download + spm + a few training steps + translate of test_2016_flickr.de on the real files."""
     root = Path(__file__).resolve().parents[1]
     recipe = root / "recipes" / "multi30k-de-en.yaml"
-    args = [f"run_dir={tmp_path / 'run'}", f"data.dir={tmp_path / 'corpus'}", "vocab_size=1000",
-            "emb_dim=32", "enc_hidden=32", "enc_layers=1", "dec_hidden=48", "attn_dim=32",
-            "batch_tokens=1500", "max_steps=3", "valid_every=3", "max_len_offset=2", "max_len_ratio=1.2"]
+    args = [
+        f"run_dir={tmp_path / 'run'}",
+        f"data.dir={tmp_path / 'corpus'}",
+        "vocab_size=1000",
+        "emb_dim=32",
+        "enc_hidden=32",
+        "enc_layers=1",
+        "dec_hidden=48",
+        "attn_dim=32",
+        "batch_tokens=1500",
+        "max_steps=3",
+        "valid_every=3",
+        "max_len_offset=2",
+        "max_len_ratio=1.2",
+    ]
     proc = ok(s2s("download", recipe, *args, "--mirror", multi30k_dir))
     assert "train: 29000 pairs" in proc.stdout and "test2017: 1000 pairs" in proc.stdout
     ok(s2s("spm", recipe, *args))

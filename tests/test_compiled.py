@@ -44,12 +44,18 @@ def test_pad_state_keeps_real_rows_and_masks_new_positions():
     assert padded.memory.shape[:2] == (8, 32) and padded.h.shape[1] == 8
     assert torch.equal(padded.memory[:3, : src.size(1)], state.memory)
     assert torch.equal(padded.mask[:3, : src.size(1)], state.mask)
-    assert not padded.mask[:, src.size(1):].any()
+    assert not padded.mask[:, src.size(1) :].any()
     assert torch.equal(padded.h[:, 3:], state.h[:, :1].expand(-1, 5, -1))  # padded rows copy row 0
 
 
-@pytest.mark.parametrize("overrides", [{}, {"dec_layers": 2, "attention": "general"},
-                                       {"input_feeding": False, "attention": "dot", "dec_hidden": 24}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"dec_layers": 2, "attention": "general"},
+        {"input_feeding": False, "attention": "dot", "dec_hidden": 24},
+    ],
+)
 def test_compiled_training_forward_gives_the_eager_loss_and_gradients(overrides):
     eager = tiny_model(seed=3, **overrides).train()  # dropout 0: the same numbers are expected
     compiled = copy.deepcopy(eager)
@@ -61,7 +67,9 @@ def test_compiled_training_forward_gives_the_eager_loss_and_gradients(overrides)
         for m, m_loop in ((eager, None), (compiled, loop)):
             m.zero_grad()
             logits = m(b.src, b.lengths, b.tgt_in, loop=m_loop)
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(), ignore_index=0)
+            loss = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1), b.tgt_out.flatten(), ignore_index=0
+            )
             loss.backward()
             losses.append(loss)
         assert logits.shape[0] == n

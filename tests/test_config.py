@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_recipe_dict
+
 from seq2seq import config as config_mod
-from seq2seq.config import Config, from_dict, load_config, parse_overrides, save_config
 from seq2seq.coerce import resolve_key
-from seq2seq.stamps import write_stamps
+from seq2seq.config import Config, from_dict, load_config, parse_overrides, save_config
 from seq2seq.errors import UserError
+from seq2seq.stamps import write_stamps
 
 
 def _write(path: Path, values: dict) -> Path:
@@ -126,9 +126,18 @@ def test_dotted_override(tiny_recipe: Path):
 
 
 def test_override_types(tiny_recipe: Path):
-    cfg = load_config(tiny_recipe, ["precision=bf16", "lr=1e-4", "attention=general", "name=other",
-                                    "dataset_config=null", "splits={train: a, dev: b, t1: c, t2: d}",
-                                    "embedded_sizes={train: 4, dev: 1, t1: 1, t2: 1}"])
+    cfg = load_config(
+        tiny_recipe,
+        [
+            "precision=bf16",
+            "lr=1e-4",
+            "attention=general",
+            "name=other",
+            "dataset_config=null",
+            "splits={train: a, dev: b, t1: c, t2: d}",
+            "embedded_sizes={train: 4, dev: 1, t1: 1, t2: 1}",
+        ],
+    )
     assert cfg.train.precision == "bf16"
     assert cfg.train.lr == pytest.approx(1e-4)
     assert cfg.model.attention == "general"
@@ -150,7 +159,10 @@ def test_override_later_wins(tiny_recipe: Path):
 
 def test_parse_overrides_nested():
     assert parse_overrides(["max_steps=3", "model.dropout=0.5", "name=x"]) == {
-        "train": {"max_steps": 3}, "model": {"dropout": 0.5}, "name": "x"}
+        "train": {"max_steps": 3},
+        "model": {"dropout": 0.5},
+        "name": "x",
+    }
 
 
 def test_override_without_equals(tiny_recipe: Path):
@@ -186,12 +198,15 @@ def test_ambiguous_bare_key(monkeypatch):
 # ---------------------------------------------------------------- errors that name the key
 
 
-@pytest.mark.parametrize("override, key", [
-    ("no_such_key=1", "no_such_key"),
-    ("train.no_such_key=1", "train.no_such_key"),
-    ("nosection.max_steps=1", "nosection.max_steps"),
-    ("train.max_steps.x=1", "train.max_steps.x"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("no_such_key=1", "no_such_key"),
+        ("train.no_such_key=1", "train.no_such_key"),
+        ("nosection.max_steps=1", "nosection.max_steps"),
+        ("train.max_steps.x=1", "train.max_steps.x"),
+    ],
+)
 def test_unknown_override_key(tiny_recipe: Path, override: str, key: str):
     with pytest.raises(UserError) as err:
         load_config(tiny_recipe, [override])
@@ -212,16 +227,19 @@ def test_unknown_top_level_key_in_yaml(tmp_path: Path):
     assert "'optimizer'" in _one_line(err)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("max_steps=abc", "train.max_steps"),
-    ("max_steps=1.5", "train.max_steps"),
-    ("max_steps=true", "train.max_steps"),
-    ("dropout=[1]", "model.dropout"),
-    ("dropout=abc", "model.dropout"),
-    ("precision=maybe", "train.precision"),
-    ("src_lang=[en]", "data.src_lang"),
-    ("splits=abc", "data.splits"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("max_steps=abc", "train.max_steps"),
+        ("max_steps=1.5", "train.max_steps"),
+        ("max_steps=true", "train.max_steps"),
+        ("dropout=[1]", "model.dropout"),
+        ("dropout=abc", "model.dropout"),
+        ("precision=maybe", "train.precision"),
+        ("src_lang=[en]", "data.src_lang"),
+        ("splits=abc", "data.splits"),
+    ],
+)
 def test_wrong_type_override(tiny_recipe: Path, override: str, key: str):
     with pytest.raises(UserError) as err:
         load_config(tiny_recipe, [override])
@@ -247,13 +265,16 @@ def test_checkpoint_must_be_a_plain_name(tiny_recipe: Path):
         assert "'decode.checkpoint'" in _one_line(err)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("attention=foo", "model.attention"),
-    ("source=ftp", "data.source"),
-    ("model_type=word", "spm.model_type"),
-    ("precision=fp8", "train.precision"),
-    ("lr_schedule=step", "train.lr_schedule"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("attention=foo", "model.attention"),
+        ("source=ftp", "data.source"),
+        ("model_type=word", "spm.model_type"),
+        ("precision=fp8", "train.precision"),
+        ("lr_schedule=step", "train.lr_schedule"),
+    ],
+)
 def test_bad_choice(tiny_recipe: Path, override: str, key: str):
     with pytest.raises(UserError) as err:
         load_config(tiny_recipe, [override])
@@ -261,21 +282,24 @@ def test_bad_choice(tiny_recipe: Path, override: str, key: str):
     assert f"'{key}'" in msg and "not one of" in msg
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["batch_tokens=0"], "train.batch_tokens"),
-    (["beam_size=-1"], "decode.beam_size"),
-    (["max_steps=-1"], "train.max_steps"),
-    (["dropout=1.0"], "model.dropout"),
-    (["lr=0"], "train.lr"),
-    (["n_best=5", "beam_size=2"], "decode.n_best"),
-    (["share_embeddings=true", "joint=false"], "model.share_embeddings"),
-    (["attention=dot"], "model.attention"),  # tiny recipe: dec_hidden 24 != 2 * enc_hidden 16
-    (["lr_schedule=cosine", "max_steps=0"], "train.lr_schedule"),
-    (["splits={train: a, dev: b}"], "data.splits"),
-    (["embedded_sizes={train: 5, dev: 5}"], "data.embedded_sizes"),
-    (["source=hub"], "data.dataset"),
-    (["source=jsonl"], "data.src_field"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["batch_tokens=0"], "train.batch_tokens"),
+        (["beam_size=-1"], "decode.beam_size"),
+        (["max_steps=-1"], "train.max_steps"),
+        (["dropout=1.0"], "model.dropout"),
+        (["lr=0"], "train.lr"),
+        (["n_best=5", "beam_size=2"], "decode.n_best"),
+        (["share_embeddings=true", "joint=false"], "model.share_embeddings"),
+        (["attention=dot"], "model.attention"),  # tiny recipe: dec_hidden 24 != 2 * enc_hidden 16
+        (["lr_schedule=cosine", "max_steps=0"], "train.lr_schedule"),
+        (["splits={train: a, dev: b}"], "data.splits"),
+        (["embedded_sizes={train: 5, dev: 5}"], "data.embedded_sizes"),
+        (["source=hub"], "data.dataset"),
+        (["source=jsonl"], "data.src_field"),
+    ],
+)
 def test_validation_errors_name_key(tiny_recipe: Path, overrides: list[str], key: str):
     with pytest.raises(UserError) as err:
         load_config(tiny_recipe, overrides)
@@ -310,7 +334,9 @@ def test_save_config_round_trip(tiny_recipe: Path, tmp_path: Path):
 
 
 def _stamp_state(folder: Path) -> dict[str, tuple[int, str]]:
-    return {p.name: (p.stat().st_mtime_ns, p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.yaml"))}
+    return {
+        p.name: (p.stat().st_mtime_ns, p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.yaml"))
+    }
 
 
 def _age(folder: Path) -> None:
@@ -342,15 +368,19 @@ def test_write_stamps_unchanged_rewrites_nothing(tiny_recipe: Path, tmp_path: Pa
     assert _stamp_state(folder) == before
 
 
-@pytest.mark.parametrize("override, changed", [
-    ("decode.beam_size=7", {"eval.yaml"}),
-    ("train.max_steps=99", {"train.yaml", "eval.yaml"}),
-    ("model.dropout=0.2", {"train.yaml", "eval.yaml"}),
-    ("spm.vocab_size=200", {"spm.yaml", "train.yaml", "eval.yaml"}),
-    ("data.embedded_seed=5", {"data.yaml", "spm.yaml", "train.yaml", "eval.yaml"}),
-])
-def test_write_stamps_rewrites_only_changed_stages(tiny_recipe: Path, tmp_path: Path, override: str,
-                                                    changed: set[str]):
+@pytest.mark.parametrize(
+    "override, changed",
+    [
+        ("decode.beam_size=7", {"eval.yaml"}),
+        ("train.max_steps=99", {"train.yaml", "eval.yaml"}),
+        ("model.dropout=0.2", {"train.yaml", "eval.yaml"}),
+        ("spm.vocab_size=200", {"spm.yaml", "train.yaml", "eval.yaml"}),
+        ("data.embedded_seed=5", {"data.yaml", "spm.yaml", "train.yaml", "eval.yaml"}),
+    ],
+)
+def test_write_stamps_rewrites_only_changed_stages(
+    tiny_recipe: Path, tmp_path: Path, override: str, changed: set[str]
+):
     folder = tmp_path / "stamps"
     write_stamps(load_config(tiny_recipe), folder)
     _age(folder)
@@ -370,14 +400,20 @@ def test_write_stamps_rewrites_only_changed_stages(tiny_recipe: Path, tmp_path: 
 
 def test_string_overrides_keep_their_text(tiny_recipe: Path):
     """Values that are not YAML, or that YAML would turn into numbers, stay as written for string keys."""
-    cfg = load_config(tiny_recipe, ["file_pattern={split}.{lang}.gz", "name=007", "url=https://x.invalid/a:b"])
+    cfg = load_config(
+        tiny_recipe, ["file_pattern={split}.{lang}.gz", "name=007", "url=https://x.invalid/a:b"]
+    )
     assert cfg.data.file_pattern == "{split}.{lang}.gz" and cfg.name == "007"
     assert cfg.data.url == "https://x.invalid/a:b"
 
 
 def test_every_number_in_a_recipe_has_a_checked_range():
-    numeric = {f"{section}.{f.name}" for section, cls in config_mod.SECTIONS.items()
-               for f in dataclasses.fields(cls) if f.type in ("int", "float", int, float)}
+    numeric = {
+        f"{section}.{f.name}"
+        for section, cls in config_mod.SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        if f.type in ("int", "float", int, float)
+    }
     assert numeric == set(config_mod.RANGES)
     for key, interval in config_mod.RANGES.items():  # the bounds themselves behave as written
         low, high = (float(x) for x in interval[1:-1].split(","))

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_recipe_dict
+
 from seq2seq.config import Config, from_dict
 from seq2seq.data import MANIFEST, download, normalize, read_corpus, read_split
 from seq2seq.errors import UserError
@@ -66,8 +66,13 @@ def _check_manifest(cfg: Config, manifest: dict, expected_lines: dict[str, int])
 
 # Three parallel splits with messy whitespace, non-ASCII text and a decomposed umlaut (NFD).
 PAIRS = {
-    "train": [("Two  dogs run.", "Zwei Hunde  rennen."), ("  A cat\t sleeps ", "Eine Katze schläft"),
-              ("Cafe\u0301 au lait", "Milchkaffee"), ("NA", "null"), ("007", "1.50")],
+    "train": [
+        ("Two  dogs run.", "Zwei Hunde  rennen."),
+        ("  A cat\t sleeps ", "Eine Katze schläft"),
+        ("Cafe\u0301 au lait", "Milchkaffee"),
+        ("NA", "null"),
+        ("007", "1.50"),
+    ],
     "dev": [("Hello world", "Hallo Welt"), ("Good night", "Gute Nacht")],
     "test": [("One", "Eins"), ("Two", "Zwei"), ("Three", "Drei")],
 }
@@ -89,15 +94,18 @@ def _write_text_files(folder: Path, gz: bool, src="en", tgt="de", pairs=PAIRS, s
 # ---------------------------------------------------------------- normalize
 
 
-@pytest.mark.parametrize("raw, clean", [
-    ("  a  b  ", "a b"),
-    ("a\tb\u00a0c", "a b c"),
-    ("line\u2028break\x85here\r", "line break here"),
-    ("Cafe\u0301", "Caf\u00e9"),  # NFD -> NFC
-    ("", ""),
-    ("   ", ""),
-    ("unchanged text.", "unchanged text."),
-])
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("  a  b  ", "a b"),
+        ("a\tb\u00a0c", "a b c"),
+        ("line\u2028break\x85here\r", "line break here"),
+        ("Cafe\u0301", "Caf\u00e9"),  # NFD -> NFC
+        ("", ""),
+        ("   ", ""),
+        ("unchanged text.", "unchanged text."),
+    ],
+)
 def test_normalize(raw, clean):
     assert normalize(raw) == clean
     assert normalize(clean) == clean  # idempotent
@@ -136,7 +144,9 @@ def test_embedded_empty_split(tmp_path: Path):
 
 def test_embedded_sizes_wrong_type_is_user_error(tmp_path: Path):
     with pytest.raises(UserError, match="embedded_sizes"):
-        cfg = from_dict(tiny_recipe_dict(tmp_path, data={"embedded_sizes": {"train": "many", "dev": 2, "test": 2}}))
+        cfg = from_dict(
+            tiny_recipe_dict(tmp_path, data={"embedded_sizes": {"train": "many", "dev": 2, "test": 2}})
+        )
         download(cfg, log=_quiet)
 
 
@@ -153,7 +163,9 @@ def test_read_split_before_download(tmp_path: Path):
 def test_text_from_local_folder(tmp_path: Path, gz: bool):
     raw = tmp_path / "raw"
     _write_text_files(raw, gz)
-    cfg = _cfg(tmp_path, source="text", url=str(raw), file_pattern="{split}.{lang}.gz" if gz else "{split}.{lang}")
+    cfg = _cfg(
+        tmp_path, source="text", url=str(raw), file_pattern="{split}.{lang}.gz" if gz else "{split}.{lang}"
+    )
     manifest = download(cfg, log=_quiet)
     _check_manifest(cfg, manifest, EXPECTED_LINES)
     src, tgt = read_split(cfg, "train")
@@ -167,15 +179,22 @@ def test_text_from_local_folder(tmp_path: Path, gz: bool):
 def test_text_via_mirror(tmp_path: Path, gz: bool):
     mirror = tmp_path / "mirror"
     _write_text_files(mirror, gz, src="de", tgt="en", stem={"dev": "val", "test": "test_2016"})
-    cfg = _cfg(tmp_path, source="text", src_lang="de", tgt_lang="en", url=FAKE_URL,
-               file_pattern="{split}.{lang}.gz" if gz else "{split}.{lang}",
-               splits={"train": "train", "dev": "val", "test": "test_2016"})
+    cfg = _cfg(
+        tmp_path,
+        source="text",
+        src_lang="de",
+        tgt_lang="en",
+        url=FAKE_URL,
+        file_pattern="{split}.{lang}.gz" if gz else "{split}.{lang}",
+        splits={"train": "train", "dev": "val", "test": "test_2016"},
+    )
     manifest = download(cfg, mirror=mirror, log=_quiet)
     assert manifest["mirror"] == str(mirror)
     _check_manifest(cfg, manifest, EXPECTED_LINES)
     # our split names are used for the output, the source's names only to find the files
     assert sorted(p.name for p in cfg.data_dir.iterdir()) == sorted(
-        [MANIFEST] + [f"{s}.{lang}" for s in SPLITS for lang in ("de", "en")])
+        [MANIFEST] + [f"{s}.{lang}" for s in SPLITS for lang in ("de", "en")]
+    )
     src, tgt = read_split(cfg, "test")
     assert src == ["One", "Two", "Three"] and tgt == ["Eins", "Zwei", "Drei"]
 
@@ -216,8 +235,9 @@ def _write_tsv(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for split, rows in PAIRS.items():
         rows = [(s.replace("\t", " "), t.replace("\t", " ")) for s, t in rows]  # a tsv field holds no tab
-        (folder / f"{split}.tsv").write_text("".join(f"{s}\t{t}\textra {i}\n" for i, (s, t) in enumerate(rows)),
-                                             encoding="utf-8")
+        (folder / f"{split}.tsv").write_text(
+            "".join(f"{s}\t{t}\textra {i}\n" for i, (s, t) in enumerate(rows)), encoding="utf-8"
+        )
 
 
 def test_tsv_source(tmp_path: Path):
@@ -233,8 +253,16 @@ def test_tsv_source(tmp_path: Path):
 def test_tsv_source_swapped_columns_via_mirror(tmp_path: Path):
     mirror = tmp_path / "mirror"
     _write_tsv(mirror)
-    cfg = _cfg(tmp_path, source="tsv", url=FAKE_URL, file_pattern="{split}.tsv", src_field="1", tgt_field="0",
-               src_lang="de", tgt_lang="en")
+    cfg = _cfg(
+        tmp_path,
+        source="tsv",
+        url=FAKE_URL,
+        file_pattern="{split}.tsv",
+        src_field="1",
+        tgt_field="0",
+        src_lang="de",
+        tgt_lang="en",
+    )
     download(cfg, mirror=mirror, log=_quiet)
     assert read_split(cfg, "test") == (["Eins", "Zwei", "Drei"], ["One", "Two", "Three"])
 
@@ -254,7 +282,11 @@ def _write_jsonl(folder: Path, nested: bool, pattern: str = "{split}.jsonl") -> 
     for split, rows in PAIRS.items():
         lines = []
         for i, (s, t) in enumerate(rows):
-            row = {"id": i, "translation": {"en": s, "de": t}} if nested else {"id": i, "english": s, "german": t}
+            row = (
+                {"id": i, "translation": {"en": s, "de": t}}
+                if nested
+                else {"id": i, "english": s, "german": t}
+            )
             lines.append(json.dumps(row, ensure_ascii=False) + "\n")
         (folder / pattern.format(split=split)).write_text("".join(lines), encoding="utf-8")
 
@@ -264,8 +296,14 @@ def test_jsonl_source(tmp_path: Path, nested: bool):
     raw = tmp_path / "raw"
     _write_jsonl(raw, nested)
     fields = ("translation.en", "translation.de") if nested else ("english", "german")
-    cfg = _cfg(tmp_path, source="jsonl", url=str(raw), file_pattern="{split}.jsonl",
-               src_field=fields[0], tgt_field=fields[1])
+    cfg = _cfg(
+        tmp_path,
+        source="jsonl",
+        url=str(raw),
+        file_pattern="{split}.jsonl",
+        src_field=fields[0],
+        tgt_field=fields[1],
+    )
     _check_manifest(cfg, download(cfg, log=_quiet), EXPECTED_LINES)
     src, tgt = read_split(cfg, "train")
     assert src == [normalize(s) for s, _ in PAIRS["train"]]
@@ -275,8 +313,14 @@ def test_jsonl_source(tmp_path: Path, nested: bool):
 def test_jsonl_missing_field(tmp_path: Path):
     raw = tmp_path / "raw"
     _write_jsonl(raw, nested=True)
-    cfg = _cfg(tmp_path, source="jsonl", url=str(raw), file_pattern="{split}.jsonl",
-               src_field="translation.fr", tgt_field="translation.de")
+    cfg = _cfg(
+        tmp_path,
+        source="jsonl",
+        url=str(raw),
+        file_pattern="{split}.jsonl",
+        src_field="translation.fr",
+        tgt_field="translation.de",
+    )
     with pytest.raises(UserError) as err:
         download(cfg, log=_quiet)
     msg = str(err.value)
@@ -286,8 +330,15 @@ def test_jsonl_missing_field(tmp_path: Path):
 def test_hub_source_from_mirror(tmp_path: Path):
     mirror = tmp_path / "mirror"
     _write_jsonl(mirror, nested=True)
-    cfg = _cfg(tmp_path, source="hub", dataset="someone/some-dataset", dataset_config="de-en",
-               file_pattern="{split}.jsonl", src_field="translation.en", tgt_field="translation.de")
+    cfg = _cfg(
+        tmp_path,
+        source="hub",
+        dataset="someone/some-dataset",
+        dataset_config="de-en",
+        file_pattern="{split}.jsonl",
+        src_field="translation.en",
+        tgt_field="translation.de",
+    )
     manifest = download(cfg, mirror=mirror, log=_quiet)
     assert manifest["source"] == "hub" and manifest["mirror"] == str(mirror)
     _check_manifest(cfg, manifest, EXPECTED_LINES)
@@ -298,9 +349,17 @@ def test_hub_mirror_split_names(tmp_path: Path):
     mirror = tmp_path / "mirror"
     _write_jsonl(mirror, nested=True, pattern="part-{split}.jsonl")
     (mirror / "part-dev.jsonl").rename(mirror / "part-validation.jsonl")
-    cfg = _cfg(tmp_path, source="hub", dataset="x/y", file_pattern="part-{split}.jsonl",
-               splits={"train": "train", "dev": "validation", "test": "test"},
-               src_field="translation.de", tgt_field="translation.en", src_lang="de", tgt_lang="en")
+    cfg = _cfg(
+        tmp_path,
+        source="hub",
+        dataset="x/y",
+        file_pattern="part-{split}.jsonl",
+        splits={"train": "train", "dev": "validation", "test": "test"},
+        src_field="translation.de",
+        tgt_field="translation.en",
+        src_lang="de",
+        tgt_lang="en",
+    )
     download(cfg, mirror=mirror, log=_quiet)
     assert read_split(cfg, "dev") == (["Hallo Welt", "Gute Nacht"], ["Hello world", "Good night"])
 
@@ -372,7 +431,9 @@ def test_missing_mirror_folder(tmp_path: Path):
 def test_mirror_folder_is_a_file(tmp_path: Path):
     not_dir = tmp_path / "file"
     not_dir.write_text("x")
-    msg = _one_line_error(_cfg(tmp_path, source="jsonl", url=FAKE_URL, src_field="a", tgt_field="b"), mirror=not_dir)
+    msg = _one_line_error(
+        _cfg(tmp_path, source="jsonl", url=FAKE_URL, src_field="a", tgt_field="b"), mirror=not_dir
+    )
     assert "mirror" in msg
 
 
@@ -385,7 +446,9 @@ def test_invalid_utf8(tmp_path: Path, gz: bool):
         (raw / "dev.en.gz").write_bytes(gzip.compress(bad, mtime=0))
     else:
         (raw / "dev.en").write_bytes(bad)
-    cfg = _cfg(tmp_path, source="text", url=str(raw), file_pattern="{split}.{lang}.gz" if gz else "{split}.{lang}")
+    cfg = _cfg(
+        tmp_path, source="text", url=str(raw), file_pattern="{split}.{lang}.gz" if gz else "{split}.{lang}"
+    )
     msg = _one_line_error(cfg)
     assert "dev.en" in msg and "UTF-8" in msg
 
@@ -394,8 +457,14 @@ def test_invalid_jsonl(tmp_path: Path):
     raw = tmp_path / "raw"
     _write_jsonl(raw, nested=False)
     (raw / "dev.jsonl").write_text('{"english": "a", "german": "b"}\n{not json\n', encoding="utf-8")
-    cfg = _cfg(tmp_path, source="jsonl", url=str(raw), file_pattern="{split}.jsonl",
-               src_field="english", tgt_field="german")
+    cfg = _cfg(
+        tmp_path,
+        source="jsonl",
+        url=str(raw),
+        file_pattern="{split}.jsonl",
+        src_field="english",
+        tgt_field="german",
+    )
     assert "dev.jsonl" in _one_line_error(cfg)
 
 
@@ -444,10 +513,15 @@ def test_mirror_download_makes_no_network_request(tmp_path: Path, monkeypatch):
 
 
 def test_multi30k_via_mirror(tmp_path: Path, multi30k_dir: Path):
-    cfg = _cfg(tmp_path, source="text", src_lang="de", tgt_lang="en",
-               url="https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw",
-               file_pattern="{split}.{lang}.gz",
-               splits={"train": "train", "dev": "val", "test": "test_2016_flickr"})
+    cfg = _cfg(
+        tmp_path,
+        source="text",
+        src_lang="de",
+        tgt_lang="en",
+        url="https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw",
+        file_pattern="{split}.{lang}.gz",
+        splits={"train": "train", "dev": "val", "test": "test_2016_flickr"},
+    )
     manifest = download(cfg, mirror=multi30k_dir, log=_quiet)
     _check_manifest(cfg, manifest, {"train": 29000, "dev": 1014, "test": 1000})
     src, tgt = read_split(cfg, "test")

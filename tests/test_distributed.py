@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import tiny_recipe_dict
+
 from seq2seq import checkpoint as ckpt_io
 from seq2seq.config import load_config
 from seq2seq.data import download
@@ -34,9 +34,20 @@ def _recipe(tmp: Path, name: str, **train) -> Path:
 
 def _run(args: list[str], nproc: int = 1) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "seq2seq", *args] if nproc == 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-         "-m", "seq2seq", *args]
+    cmd = (
+        [sys.executable, "-m", "seq2seq", *args]
+        if nproc == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "seq2seq",
+            *args,
+        ]
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -70,7 +81,7 @@ def test_two_gloo_processes_match_one_process(prepared: Path):
     pb = ckpt_io.load(prepared / "ddp" / "checkpoints" / "last.pt")["progress"]
     assert (pa["step"], pa["epoch"], pa["batch"]) == (pb["step"], pb["epoch"], pb["batch"])
     # the dev loss, computed on rank 0 alone, agrees too
-    dev = lambda out: [l for l in out.splitlines() if l.startswith("validation step 4")][0]  # noqa: E731
+    dev = lambda out: [x for x in out.splitlines() if x.startswith("validation step 4")][0]  # noqa: E731
     assert dev(single.stdout).split("BLEU")[0][:40] == dev(ddp.stdout).split("BLEU")[0][:40]
 
 

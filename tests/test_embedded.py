@@ -4,28 +4,58 @@ from __future__ import annotations
 
 import pytest
 
-from seq2seq.embedded import (de_number, de_ordinal_dative, de_year, en_number, en_ordinal, en_year,
-                              generate)
+from seq2seq.embedded import de_number, de_ordinal_dative, de_year, en_number, en_ordinal, en_year, generate
 
 
-@pytest.mark.parametrize("n, words", [
-    (0, "zero"), (7, "seven"), (13, "thirteen"), (20, "twenty"), (21, "twenty-one"), (99, "ninety-nine"),
-    (100, "one hundred"), (101, "one hundred one"), (342, "three hundred forty-two"),
-    (1000, "one thousand"), (1001, "one thousand one"), (2021, "two thousand twenty-one"),
-    (12345, "twelve thousand three hundred forty-five"), (999999, "nine hundred ninety-nine thousand nine hundred ninety-nine"),
-])
+@pytest.mark.parametrize(
+    "n, words",
+    [
+        (0, "zero"),
+        (7, "seven"),
+        (13, "thirteen"),
+        (20, "twenty"),
+        (21, "twenty-one"),
+        (99, "ninety-nine"),
+        (100, "one hundred"),
+        (101, "one hundred one"),
+        (342, "three hundred forty-two"),
+        (1000, "one thousand"),
+        (1001, "one thousand one"),
+        (2021, "two thousand twenty-one"),
+        (12345, "twelve thousand three hundred forty-five"),
+        (999999, "nine hundred ninety-nine thousand nine hundred ninety-nine"),
+    ],
+)
 def test_en_number(n, words):
     assert en_number(n) == words
 
 
-@pytest.mark.parametrize("n, word", [
-    (0, "null"), (1, "eins"), (2, "zwei"), (11, "elf"), (16, "sechzehn"), (20, "zwanzig"),
-    (21, "einundzwanzig"), (30, "dreißig"), (57, "siebenundfünfzig"), (100, "einhundert"),
-    (101, "einhunderteins"), (111, "einhundertelf"), (121, "einhunderteinundzwanzig"),
-    (1000, "eintausend"), (1001, "eintausendeins"), (1100, "eintausendeinhundert"),
-    (2021, "zweitausendeinundzwanzig"), (10001, "zehntausendeins"), (21000, "einundzwanzigtausend"),
-    (100000, "einhunderttausend"), (345678, "dreihundertfünfundvierzigtausendsechshundertachtundsiebzig"),
-])
+@pytest.mark.parametrize(
+    "n, word",
+    [
+        (0, "null"),
+        (1, "eins"),
+        (2, "zwei"),
+        (11, "elf"),
+        (16, "sechzehn"),
+        (20, "zwanzig"),
+        (21, "einundzwanzig"),
+        (30, "dreißig"),
+        (57, "siebenundfünfzig"),
+        (100, "einhundert"),
+        (101, "einhunderteins"),
+        (111, "einhundertelf"),
+        (121, "einhunderteinundzwanzig"),
+        (1000, "eintausend"),
+        (1001, "eintausendeins"),
+        (1100, "eintausendeinhundert"),
+        (2021, "zweitausendeinundzwanzig"),
+        (10001, "zehntausendeins"),
+        (21000, "einundzwanzigtausend"),
+        (100000, "einhunderttausend"),
+        (345678, "dreihundertfünfundvierzigtausendsechshundertachtundsiebzig"),
+    ],
+)
 def test_de_number(n, word):
     assert de_number(n) == word
 
@@ -35,32 +65,49 @@ def test_de_number_is_one_word():
         assert " " not in de_number(n) and "-" not in de_number(n)
 
 
-@pytest.mark.parametrize("year, en, de", [
-    (1900, "nineteen hundred", "neunzehnhundert"),
-    (1905, "nineteen oh five", "neunzehnhundertfünf"),
-    (1901, "nineteen oh one", "neunzehnhunderteins"),
-    (1987, "nineteen eighty-seven", "neunzehnhundertsiebenundachtzig"),
-    (2000, "two thousand", "zweitausend"),
-    (2001, "two thousand one", "zweitausendeins"),
-    (2005, "two thousand five", "zweitausendfünf"),
-    (2010, "twenty ten", "zweitausendzehn"),
-    (2021, "twenty twenty-one", "zweitausendeinundzwanzig"),
-    (2099, "twenty ninety-nine", "zweitausendneunundneunzig"),
-])
+@pytest.mark.parametrize(
+    "year, en, de",
+    [
+        (1900, "nineteen hundred", "neunzehnhundert"),
+        (1905, "nineteen oh five", "neunzehnhundertfünf"),
+        (1901, "nineteen oh one", "neunzehnhunderteins"),
+        (1987, "nineteen eighty-seven", "neunzehnhundertsiebenundachtzig"),
+        (2000, "two thousand", "zweitausend"),
+        (2001, "two thousand one", "zweitausendeins"),
+        (2005, "two thousand five", "zweitausendfünf"),
+        (2010, "twenty ten", "zweitausendzehn"),
+        (2021, "twenty twenty-one", "zweitausendeinundzwanzig"),
+        (2099, "twenty ninety-nine", "zweitausendneunundneunzig"),
+    ],
+)
 def test_years(year, en, de):
     assert en_year(year) == en
     assert de_year(year) == de
 
 
-@pytest.mark.parametrize("n, en, de", [
-    (1, "first", "ersten"), (2, "second", "zweiten"), (3, "third", "dritten"), (4, "fourth", "vierten"),
-    (5, "fifth", "fünften"), (7, "seventh", "siebten"), (8, "eighth", "achten"), (9, "ninth", "neunten"),
-    (11, "eleventh", "elften"), (12, "twelfth", "zwölften"), (19, "nineteenth", "neunzehnten"),
-    (20, "twentieth", "zwanzigsten"), (21, "twenty-first", "einundzwanzigsten"),
-    (22, "twenty-second", "zweiundzwanzigsten"), (23, "twenty-third", "dreiundzwanzigsten"),
-    (28, "twenty-eighth", "achtundzwanzigsten"), (30, "thirtieth", "dreißigsten"),
-    (31, "thirty-first", "einunddreißigsten"),
-])
+@pytest.mark.parametrize(
+    "n, en, de",
+    [
+        (1, "first", "ersten"),
+        (2, "second", "zweiten"),
+        (3, "third", "dritten"),
+        (4, "fourth", "vierten"),
+        (5, "fifth", "fünften"),
+        (7, "seventh", "siebten"),
+        (8, "eighth", "achten"),
+        (9, "ninth", "neunten"),
+        (11, "eleventh", "elften"),
+        (12, "twelfth", "zwölften"),
+        (19, "nineteenth", "neunzehnten"),
+        (20, "twentieth", "zwanzigsten"),
+        (21, "twenty-first", "einundzwanzigsten"),
+        (22, "twenty-second", "zweiundzwanzigsten"),
+        (23, "twenty-third", "dreiundzwanzigsten"),
+        (28, "twenty-eighth", "achtundzwanzigsten"),
+        (30, "thirtieth", "dreißigsten"),
+        (31, "thirty-first", "einunddreißigsten"),
+    ],
+)
 def test_ordinals(n, en, de):
     assert en_ordinal(n) == en
     assert de_ordinal_dative(n) == de

@@ -20,6 +20,7 @@ def leftovers(folder) -> list[str]:
 
 # ---- atomic_write_bytes / atomic_write_text ------------------------------------------------------
 
+
 def test_atomic_write_text_replaces_content(tmp_path):
     path = tmp_path / "deep" / "f.txt"
     atomic_write_text(path, "one\n")
@@ -88,6 +89,7 @@ def test_default_file_mode_follows_the_umask(tmp_path, umask):
 
 
 # ---- AtomicOutput --------------------------------------------------------------------------------
+
 
 def test_context_manager_commits_on_clean_exit(tmp_path):
     path = tmp_path / "sub" / "out.txt"  # parent folders are created
@@ -166,6 +168,7 @@ def test_binary_mode(tmp_path):
 
 # ---- read_lines ----------------------------------------------------------------------------------
 
+
 def lines(data: bytes, **kwargs) -> list[str]:
     return list(read_lines(io.BytesIO(data), "in.txt", **kwargs))
 
@@ -191,8 +194,9 @@ def test_nul_bytes_name_the_line():
 def test_invalid_utf8_names_the_line_and_byte_with_the_hint():
     with pytest.raises(UserError) as e:
         lines(b"ok\nok\nf\xc3\x28our\r\n")
-    assert str(e.value) == ("in.txt: line 3 is not valid UTF-8 (byte 1); "
-                            "use --replace-invalid to replace bad bytes")
+    assert str(e.value) == (
+        "in.txt: line 3 is not valid UTF-8 (byte 1); use --replace-invalid to replace bad bytes"
+    )
     with pytest.raises(UserError) as e:
         lines(b"\xff\n", hint=None)
     assert str(e.value) == "in.txt: line 1 is not valid UTF-8 (byte 0)"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_recipe_dict
 
 import seq2seq.loop as loop
 import seq2seq.training as training
-from conftest import tiny_recipe_dict
 from seq2seq import checkpoint as ckpt_io
 from seq2seq.config import load_config
 from seq2seq.data import download
@@ -68,8 +68,13 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
 def test_sigint_saves_and_exits_130(tmp_path):
     recipe = _prepared(tmp_path, "sig", max_steps=100000, valid_every=100000, log_every=1)
-    proc = subprocess.Popen([sys.executable, "-m", "seq2seq", "train", str(recipe)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seq2seq", "train", str(recipe)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     log = tmp_path / "sig" / "train.log"
     deadline = time.time() + 120
     while time.time() < deadline and not (log.is_file() and "step 3 " in log.read_text()):
@@ -81,8 +86,12 @@ def test_sigint_saves_and_exits_130(tmp_path):
     assert "interrupted at step" in out
     step = ckpt_io.load(tmp_path / "sig" / "checkpoints" / "last.pt")["progress"]["step"]
     assert step >= 3
-    again = subprocess.run([sys.executable, "-m", "seq2seq", "train", str(recipe), f"max_steps={step + 2}",
-                            "valid_every=1000"], capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    again = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "train", str(recipe), f"max_steps={step + 2}", "valid_every=1000"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert again.returncode == 0, again.stderr
     assert f"resuming at step {step}" in again.stdout and f"finished at step {step + 2}" in again.stdout

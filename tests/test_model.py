@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 import torch
-
 from conftest import random_ids, tiny_model
+
 from seq2seq.batches import pad, source_tensor
 from seq2seq.config import ModelConfig
 from seq2seq.model import DecoderState, Seq2Seq, build_model, count_parameters
@@ -34,6 +34,7 @@ def stepped_logprobs(model: Seq2Seq, src, lengths, tgt_in) -> torch.Tensor:
 
 
 # ---- padding invariance ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind,enc_layers", [("additive", 2), ("dot", 1), ("general", 2)])
 def test_encoder_and_decoder_are_padding_invariant(kind, enc_layers):
@@ -80,9 +81,11 @@ def test_encoder_final_state_is_last_real_step_of_each_direction():
 
 # ---- hoisted forward == stepping decode_step ---------------------------------------------------
 
-@pytest.mark.parametrize("kind,input_feeding,dec_layers,tie",
-                         list(itertools.product(["additive", "dot", "general"], [True, False], [1, 2],
-                                                [True, False])))
+
+@pytest.mark.parametrize(
+    "kind,input_feeding,dec_layers,tie",
+    list(itertools.product(["additive", "dot", "general"], [True, False], [1, 2], [True, False])),
+)
 def test_forward_equals_stepped_decode(kind, input_feeding, dec_layers, tie):
     model = model_for(kind, seed=3, input_feeding=input_feeding, dec_layers=dec_layers, tie_embeddings=tie)
     srcs, tgts = random_ids(5, VOCAB, 1, 8, seed=11), random_ids(5, VOCAB, 1, 7, seed=12)
@@ -132,7 +135,9 @@ def test_decode_step_outputs():
 @pytest.mark.parametrize("dec_layers,input_feeding", [(1, True), (2, True), (2, False)])
 def test_decode_step_follows_the_luong_attentional_formula(dec_layers, input_feeding):
     """feed = tanh(W [context; top-layer h]), context = attention-weighted memory, logp from feed."""
-    model = model_for("general", seed=13, dec_layers=dec_layers, input_feeding=input_feeding, tie_embeddings=False)
+    model = model_for(
+        "general", seed=13, dec_layers=dec_layers, input_feeding=input_feeding, tie_embeddings=False
+    )
     src, lengths = source_tensor(random_ids(3, VOCAB, 2, 6, seed=20))
     with torch.no_grad():
         state = model.encode(src, lengths)
@@ -146,6 +151,7 @@ def test_decode_step_follows_the_luong_attentional_formula(dec_layers, input_fee
 
 
 # ---- embeddings --------------------------------------------------------------------------------
+
 
 def test_tie_embeddings_ties_output_to_target_embedding():
     tied = model_for(seed=6, tie_embeddings=True)
@@ -187,6 +193,7 @@ def test_padding_embedding_is_zero():
 
 
 # ---- word dropout ------------------------------------------------------------------------------
+
 
 def _capture_encoder_ids(model: Seq2Seq) -> list[torch.Tensor]:
     seen: list[torch.Tensor] = []
@@ -246,6 +253,7 @@ def test_word_dropout_rate_is_roughly_respected():
 
 
 # ---- DecoderState.select -----------------------------------------------------------------------
+
 
 def test_decoder_state_select_reorders_and_expands_rows():
     model = model_for(seed=12, dec_layers=2)

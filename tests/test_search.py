@@ -7,8 +7,8 @@ import random
 
 import pytest
 import torch
-
 from conftest import random_ids, tiny_model
+
 from seq2seq.batches import source_tensor
 from seq2seq.config import DecodeConfig
 from seq2seq.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths
@@ -67,6 +67,7 @@ def ended_with_eos(h: Hypothesis) -> bool:
 
 # ---- helpers -----------------------------------------------------------------------------------
 
+
 def test_max_lengths_formula():
     lengths = torch.tensor([1, 2, 5, 10])
     assert max_lengths(lengths, 2.0, 10) == [12, 14, 20, 30]
@@ -78,18 +79,22 @@ def test_length_penalty_formula():
     assert length_penalty(7, 0.0) == 1.0
     assert length_penalty(1, 1.0) == pytest.approx(1.0)
     assert length_penalty(7, 1.0) == pytest.approx(2.0)
-    assert length_penalty(13, 0.5) == pytest.approx(3.0 ** 0.5)
+    assert length_penalty(13, 0.5) == pytest.approx(3.0**0.5)
     assert length_penalty(20, 0.6) > length_penalty(10, 0.6) > 1.0
 
 
 # ---- beam 1 == greedy --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seed,overrides", [
-    (0, {}),
-    (1, dict(attention="general", dec_layers=2)),
-    (2, dict(attention="dot", dec_hidden=24, input_feeding=False, tie_embeddings=False)),
-    (3, dict(enc_layers=1)),
-])
+
+@pytest.mark.parametrize(
+    "seed,overrides",
+    [
+        (0, {}),
+        (1, dict(attention="general", dec_layers=2)),
+        (2, dict(attention="dot", dec_hidden=24, input_feeding=False, tie_embeddings=False)),
+        (3, dict(enc_layers=1)),
+    ],
+)
 def test_beam_size_one_is_greedy(seed, overrides):
     seqs = random_ids(24, VOCAB, 1, 9, seed=100 + seed)
     model = eos_prone_model(seed, seqs, 1.5, 3, **overrides)
@@ -115,7 +120,7 @@ def test_greedy_picks_the_argmax_at_every_step():
     hyps = greedy(model, src, lengths, return_attention=True)
     for b, h in enumerate(hyps):
         with torch.no_grad():
-            state = model.encode(src[b: b + 1, : lengths[b]], lengths[b: b + 1])
+            state = model.encode(src[b : b + 1, : lengths[b]], lengths[b : b + 1])
             prev, total, toks = torch.tensor([2]), 0.0, []
             for _ in range(h.attention.size(0)):
                 logp, state, _ = model.decode_step(prev, state)
@@ -128,16 +133,18 @@ def test_greedy_picks_the_argmax_at_every_step():
         assert toks == h.tokens
         assert total == pytest.approx(h.logprob, abs=1e-4)
         assert torch.allclose(h.attention.sum(1), torch.ones(h.attention.size(0)), atol=1e-5)
-        assert (h.attention[:, lengths[b]:] == 0).all()
+        assert (h.attention[:, lengths[b] :] == 0).all()
 
 
 # ---- batch invariance --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed,n_best", [(0, 1), (1, 5), (2, 3)])
 def test_beam_search_is_batch_invariant(seed, n_best):
     seqs = random_ids(14, VOCAB, 1, 9, seed=200 + seed)
-    model = eos_prone_model(seed, seqs, 1.5, 4, attention=["additive", "general", "additive"][seed],
-                            dec_layers=1 + seed % 2)
+    model = eos_prone_model(
+        seed, seqs, 1.5, 4, attention=["additive", "general", "additive"][seed], dec_layers=1 + seed % 2
+    )
     kw = dict(beam_size=5, alpha=1.0, max_len_ratio=1.5, max_len_offset=4, n_best=n_best)
 
     alone = [beam_search(model, *tensors([s]), **kw)[0] for s in seqs]
@@ -154,7 +161,7 @@ def test_beam_search_is_batch_invariant(seed, n_best):
         order = list(range(len(seqs)))
         rng.shuffle(order)
         for start in range(0, len(order), size):
-            idx = order[start: start + size]
+            idx = order[start : start + size]
             out = beam_search(model, *tensors([seqs[i] for i in idx]), **kw)
             for i, hyps in zip(idx, out):
                 assert_same_hyps(alone[i], hyps)
@@ -177,13 +184,16 @@ def test_decode_ids_keeps_input_order_for_any_batch_size():
         out = decode_ids(model, seqs, DecodeConfig(beam_size=4, n_best=2, batch_size=bs), torch.device("cpu"))
         for a, b in zip(ref, out):
             assert_same_hyps(a, b)
-    greedy_out = decode_ids(model, seqs, DecodeConfig(beam_size=1, n_best=1, batch_size=4), torch.device("cpu"))
+    greedy_out = decode_ids(
+        model, seqs, DecodeConfig(beam_size=1, n_best=1, batch_size=4), torch.device("cpu")
+    )
     direct = greedy(model, *tensors(seqs))
     for (a,), b in zip(greedy_out, direct):
         assert a.tokens == b.tokens
 
 
 # ---- n-best ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("beam,n_best,alpha", [(5, 5, 3.0), (5, 2, 0.6), (3, 1, 1.0), (4, 4, 0.0)])
 def test_n_best_lists_are_sorted_and_bounded(beam, n_best, alpha):
@@ -216,6 +226,7 @@ def test_beam_finds_at_least_as_good_a_hypothesis_as_greedy():
 
 
 # ---- length limits -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("ratio,offset", [(2.0, 10), (0.5, 1), (1.0, 0)])
 def test_outputs_respect_max_lengths(ratio, offset):
@@ -266,6 +277,7 @@ def test_certain_eos_gives_empty_outputs():
 
 # ---- length penalty ----------------------------------------------------------------------------
 
+
 def test_length_penalty_alpha_zero_ranks_by_logprob_and_alpha_follows_gnmt():
     seqs = random_ids(16, VOCAB, 1, 9, seed=600)
     model = eos_prone_model(12, seqs, attention="general")
@@ -290,8 +302,9 @@ def test_length_penalty_alpha_zero_ranks_by_logprob_and_alpha_follows_gnmt():
             assert len(hyps) <= 2 * K - 1
             assert not any(EOS in h.tokens for h in hyps)
         # alpha changes only the ranking, not the search: the same finished hypotheses
-        assert sorted((key(h), round(h.logprob, 4)) for h in p_hyps) == \
-            sorted((key(h), round(h.logprob, 4)) for h in l_hyps)
+        assert sorted((key(h), round(h.logprob, 4)) for h in p_hyps) == sorted(
+            (key(h), round(h.logprob, 4)) for h in l_hyps
+        )
         assert p_hyps[0].logprob == max(h.logprob for h in p_hyps)
         # a length penalty can only move the winner to a hypothesis at least as long
         assert len(l_hyps[0].tokens) >= len(p_hyps[0].tokens)
@@ -309,7 +322,9 @@ def test_rescoring_the_full_n_best_list_equals_decoding_with_that_alpha():
     pool = beam_search(model, src, lengths, K, alpha=0.0, n_best=2 * K, **limits)  # every finished hypothesis
     assert any(not h.eos for hyps in pool for h in hyps) and any(h.eos for hyps in pool for h in hyps)
     for alpha in (0.6, 1.5, 3.0):
-        decoded = beam_search(model, src, lengths, K, alpha=alpha, n_best=2 * K, return_attention=True, **limits)
+        decoded = beam_search(
+            model, src, lengths, K, alpha=alpha, n_best=2 * K, return_attention=True, **limits
+        )
         for hyps, real in zip(pool, decoded):
             assert all(h.eos == ended_with_eos(h) for h in real)
             assert all(h.rescore(alpha) == pytest.approx(h.score, rel=1e-9) for h in real)
@@ -317,6 +332,7 @@ def test_rescoring_the_full_n_best_list_equals_decoding_with_that_alpha():
 
 
 # ---- ensembles ---------------------------------------------------------------------------------
+
 
 def test_ensemble_of_one_model_equals_the_model():
     seqs = random_ids(10, VOCAB, 1, 9, seed=700)

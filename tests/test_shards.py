@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
 from conftest import tiny_recipe_dict
+
 from seq2seq.config import load_config
 from seq2seq.data import download
 from seq2seq.shards import build_pairs, drop_reason

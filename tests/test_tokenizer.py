@@ -5,13 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_recipe_dict
+
 from seq2seq.config import Config, from_dict
 from seq2seq.data import download, read_split
 from seq2seq.errors import UserError
-from seq2seq.tokenizer import (BOS, EOS, PAD, UNK, Tokenizer, load_tokenizers, spm_paths, tokenizers_fingerprint,
-                               train_tokenizers)
+from seq2seq.tokenizer import (
+    BOS,
+    EOS,
+    PAD,
+    UNK,
+    Tokenizer,
+    load_tokenizers,
+    spm_paths,
+    tokenizers_fingerprint,
+    train_tokenizers,
+)
 
 
 def _quiet(_msg: str) -> None:
@@ -177,21 +186,30 @@ def test_model_with_other_special_ids_is_rejected(tmp_path: Path, corpus_dir: Pa
 
     text = tmp_path / "text.txt"
     text.write_text((corpus_dir / "train.en").read_text(encoding="utf-8"), encoding="utf-8")
-    spm.SentencePieceTrainer.Train(input=str(text), model_prefix=str(tmp_path / "default_ids"), vocab_size=60,
-                                   hard_vocab_limit=False, num_threads=1, minloglevel=2)  # unk=0 bos=1 eos=2
+    spm.SentencePieceTrainer.Train(
+        input=str(text),
+        model_prefix=str(tmp_path / "default_ids"),
+        vocab_size=60,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+    )  # unk=0 bos=1 eos=2
     with pytest.raises(UserError, match="special ids"):
         Tokenizer(tmp_path / "default_ids.model")
 
 
 def test_fingerprints(tmp_path: Path, corpus_dir: Path):
     import hashlib
+
     cfg = _cfg(tmp_path, corpus_dir, joint=False)
     train_tokenizers(cfg, log=_quiet)
     src, tgt = load_tokenizers(cfg.run_path)
     again = Tokenizer(src.path)
     assert src.fingerprint() == again.fingerprint() != tgt.fingerprint()
     assert src.fingerprint() == hashlib.sha256(src.path.read_bytes()).hexdigest()  # the file is the proto
-    expected = hashlib.sha256(src.path.read_bytes() + tgt.path.read_bytes()).hexdigest()  # the format checkpoints hold
+    expected = hashlib.sha256(
+        src.path.read_bytes() + tgt.path.read_bytes()
+    ).hexdigest()  # the format checkpoints hold
     assert tokenizers_fingerprint(src, tgt) == expected != tokenizers_fingerprint(tgt, src)
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
-
 from conftest import tiny_recipe_dict
+
 from seq2seq import checkpoint as ckpt_io
 from seq2seq.config import load_config
 from seq2seq.data import download
@@ -71,7 +70,9 @@ def test_metrics_and_tensorboard_events_are_written(trained):
     cfg, _ = trained
     metrics = [json.loads(x) for x in (cfg.run_path / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if m["kind"] == "dev"] == [6, 12]
-    assert {"loss", "tokens_per_s", "lr", "grad_norm"} <= set(next(m for m in metrics if m["kind"] == "train"))
+    assert {"loss", "tokens_per_s", "lr", "grad_norm"} <= set(
+        next(m for m in metrics if m["kind"] == "train")
+    )
     assert list((cfg.run_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
@@ -100,8 +101,8 @@ def test_tune_decode_table_matches_real_decoding(trained):
     """Re-scoring a beam's n-best list for another alpha gives what decoding with that alpha gives."""
     import dataclasses
 
-    from seq2seq.evaluate import score, tune_decode
     from seq2seq.data import read_split
+    from seq2seq.evaluate import score, tune_decode
     from seq2seq.translator import Translator
 
     cfg, _ = trained
@@ -120,8 +121,13 @@ def test_tune_decode_table_matches_real_decoding(trained):
 def test_translate_attention_png(trained, tmp_path):
     cfg, _ = trained
     out = tmp_path / "attn.png"
-    proc = subprocess.run([sys.executable, "-m", "seq2seq", "translate", str(cfg.run_path), "--attention", str(out)],
-                          input="\ntwo plus two is four\n", capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "translate", str(cfg.run_path), "--attention", str(out)],
+        input="\ntwo plus two is four\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.split("\n")) == 3
     assert out.read_bytes()[:4] == b"\x89PNG"

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import tiny_recipe_dict
+
 from seq2seq import checkpoint as ckpt_io
 from seq2seq.batches import make_batches
 from seq2seq.config import Config, from_dict, load_config
 from seq2seq.data import download
 from seq2seq.errors import UserError
-from seq2seq.tokenizer import train_tokenizers
 from seq2seq.loop import Progress
+from seq2seq.tokenizer import train_tokenizers
 from seq2seq.training import build_trainer, train
 from seq2seq.translator import load_run
 
@@ -67,8 +67,18 @@ def dev_losses(run: Path) -> list[float]:
 
 def batches_per_epoch(cfg: Config) -> int:
     trainer = build_trainer(cfg, log=quiet)
-    sizes = {len(make_batches([len(x) for x in trainer.data.train_src], [len(y) for y in trainer.data.train_tgt],
-                              cfg.train.batch_tokens, cfg.train.seed, epoch)) for epoch in range(3)}
+    sizes = {
+        len(
+            make_batches(
+                [len(x) for x in trainer.data.train_src],
+                [len(y) for y in trainer.data.train_tgt],
+                cfg.train.batch_tokens,
+                cfg.train.seed,
+                epoch,
+            )
+        )
+        for epoch in range(3)
+    }
     assert len(sizes) == 1
     return sizes.pop()
 
@@ -91,6 +101,7 @@ def copy_run(run: Path, dest: Path) -> Path:
 
 
 # ---- a short run ---------------------------------------------------------------------------------
+
 
 def test_short_run_writes_checkpoints_config_and_log(tiny_recipe):
     cfg = prepare(tiny_recipe)
@@ -122,6 +133,7 @@ def test_short_run_writes_checkpoints_config_and_log(tiny_recipe):
 
 # ---- exact resume --------------------------------------------------------------------------------
 
+
 def test_resume_is_exact(reference_run, tmp_path):
     """Run B stops at step 6 and is continued to 12: bit-identical to the uninterrupted run A."""
     recipe, run_a = reference_run
@@ -143,16 +155,20 @@ def test_resume_is_exact(reference_run, tmp_path):
     assert_same_tensors(ckpt(run_a, "best")["model"], ckpt(cfg_b.run_path, "best")["model"])
 
 
-@pytest.mark.parametrize("batch_tokens,stop,valid_every", [
-    (2000, 6, 6),  # 6 batches per epoch: B stops exactly at the end of the first epoch
-    (1500, 4, 4),  # 8 batches per epoch: B stops mid-epoch, A crosses the epoch boundary later
-])
+@pytest.mark.parametrize(
+    "batch_tokens,stop,valid_every",
+    [
+        (2000, 6, 6),  # 6 batches per epoch: B stops exactly at the end of the first epoch
+        (1500, 4, 4),  # 8 batches per epoch: B stops mid-epoch, A crosses the epoch boundary later
+    ],
+)
 def test_resume_is_exact_across_epoch_boundaries(tiny_recipe, tmp_path, batch_tokens, stop, valid_every):
     common = [f"batch_tokens={batch_tokens}", f"valid_every={valid_every}", "log_every=5"]
     cfg_a = prepare(tiny_recipe, common + [f"run_dir={tmp_path / 'A'}"])
     progress_a = train(cfg_a, log=quiet)
-    cfg_b = prepare(tiny_recipe, common + [f"run_dir={tmp_path / 'B'}", f"max_steps={stop}"],
-                    spm_from=cfg_a.run_path)
+    cfg_b = prepare(
+        tiny_recipe, common + [f"run_dir={tmp_path / 'B'}", f"max_steps={stop}"], spm_from=cfg_a.run_path
+    )
     train(cfg_b, log=quiet)
     progress_b = train(load_config(tiny_recipe, common + [f"run_dir={tmp_path / 'B'}"]), log=quiet)
     assert progress_a == progress_b and progress_a.step == 12
@@ -179,6 +195,7 @@ def test_validation_does_not_change_training(reference_run, tmp_path):
 
 
 # ---- reruns and guards ---------------------------------------------------------------------------
+
 
 def test_rerun_with_the_same_budget_does_nothing(reference_run, tmp_path):
     recipe, run_a = reference_run
@@ -223,6 +240,7 @@ def test_training_can_extend_a_finished_run(reference_run, tmp_path):
 
 
 # ---- learning ------------------------------------------------------------------------------------
+
 
 def test_loss_decreases(tiny_recipe):
     cfg = prepare(tiny_recipe, ["max_steps=36", "valid_every=36", "log_every=6", "dropout=0.0"])
