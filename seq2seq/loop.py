@@ -58,7 +58,7 @@ class Trainer:
         """Continues from ``last.pt`` when the run has one; rank 0 opens the run's logs and writes its
         config.yaml, the other ranks log nothing."""
         self.cfg, self.parts, self.data, self.dist = cfg, parts, data, dist
-        self.model, self.optimizer, self.device = parts.model, parts.optimizer, parts.device
+        self.model, self.device = parts.model, parts.device
         self.translator = translator  # the validation's decoding path (the model under training)
         self.fingerprint = tokenizers_fingerprint(translator.src_tok, translator.tgt_tok)
         self.run = cfg.run_path
@@ -74,6 +74,10 @@ class Trainer:
                 self.run, self.progress.step, tc.max_steps or None, tensorboard=tc.tensorboard
             )
             self.log = log or self.monitor.log
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.parts.optimizer
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _payload(self, full: bool) -> dict:
