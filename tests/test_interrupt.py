@@ -47,6 +47,8 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     trainer = training.build_trainer(cut, log=QUIET)
 
     class FlagAtStep4:  # what SIGINT sets, raised deterministically after step 4
+        signum = signal.SIGINT
+
         def is_set(self):
             return trainer.progress.step == 4
 
