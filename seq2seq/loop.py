@@ -285,7 +285,8 @@ class Trainer:
         p, tc = self.progress, self.cfg.train
         micro = batches[p.batch : p.batch + tc.accum_steps]
         after = p.batch + len(micro)
-        upcoming = batches[after : after + tc.accum_steps]
+        last = tc.max_steps and p.step + 1 >= tc.max_steps
+        upcoming = [] if last else batches[after : after + tc.accum_steps]  # this epoch's next step
         prepared = ahead.get(
             (p.epoch, p.batch), (micro,), (p.epoch, after) if upcoming else None, (upcoming,)
         )
