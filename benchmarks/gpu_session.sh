@@ -4,6 +4,12 @@
 # network and no `datasets`: the package runs from the checkout (PYTHONPATH) and the corpus comes from a
 # mirror folder copied next to it (the text recipes read local files without `datasets`).
 #
+#   bash benchmarks/gpu_session.sh tests OUT
+#       first, before any figure: the suite's GPU cases (`pytest -m gpu tests/test_devices.py`: model,
+#       search, compiled decoding with real CUDA graphs, training steps under bf16 autocast, resume
+#       placement, RNG, TF32), the claims the CPU suite checks by emulation; OUT gets pytest.log and
+#       gpu-tests.xml. Needs pytest for PYTHON (a copy of the venv's pytest, pluggy, iniconfig and
+#       packaging on PYTHONPATH will do)
 #   bash benchmarks/gpu_session.sh recipe multi30k-de-en MIRROR OUT [key=value ...]
 #       data -> spm -> train -> evaluate of recipes/<name>.yaml; OUT gets <name>.results.json,
 #       <name>.train.log and a line in recipes.jsonl with the wall time of the whole recipe
@@ -15,12 +21,28 @@
 # DEVICE (default cuda) and PYTHON (default python3) change where and with what it runs; on a CPU with
 # DEVICE=cpu and tiny overrides (max_steps=10) it is a dry run of the same commands.
 set -euo pipefail
-what=${1:?recipe NAME | bench RUN_DIR}
+what=${1:?tests OUT | recipe NAME MIRROR OUT | bench RUN_DIR MIRROR OUT}
+py=${PYTHON:-python3}
+if [ "$what" = tests ]; then
+    out=${2:?output folder}
+    mkdir -p "$out"
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv >"$out/gpu.csv" || true
+    $py -c 'import pytest' 2>/dev/null || { echo "error: pytest is not importable by $py" >&2; exit 2; }
+    marker=(-m gpu)  # the CUDA cases only: the CPU ones ran in CI
+    if [ "${DEVICE:-cuda}" = cpu ]; then
+        marker=()  # dry run: the CPU cases, the CUDA ones skipped
+    else
+        $py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "error: torch sees no CUDA device")'
+    fi
+    # -p no:cacheprovider: nothing written into the checkout
+    $py -m pytest -p no:cacheprovider -q -rs "${marker[@]}" tests/test_devices.py --junitxml "$out/gpu-tests.xml" 2>&1 | tee "$out/pytest.log"
+    exit "${PIPESTATUS[0]}"
+fi
 arg=${2:?}
 mirror=${3:?mirror folder}
 out=${4:?output folder}
 shift 4
-py=${PYTHON:-python3}
 device=${DEVICE:-cuda}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$out"
@@ -54,7 +76,7 @@ bench)
         --compile off,reduce-overhead --repeats 3 ${DECODE_BENCH_ARGS:-} | tee "$out/decode_speed.jsonl"
     ;;
 *)
-    echo "error: first argument: recipe or bench, not '$what'" >&2
+    echo "error: first argument: tests, recipe or bench, not '$what'" >&2
     exit 2
     ;;
 esac

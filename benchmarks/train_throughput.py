@@ -11,10 +11,11 @@ Variants, each on the same batches from the same initial weights, side by side i
     called per target position, feeds stacked, then logits and loss once. A "hoisting_speedup"
     line gives hoisted / stepped tokens/s.
   * with --compile MODE, per precision also "compiled": the hoisted model with train.compile=MODE
-    (seq2seq.compiled: torch.compile of the decoder step on bucketed shapes; reduce-overhead adds
-    CUDA graphs). Every bucket shape of the batches is compiled before the clock starts (the
-    compile time is reported); a "compile_speedup" line gives compiled / hoisted tokens/s and the
-    largest logit difference from the eager model.
+    (seq2seq.compiled: torch.compile of the decoder step on bucketed shapes; training never records
+    CUDA graphs, so reduce-overhead trains as default and max-autotune without its graphs). Every
+    bucket shape of the batches is compiled before the clock starts (the compile time is reported);
+    a "compile_speedup" line gives compiled / hoisted tokens/s and the largest logit difference from
+    the eager model.
 
 stdout: one JSON object per line (one per variant, then the ratio lines); progress goes to stderr.
 
@@ -59,7 +60,7 @@ from seq2seq.compiled import bucket_len, bucket_rows  # noqa: E402
 from seq2seq.config import CHOICES  # noqa: E402
 from seq2seq.distributed import Dist, pick_device  # noqa: E402
 from seq2seq.errors import UserError  # noqa: E402
-from seq2seq.model import DecoderState, Seq2Seq, count_parameters  # noqa: E402
+from seq2seq.model import DecoderState, Seq2Seq, count_parameters, lstm_cell  # noqa: E402
 from seq2seq.precision import autocast, autocast_dtype  # noqa: E402
 from seq2seq.step import loss_fn, train_step  # noqa: E402
 from seq2seq.tokenizer import load_tokenizers  # noqa: E402
@@ -71,7 +72,7 @@ MODES = ("hoisted", "stepped")
 def stepped_forward(
     model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor
 ) -> torch.Tensor:
-    """The plain eager path: the search step's LSTMCell per position (teacher forcing), then the output
+    """The plain eager path: the search step's LSTM cell per position (teacher forcing), then the output
     layer once.
 
     Same numbers as model(src, lengths, tgt_in) (checked below in eval mode); only the hoisting of the
@@ -83,7 +84,7 @@ def stepped_forward(
     for t in range(tgt_in.size(1)):
         emb = dec.drop(dec.embed(tgt_in[:, t]))  # (B, E)
         x = torch.cat([emb, state.feed], dim=1) if dec.input_feeding else emb
-        h0, c0 = dec.cells[0](x, (state.h[0], state.c[0]))
+        h0, c0 = lstm_cell(dec.cells[0], x, state.h[0], state.c[0])
         h, c, feed, _ = dec.finish_step(h0, c0, state)
         state = DecoderState(h, c, feed, state.memory, state.keys, state.mask)
         feeds.append(feed)

@@ -2,8 +2,13 @@
 
 The attention decoder is a chain of small kernels per target position, so on a GPU it is bound by
 kernel launches. ``torch.compile`` fuses each step's pointwise work (LSTM gates, attention
-tanh/softmax, the combine layer) into a few kernels; mode ``reduce-overhead`` also records each
-step as a CUDA graph and replays it with one launch. Graphs need fixed shapes, so every batch is
+tanh/softmax, the combine layer) into a few kernels; modes ``reduce-overhead`` and ``max-autotune``
+also record the search step as a CUDA graph and replay it with one launch (:func:`uses_cuda_graphs`
+reads which modes do from inductor's own mode table). Training compiles the same mode without CUDA
+graphs (:func:`training_loop`): it would record a graph per target position per bucket and copy
+memory, keys and the recurrent weights into static inputs at every position. A replay writes its
+outputs into the graph's memory pool, where the next replay (of any graph) overwrites them, so
+:class:`CompiledDecoder` clones whatever outlives a step. Graphs need fixed shapes, so every batch is
 padded to a bucket: rows up to a power of two (at least 8) or, above 64, a multiple of 64; source
 positions up to a multiple of 16. Padding changes no real row's numbers: rows never mix in a
 step, padded rows are sliced off (their gradients are zero), and padded source positions are
@@ -40,20 +45,32 @@ def bucket_len(s: int) -> int:
     return -(-s // 16) * 16
 
 
-def compile_step(fn: Callable, mode: str, backend: str = "inductor") -> Callable:
-    """``torch.compile(fn)`` for one of the ``*.compile`` modes; ``backend`` other than inductor
+def compile_step(fn: Callable, mode: str, backend: str = "inductor", cuda_graphs: bool = True) -> Callable:
+    """``torch.compile(fn, fullgraph=True)`` for one of the ``*.compile`` modes; ``cuda_graphs=False``
+    keeps the mode's other options but never records CUDA graphs. ``backend`` other than inductor
     (tests on CPU: aot_eager) traces and runs without generating code."""
     if hasattr(torch._dynamo.config, "recompile_limit"):  # one entry per bucket shape (and train/eval)
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     else:  # older torch
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     if backend != "inductor":
-        return torch.compile(fn, backend=backend)
-    return torch.compile(fn, mode=None if mode == "default" else mode)
+        return torch.compile(fn, backend=backend, fullgraph=True)
+    if not cuda_graphs and uses_cuda_graphs(mode, backend):
+        from torch._inductor import list_mode_options
+
+        options = {**list_mode_options(mode), "triton.cudagraphs": False}
+        return torch.compile(fn, options=options, fullgraph=True)
+    return torch.compile(fn, mode=None if mode == "default" else mode, fullgraph=True)
 
 
 def uses_cuda_graphs(mode: str, backend: str = "inductor") -> bool:
-    return mode == "reduce-overhead" and backend == "inductor"
+    """Whether ``torch.compile(mode=mode)`` records CUDA graphs (reduce-overhead, max-autotune), by
+    inductor's own table of what each mode turns on."""
+    if backend != "inductor" or mode in ("off", "default"):
+        return False
+    from torch._inductor import list_mode_options
+
+    return bool(list_mode_options(mode).get("triton.cudagraphs", False))
 
 
 def pad_state(state: DecoderState, rows: int, length: int) -> DecoderState:
@@ -87,13 +104,14 @@ def pad_state(state: DecoderState, rows: int, length: int) -> DecoderState:
 def training_loop(model: Seq2Seq, mode: str, backend: str = "inductor") -> Optional[Callable]:
     """The ``loop`` argument of ``model(src, lengths, tgt_in, loop=...)`` that runs a compiled
     :meth:`Decoder.recur_step` on bucketed shapes; None when ``mode`` is off (the eager loop).
+    Never with CUDA graphs (see the module's docstring): ``reduce-overhead`` trains as ``default``,
+    ``max-autotune`` as itself minus the graphs.
 
     The parameters and the results are those of the eager model (tests: same loss and gradients).
     """
     if mode == "off":
         return None
-    step = compile_step(model.decoder.recur_step, mode, backend)
-    graphs = uses_cuda_graphs(mode, backend)
+    step = compile_step(model.decoder.recur_step, mode, backend, cuda_graphs=False)
 
     def loop(gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState) -> torch.Tensor:
         B, S = gates_x.size(0), state.memory.size(1)  # gates_x (B, T, 4H)
@@ -101,8 +119,6 @@ def training_loop(model: Seq2Seq, mode: str, backend: str = "inductor") -> Optio
         if rows > B:
             gates_x = torch.cat([gates_x, gates_x[:1].expand(rows - B, -1, -1)])
         state = pad_state(state, rows, bucket_len(S))
-        if graphs:
-            torch.compiler.cudagraph_mark_step_begin()
         return run_positions(step, gates_x, w_rec, state)[:B]  # (B, T, H)
 
     return loop
@@ -126,11 +142,22 @@ class BucketState:
             index = torch.cat([index, index[:1].expand(rows - n)])
         return BucketState(self.padded.select(index), n, self.length)
 
+    def reorder(self, index: torch.Tensor) -> "BucketState":
+        """Like :meth:`select` for beams moving within their sentence (``index`` keeps the n rows):
+        only the recurrent tensors are selected (:meth:`DecoderState.reorder`)."""
+        rows = self.padded.feed.size(0)
+        if rows > index.numel():
+            index = torch.cat([index, index[:1].expand(rows - index.numel())])
+        return BucketState(self.padded.reorder(index), self.n, self.length)
+
 
 class CompiledDecoder:
     """A :class:`Seq2Seq` for search (``encode``/``decode_step``) whose step is compiled on bucketed shapes.
 
-    Same outputs as the model itself (test: identical beam search hypotheses).
+    Same outputs as the model itself (test: identical beam search hypotheses). With CUDA graphs,
+    each step's outputs are cloned out of the graph's memory pool before they are returned: the next
+    replay, of this model's graph or of another ensemble member's, overwrites that pool (test: a
+    double of the step that NaN-fills its previous outputs at every call, as a replay does).
     """
 
     def __init__(self, model: Seq2Seq, mode: str = "default", backend: str = "inductor"):
@@ -149,8 +176,14 @@ class CompiledDecoder:
         rows = p.feed.size(0)
         if rows > n:
             prev = torch.cat([prev, prev.new_full((rows - n,), BOS)])
-        if self.graphs:  # the previous step's outputs are no longer read after this point
+        if self.graphs:  # nothing of an earlier replay is read after this point: it was cloned
             torch.compiler.cudagraph_mark_step_begin()
-        logp, h, c, feed, weights = self.step(prev, p.h, p.c, p.feed, p.memory, p.keys, p.mask)
+        out = self.step(prev, p.h, p.c, p.feed, p.memory, p.keys, p.mask)
+        if self.graphs:  # out of the graph's memory pool, which the next replay overwrites
+            out = [t.clone(memory_format=torch.contiguous_format) for t in out]
+        else:  # inductor may return views into one buffer: a new layout would mean a recompile
+            out = [t.contiguous() for t in out]
+        logp, h, c, feed, weights = out
         new = BucketState(DecoderState(h, c, feed, p.memory, p.keys, p.mask), n, state.length)
-        return logp[:n].clone(), new, weights[:n, : state.length]
+        logp = logp[:n] if self.graphs else logp[:n].clone()  # search writes into it
+        return logp, new, weights[:n, : state.length]

@@ -77,8 +77,8 @@ class ModelConfig:
 class TrainConfig:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # auto: bf16 autocast on CUDA (fp16 + loss scaling where bf16 is missing), fp32 on CPU;
-    # bf16 on CPU needs native support (AVX512-BF16/AMX) and about doubles training speed there
+    # auto: bf16 autocast where the hardware has it natively (CUDA compute capability 8.0+; CPUs with
+    # AVX512-BF16/AMX, about twice as fast there), else fp16 + loss scaling on CUDA and fp32 on CPU
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     batch_tokens: int = 4096  # global batch in (padded) tokens, whatever the number of processes
     accum_steps: int = 1  # batches of batch_tokens accumulated into one optimizer step
@@ -104,8 +104,10 @@ class TrainConfig:
     threads: int = 0  # CPU threads, 0 = torch's default
     keep_checkpoints: int = 0  # keep the parameters of the last N validations (for seq2seq average)
     tensorboard: bool = True  # event files in <run_dir>/tensorboard
-    # torch.compile of the decoder step on bucketed shapes (seq2seq/compiled.py); reduce-overhead
-    # adds CUDA graphs. Compiling costs time once per shape bucket: for long GPU runs
+    # torch.compile of the decoder step on bucketed shapes (seq2seq/compiled.py). Training never
+    # records CUDA graphs (a graph per target position per bucket, with memory/keys/weights copied
+    # into static inputs at every position): reduce-overhead trains as default, max-autotune without
+    # its graphs; decode.compile_search gets the graphs. Compiling costs time once per shape bucket
     compile: str = "off"  # off | default | reduce-overhead | max-autotune
 
 
@@ -118,7 +120,9 @@ class DecodeConfig:
     batch_size: int = 64  # sentences per decoding batch
     n_best: int = 1
     checkpoint: str = "best"  # best | last | average | step-NNNNNNNN (a file in <run_dir>/checkpoints)
-    compile_search: str = "off"  # as train.compile, for the search step (greedy and beam)
+    # as train.compile, for the search step (greedy and beam); reduce-overhead and max-autotune
+    # replay it as CUDA graphs
+    compile_search: str = "off"
 
 
 @dataclass

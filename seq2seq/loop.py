@@ -2,32 +2,33 @@
 and :mod:`seq2seq.step` holds the step itself.
 
 ``last.pt`` holds everything needed to continue exactly where a run stopped (model, optimizer,
-schedule, epoch and batch position, RNG state, early-stopping state); re-running ``train`` on the
-same run directory continues from it. ``best.pt`` holds the parameters with the best dev BLEU.
+schedule, epoch and batch position, every rank's RNG state, early-stopping state); re-running
+``train`` on the same run directory continues from it. ``best.pt`` holds the parameters with the
+best dev BLEU. SIGINT and SIGTERM stop every rank after the same step (:mod:`seq2seq.stopping`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import signal
-import threading
 import time
 from typing import Callable, Optional
 
 import torch
 
 from seq2seq import checkpoint as ckpt_io
-from seq2seq.batches import collate, make_batches
+from seq2seq import rng, stopping
+from seq2seq.batches import make_batches
 from seq2seq.config import Config, save_config
 from seq2seq.distributed import Dist
 from seq2seq.errors import UserError
 from seq2seq.evaluate import score
 from seq2seq.model import count_parameters
 from seq2seq.monitor import Monitor
-from seq2seq.precision import autocast
-from seq2seq.step import Parts, TrainData, Window, loss_fn, rank_shares, train_step
+from seq2seq.precision import load_scaler_state
+from seq2seq.prefetch import Ahead
+from seq2seq.step import Parts, TrainData, Window, dev_loss, rank_shares, train_step
+from seq2seq.stopping import stop_flag as _interrupt_flag
 from seq2seq.tokenizer import tokenizers_fingerprint
 from seq2seq.translator import Translator
 
@@ -80,7 +81,7 @@ class Trainer:
         return self.parts.optimizer
 
     # ---- checkpoints -------------------------------------------------------------------------
-    def _payload(self, full: bool) -> dict:
+    def _payload(self, full: bool, rng_states: Optional[list]) -> dict:
         p = {
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
@@ -94,20 +95,27 @@ class Trainer:
             p.update(
                 optimizer=self.optimizer.state_dict(),
                 scaler=self.parts.scaler.state_dict(),
-                rng_cpu=torch.get_rng_state(),
-                rng_cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                rng=rng_states,  # one entry per rank (seq2seq.rng)
+                rng_cpu=rng_states[0]["cpu"],  # rank 0's, as before per-rank states
             )
         return p
 
-    def save(self, name: str, full: bool = True) -> None:
+    def rng_states(self) -> list[dict]:
+        """Every rank's generator states, in rank order (collective: all ranks call it)."""
+        return self.dist.gather(rng.capture(self.device))
+
+    def save(self, name: str, full: bool = True, rng_states: Optional[list] = None) -> None:
+        """Rank 0 writes ``name``.pt; a full one needs ``rng_states`` (:meth:`rng_states`)."""
         if self.dist.main:
-            ckpt_io.save(self.ckpt_dir / f"{name}.pt", self._payload(full))
+            ckpt_io.save(self.ckpt_dir / f"{name}.pt", self._payload(full, rng_states))
 
     def try_resume(self) -> bool:
         path = self.ckpt_dir / "last.pt"
         if not path.is_file():
             return False
-        ckpt = ckpt_io.load(path, map_location=self.device)
+        # to the CPU: load_state_dict copies onto the parameters' device, and Adam then keeps its
+        # `step` counters where a fresh optimizer keeps them (on the CPU unless fused/capturable)
+        ckpt = ckpt_io.load(path)
         if (
             ckpt.get("tokenizers") != self.fingerprint
             or ckpt["config"]["model"] != self.cfg.to_dict()["model"]
@@ -118,14 +126,12 @@ class Trainer:
             )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.parts.scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["rng_cpu"].cpu())
-        if ckpt["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
+        load_scaler_state(self.parts.scaler, ckpt["scaler"])
         progress = dict(ckpt["progress"])
         legacy = {"scale": progress.pop("lr_scale", 1.0), "bad": progress.pop("lr_bad", 0)}  # before schedule
         self.parts.schedule.load_state_dict(ckpt.get("schedule", legacy))
         self.progress = Progress(**progress)
+        rng.restore(ckpt, self.dist.rank, self.device, self.cfg.train.seed, self.progress.step)
         return True
 
     # ---- validation --------------------------------------------------------------------------
@@ -134,36 +140,26 @@ class Trainer:
         """(dev loss per token, dev BLEU) with the model in eval mode; logs a few samples."""
         d = self.data
         self.model.eval()
-        total, ntok = 0.0, 0
-        for idx in make_batches(
-            [len(s) for s in d.dev_src],
-            [len(t) for t in d.dev_tgt],
-            self.cfg.train.batch_tokens,
-            shuffle=False,
-        ):
-            b = collate([d.dev_src[i] for i in idx], [d.dev_tgt[i] for i in idx]).to(self.device)
-            with autocast(self.device, self.parts.amp_dtype):
-                logits = self.model(b.src, b.lengths, b.tgt_in)
-            total += loss_fn(logits, b.tgt_out, 0.0).item()
-            ntok += b.ntokens
+        loss = dev_loss(self.parts, d, self.cfg.train.batch_tokens)
         dc = dataclasses.replace(self.cfg.decode, beam_size=self.cfg.train.valid_beam, n_best=1)
         hyps = self.translator.translate(d.dev_lines, dc)  # in full precision, as evaluate and translate do
         bleu = score(hyps, d.dev_refs)["bleu"]
         for i in range(min(self.cfg.train.samples, len(hyps))):
             self.log(f"  sample {i}: {d.dev_lines[i]!r} -> {hyps[i]!r} (ref {d.dev_refs[i]!r})")
         self.model.train()
-        return total / max(ntok, 1), bleu
+        return loss, bleu
 
     def _check(self) -> None:
         """Validate (rank 0), update the schedule and early stopping, save best/last; all ranks then
         continue with rank 0's progress and schedule."""
+        rng_states = self.rng_states()  # before validation, which draws no random numbers
         if self.dist.main:
-            self._validate_and_save()
+            self._validate_and_save(rng_states)
         self.progress, schedule = self.dist.broadcast((self.progress, self.parts.schedule.state_dict()))
         self.parts.schedule.load_state_dict(schedule)
         self.dist.barrier()
 
-    def _validate_and_save(self) -> None:
+    def _validate_and_save(self, rng_states: list) -> None:
         p, tc = self.progress, self.cfg.train
         dev_loss, bleu = self.validate()
         improved = bleu > p.best_bleu
@@ -186,7 +182,7 @@ class Trainer:
             self.save(f"step-{p.step:08d}", full=False)
             for old in sorted(self.ckpt_dir.glob("step-*.pt"))[: -tc.keep_checkpoints]:
                 old.unlink()
-        self.save("last")
+        self.save("last", rng_states=rng_states)
 
     # ---- the loop ----------------------------------------------------------------------------
     def budget_left(self) -> bool:
@@ -197,10 +193,15 @@ class Trainer:
             return False
         return not (tc.max_epochs and p.epoch >= tc.max_epochs)
 
-    def _train_step(self, micro: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """One optimizer step over ``micro`` (accum_steps global batches of sentence indices):
-        (this rank's summed loss, gradient norm, global target tokens)."""
-        shares, total = rank_shares(micro, self.data, self.dist)
+    def _prepare(self, micro: list[list[int]]) -> tuple[list, int]:
+        """This rank's collated shares of ``micro`` and the global target tokens (see rank_shares)."""
+        return rank_shares(micro, self.data, self.dist, pin=self.device.type == "cuda")
+
+    def _train_step(self, micro: list[list[int]], prepared=None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One optimizer step over ``micro`` (accum_steps global batches of sentence indices), whose
+        shares may already be ``prepared`` (:meth:`_prepare`): (this rank's summed loss, gradient norm,
+        global target tokens)."""
+        shares, total = prepared or self._prepare(micro)
         lr = self.parts.schedule.lr(self.progress.step + 1)
         loss, norm = train_step(self.parts, shares, self.dist.world / total, lr, self.cfg.train)
         return loss, norm, total
@@ -235,7 +236,7 @@ class Trainer:
         w.reset()
 
     def _loop(self, resumed: bool) -> Progress:
-        tc, p = self.cfg.train, self.progress
+        p = self.progress
         self.log(
             f"{'resuming at step ' + str(p.step) if resumed else 'training'}: {count_parameters(self.model):,} "
             f"parameters, {len(self.data.train_src)} training pairs, device {self.device}"
@@ -243,6 +244,8 @@ class Trainer:
             f"{', amp ' + str(self.parts.amp_dtype).replace('torch.', '') if self.parts.amp_dtype else ''}, "
             f"{torch.get_num_threads()} threads"
         )
+        if self.parts.precision:
+            self.log(f"precision: {self.parts.precision}")
         if not self.budget_left():
             self.log(
                 f"nothing to do: the run already ended at step {p.step} (best dev BLEU {p.best_bleu:.2f})"
@@ -251,37 +254,27 @@ class Trainer:
         self.model.train()
         window = Window(torch.zeros((), device=self.device), torch.zeros((), device=self.device))
         validated_at = -1
-        with _interrupt_flag() as interrupted:
-            while self.budget_left():
-                batches = make_batches(
-                    self.data.train_src.lengths,
-                    self.data.train_tgt.lengths,
-                    tc.batch_tokens,
-                    tc.seed,
-                    self.progress.epoch,
-                )
-                while self.progress.batch < len(batches) and self.budget_left():
-                    p = self.progress
-                    micro = batches[p.batch : p.batch + tc.accum_steps]
-                    window.add(*self._train_step(micro))
-                    p.step, p.batch = p.step + 1, p.batch + len(micro)
-                    if p.step % tc.log_every == 0:
-                        self._log_window(window)
-                    elif self.monitor is not None:
-                        self.monitor.advance()
-                    if p.step % tc.valid_every == 0:
-                        self._check()  # replaces self.progress with rank 0's
-                        validated_at = p.step
-                        window.start = time.perf_counter()
-                    if interrupted.is_set():  # Ctrl-C: stop at a step boundary, keep everything
-                        self.save("last")
-                        self.log(
-                            f"interrupted at step {self.progress.step}: saved {self.ckpt_dir / 'last.pt'}; "
-                            f"run train again to resume"
-                        )
-                        raise KeyboardInterrupt
-                if self.progress.batch >= len(batches):
-                    self.progress.epoch, self.progress.batch = self.progress.epoch + 1, 0
+        ahead = Ahead(self._prepare)  # the next step's batches, collated while this one runs
+        try:
+            with _interrupt_flag() as flag:
+                while self.budget_left():
+                    batches = make_batches(
+                        self.data.train_src.lengths,
+                        self.data.train_tgt.lengths,
+                        self.cfg.train.batch_tokens,
+                        self.cfg.train.seed,
+                        self.progress.epoch,
+                    )
+                    while self.progress.batch < len(batches) and self.budget_left():
+                        if self._step(batches, window, ahead):
+                            validated_at = self.progress.step
+                        signum = stopping.agreed(flag, self.dist)  # every rank stops after the same step
+                        if signum:
+                            self._stop(signum)
+                    if self.progress.batch >= len(batches):
+                        self.progress.epoch, self.progress.batch = self.progress.epoch + 1, 0
+        finally:
+            ahead.close()
         p = self.progress
         if validated_at != p.step and not p.stopped_early:
             self._check()
@@ -290,16 +283,36 @@ class Trainer:
         self.log(f"finished at step {p.step} ({why}): best dev BLEU {p.best_bleu:.2f} at step {p.best_step}")
         return p
 
+    def _step(self, batches: list[list[int]], window: Window, ahead: Ahead) -> bool:
+        """One training step at the current position of this epoch's ``batches``, its log line and
+        (every valid_every steps) validation; True when it validated."""
+        p, tc = self.progress, self.cfg.train
+        micro = batches[p.batch : p.batch + tc.accum_steps]
+        after = p.batch + len(micro)
+        last = tc.max_steps and p.step + 1 >= tc.max_steps
+        upcoming = [] if last else batches[after : after + tc.accum_steps]  # this epoch's next step
+        prepared = ahead.get(
+            (p.epoch, p.batch), (micro,), (p.epoch, after) if upcoming else None, (upcoming,)
+        )
+        window.add(*self._train_step(micro, prepared))
+        p.step, p.batch = p.step + 1, after
+        if p.step % tc.log_every == 0:
+            self._log_window(window)
+        elif self.monitor is not None:
+            self.monitor.advance()
+        if p.step % tc.valid_every != 0:
+            return False
+        self._check()  # replaces self.progress with rank 0's
+        window.start = time.perf_counter()
+        return True
 
-@contextlib.contextmanager
-def _interrupt_flag():
-    """SIGINT sets a flag instead of raising mid-step (main thread only); restored on exit."""
-    flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    def _stop(self, signum: int) -> None:
+        """After a signal (agreed by every rank): save last.pt once, then leave (seq2seq.stopping)."""
+        rng_states = self.rng_states()
+        self.save("last", rng_states=rng_states)
+        self.dist.barrier()  # no rank exits before rank 0 has saved
+        self.log(
+            f"{stopping.describe(signum)} at step {self.progress.step}: saved {self.ckpt_dir / 'last.pt'}; "
+            f"run train again to resume"
+        )
+        stopping.exit_for(signum)

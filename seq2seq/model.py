@@ -5,6 +5,12 @@ training :meth:`Seq2Seq.forward` that gives the same numbers as stepping ``decod
 teacher forcing but hoists everything that does not depend on the previous step out of the
 time loop: the first LSTM layer's input projection of all target embeddings, the attention
 keys, and the output layer (computed once over all positions).
+
+Mixed precision (autocast): matmuls run in the autocast dtype, but the recurrences do not. The
+encoder's GRU runs with autocast disabled (CUDA autocast would run cuDNN's RNN in fp16 even under
+bf16, where no loss scaler guards its gradients), and every LSTM layer of the decoder does its gate
+arithmetic and carries ``h``/``c`` in fp32 (:func:`lstm_cell`): a bf16 cell state summed over 100
+positions loses what small updates it gets.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ class DecoderState:
     mask: torch.Tensor  # (B, S) True at real source tokens
 
     def select(self, index: torch.Tensor) -> "DecoderState":
-        """Rows ``index`` (N,) of every tensor: reorders/expands beams, drops finished sentences."""
+        """Rows ``index`` (N,) of every tensor: expands beams, drops finished sentences."""
         return DecoderState(
             self.h.index_select(1, index),
             self.c.index_select(1, index),
@@ -41,6 +47,18 @@ class DecoderState:
             self.memory.index_select(0, index),
             self.keys.index_select(0, index),
             self.mask.index_select(0, index),
+        )
+
+    def reorder(self, index: torch.Tensor) -> "DecoderState":
+        """Rows ``index`` (N = B,) of the recurrent tensors only, for an ``index`` that moves rows within
+        blocks of identical source rows (beams of one sentence): memory, keys and mask stay as they are."""
+        return DecoderState(
+            self.h.index_select(1, index),
+            self.c.index_select(1, index),
+            self.feed.index_select(0, index),
+            self.memory,
+            self.keys,
+            self.mask,
         )
 
 
@@ -64,9 +82,10 @@ class Encoder(nn.Module):
 
         Packed sequences: the padding never enters the recurrence, in either direction.
         """
-        x = self.drop(self.embed(src))  # (B, S, E)
+        x = self.drop(self.embed(src)).float()  # (B, S, E)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, h = self.rnn(packed)  # h: (layers * 2, B, He)
+        with torch.autocast(src.device.type, enabled=False):  # fp32 (TF32 on GPUs), never fp16
+            out, h = self.rnn(packed)  # h: (layers * 2, B, He)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))  # (B, S, 2He)
         last = h.view(self.layers, 2, h.size(1), h.size(2))[-1]  # (2, B, He): last layer fwd/bwd
         return self.drop(out), torch.cat([last[0], last[1]], dim=1)
@@ -94,8 +113,8 @@ class Decoder(nn.Module):
     def init_state(self, memory: torch.Tensor, final: torch.Tensor, mask: torch.Tensor) -> DecoderState:
         B = memory.size(0)
         hc = torch.tanh(self.bridge(final)).view(B, 2, self.layers, self.hidden)  # (B, 2, L, H)
-        h = hc[:, 0].transpose(0, 1).contiguous()  # (L, B, H)
-        c = hc[:, 1].transpose(0, 1).contiguous()
+        h = hc[:, 0].transpose(0, 1).float().contiguous()  # (L, B, H), fp32 even under autocast
+        c = hc[:, 1].transpose(0, 1).float().contiguous()
         feed = memory.new_zeros(B, self.hidden)
         return DecoderState(h, c, feed, memory, self.attention.project_keys(memory), mask)
 
@@ -103,7 +122,7 @@ class Decoder(nn.Module):
         """Layers 1..L-1 on top of layer 0's new (h0, c0), then attention. Returns the new state's pieces."""
         hs, cs, x = [h0], [c0], h0
         for i in range(1, self.layers):
-            h, c = self.cells[i](self.drop(x), (state.h[i], state.c[i]))
+            h, c = lstm_cell(self.cells[i], self.drop(x), state.h[i], state.c[i])
             hs.append(h), cs.append(c)
             x = h
         context, weights = self.attention(x, state.keys, state.memory, state.mask)  # (B, M), (B, S)
@@ -125,8 +144,11 @@ class Decoder(nn.Module):
         """
         cell, E = self.cells[0], self.emb_dim
         emb = self.drop(self.embed(tgt_in))  # (B, T, E)
-        gates_x = F.linear(emb, cell.weight_ih[:, :E], cell.bias_ih + cell.bias_hh)  # (B, T, 4H)
+        gates_x = F.linear(emb, cell.weight_ih[:, :E], cell.bias_ih + cell.bias_hh).float()  # (B, T, 4H)
         w_rec = torch.cat([cell.weight_ih[:, E:], cell.weight_hh], dim=1)  # (4H, [H] + H)
+        device = tgt_in.device.type
+        if torch.is_autocast_enabled(device):  # cast once: autocast caches casts of leaf weights only
+            w_rec = w_rec.to(torch.get_autocast_dtype(device))
         if loop is None:
             return run_positions(self.recur_step, gates_x, w_rec, state)
         return loop(gates_x, w_rec, state)
@@ -136,12 +158,25 @@ class Decoder(nn.Module):
         input gates, w_rec (4H, [H] + H), feed (B, H), h/c (L, B, H), memory (B, S, M), keys (B, S, K),
         mask (B, S) -> new feed, h, c."""
         rec = torch.cat([feed, h[0]], dim=1) if self.input_feeding else h[0]
-        gates = gx + F.linear(rec, w_rec)  # (B, 4H), gate order i, f, g, o
-        i, f, g, o = gates.chunk(4, dim=1)
-        c0 = torch.sigmoid(f) * c[0] + torch.sigmoid(i) * torch.tanh(g)
-        h0 = torch.sigmoid(o) * torch.tanh(c0)
+        h0, c0 = lstm_update(gx.float() + F.linear(rec, w_rec).float(), c[0])  # gates (B, 4H) in fp32
         h, c, feed, _ = self.finish_step(h0, c0, DecoderState(h, c, feed, memory, keys, mask))
         return feed, h, c
+
+
+def lstm_update(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LSTM's pointwise step in fp32: gates (B, 4H) in order i, f, g, o and c (B, H) -> new h, c."""
+    i, f, g, o = gates.float().chunk(4, dim=1)
+    c = torch.sigmoid(f) * c.float() + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def lstm_cell(cell: nn.LSTMCell, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+    """``cell(x, (h, c))`` with its matmuls in the autocast dtype (if any) and its state in fp32:
+    x (B, I), h/c (B, H) -> new h, c (B, H) fp32. (nn.LSTMCell would run in fp16/bf16 under autocast.)"""
+    gates = (
+        F.linear(x, cell.weight_ih, cell.bias_ih).float() + F.linear(h, cell.weight_hh, cell.bias_hh).float()
+    )
+    return lstm_update(gates, c)
 
 
 def run_positions(step_fn, gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState) -> torch.Tensor:
@@ -149,7 +184,9 @@ def run_positions(step_fn, gates_x: torch.Tensor, w_rec: torch.Tensor, state: De
     once per target position, carrying feed, h and c."""
     feed, h, c = state.feed, state.h, state.c
     feeds = []
-    for gx in gates_x.unbind(1):  # one backward node, not T full-size zero-filled gradients
+    # position-major: every gx (B, 4H) is contiguous whatever T is (a compiled step guards on strides);
+    # unbind is one backward node, not T full-size zero-filled gradients
+    for gx in gates_x.transpose(0, 1).contiguous().unbind(0):
         feed, h, c = step_fn(gx, w_rec, feed, h, c, state.memory, state.keys, state.mask)
         feeds.append(feed)
     return torch.stack(feeds, dim=1)  # (B, T, H)
@@ -189,7 +226,7 @@ class Seq2Seq(nn.Module):
         dec = self.decoder
         emb = dec.drop(dec.embed(prev))  # (B, E)
         x = torch.cat([emb, feed], dim=1) if dec.input_feeding else emb
-        h0, c0 = dec.cells[0](x, (h[0], c[0]))
+        h0, c0 = lstm_cell(dec.cells[0], x, h[0], c[0])
         h, c, feed, weights = dec.finish_step(h0, c0, DecoderState(h, c, feed, memory, keys, mask))
         return torch.log_softmax(dec.logits(feed).float(), dim=-1), h, c, feed, weights
 

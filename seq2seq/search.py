@@ -1,8 +1,11 @@
 """Greedy and beam search: plain functions over ``model.encode`` / ``model.decode_step``.
 
 Any object with those two methods works (a :class:`~seq2seq.model.Seq2Seq`, an ensemble), as
-long as its state has ``select(index)``. Each sentence is decoded independently of the others in
-its batch: the output does not depend on the batch size or on the batch's other sentences.
+long as its state has ``select(index)`` (every row: when sentences leave the batch) and, for beam
+search, ``reorder(index)`` (the recurrent rows only: beams move within their sentence, so the
+source-side tensors are selected only when the active set shrinks). Each sentence is decoded
+independently of the others in its batch: the output does not depend on the batch size or on the
+batch's other sentences.
 """
 
 from __future__ import annotations
@@ -172,7 +175,7 @@ def beam_search(
         tokens = torch.cat([tokens.index_select(0, rows), new_tok.view(-1, 1)], dim=1)
         if attn_hist is not None:
             attn_hist = attn_hist.index_select(0, rows)
-        state, scores, prev = state.select(rows), new_scores, new_tok.view(-1)
+        state, scores, prev = state.reorder(rows), new_scores, new_tok.view(-1)
         t += 1
         keep = []
         at_limit = [a for a, b in enumerate(active) if t >= limits[b]]

@@ -14,7 +14,7 @@ from typing import Callable, ContextManager, Optional
 import torch
 import torch.nn.functional as F
 
-from seq2seq.batches import Batch, collate
+from seq2seq.batches import Batch, collate, make_batches
 from seq2seq.config import TrainConfig
 from seq2seq.distributed import Dist
 from seq2seq.model import Seq2Seq
@@ -36,6 +36,7 @@ class Parts:
     scaler: torch.amp.GradScaler
     amp_dtype: Optional[torch.dtype]  # autocast dtype, None for fp32
     device: torch.device
+    precision: str = ""  # which precision and why, for the log (seq2seq.precision.choose_precision)
 
 
 @dataclasses.dataclass
@@ -59,6 +60,21 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> tor
     )
 
 
+@torch.no_grad()
+def dev_loss(parts: Parts, data: TrainData, batch_tokens: int) -> float:
+    """Cross-entropy per target token of the dev pairs, under the training's autocast (model in the
+    mode the caller set)."""
+    total, ntok = 0.0, 0
+    lengths = [len(s) for s in data.dev_src], [len(t) for t in data.dev_tgt]
+    for idx in make_batches(*lengths, batch_tokens, shuffle=False):
+        b = collate([data.dev_src[i] for i in idx], [data.dev_tgt[i] for i in idx]).to(parts.device)
+        with autocast(parts.device, parts.amp_dtype):
+            logits = parts.model(b.src, b.lengths, b.tgt_in)  # (B, T, V)
+        total += loss_fn(logits, b.tgt_out, 0.0).item()
+        ntok += b.ntokens
+    return total / max(ntok, 1)
+
+
 def train_step(
     parts: Parts, shares: list[tuple[Batch, float]], scale: float, lr: float, tc: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,8 +85,9 @@ def train_step(
         group["lr"] = lr
     parts.optimizer.zero_grad(set_to_none=True)
     loss_sum = torch.zeros((), device=parts.device)
+    cuda = parts.device.type == "cuda"
     for j, (batch, weight) in enumerate(shares):
-        b = (batch.pin_memory() if parts.device.type == "cuda" else batch).to(parts.device)  # async on CUDA
+        b = (batch if not cuda or batch.src.is_pinned() else batch.pin_memory()).to(parts.device)  # async
         with contextlib.nullcontext() if j == len(shares) - 1 else parts.no_sync():
             with autocast(parts.device, parts.amp_dtype):
                 logits = parts.forward(b.src, b.lengths, b.tgt_in)  # (B, T, V)
@@ -85,19 +102,21 @@ def train_step(
     return loss_sum, norm.detach()
 
 
-def rank_shares(micro: list[list[int]], data: TrainData, dist: Dist) -> tuple[list[tuple[Batch, float]], int]:
+def rank_shares(
+    micro: list[list[int]], data: TrainData, dist: Dist, pin: bool = False
+) -> tuple[list[tuple[Batch, float]], int]:
     """This rank's share of each global batch of ``micro`` (sentence indices) and the global number of
     target tokens. Each rank takes every world-th sentence and scales its summed loss by world / tokens,
-    so DDP's gradient mean is exactly the single-process gradient of the same global batches."""
+    so DDP's gradient mean is exactly the single-process gradient of the same global batches.
+    ``pin``: in page-locked memory, for an asynchronous copy to the GPU."""
     total = sum(int(data.train_tgt.lengths[idx].sum()) + len(idx) for idx in micro)  # targets + EOS
     shares = []
     for idx in micro:
         share, weight = idx[dist.rank :: dist.world], 1.0
         if not share:  # fewer sentences than ranks: join the all-reduce with a zero-weight copy
             share, weight = idx[:1], 0.0
-        shares.append(
-            (collate([data.train_src[i] for i in share], [data.train_tgt[i] for i in share]), weight)
-        )
+        batch = collate([data.train_src[i] for i in share], [data.train_tgt[i] for i in share])
+        shares.append((batch.pin_memory() if pin else batch, weight))
     return shares, total
 
 

@@ -20,7 +20,7 @@ from seq2seq.distributed import Dist, pick_device
 from seq2seq.errors import UserError
 from seq2seq.loop import Progress, Trainer
 from seq2seq.model import Seq2Seq, build_model
-from seq2seq.precision import autocast_dtype, grad_scaler
+from seq2seq.precision import choose_precision, fast_fp32_matmul, grad_scaler
 from seq2seq.schedule import Schedule
 from seq2seq.shards import build_pairs, drop_reason
 from seq2seq.step import Parts, TrainData
@@ -34,11 +34,12 @@ def seed_everything(seed: int) -> None:
 
 
 def setup_process(tc: TrainConfig) -> Dist:
-    """Seeds, CPU threads, device and (under torchrun) the process group."""
+    """Seeds, CPU threads, device (TF32 for fp32 matmuls on CUDA) and (under torchrun) the process group."""
     seed_everything(tc.seed)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     dist = Dist(pick_device(tc.device))
+    fast_fp32_matmul(dist.device)
     if dist.world > 1:
         torch.manual_seed(tc.seed + dist.rank)  # different dropout masks per rank
     return dist
@@ -58,8 +59,10 @@ def setup_parts(cfg: Config, src_vocab: int, tgt_vocab: int, dist: Dist) -> Part
     loop = training_loop(model, tc.compile)
     if loop is not None:
         forward = functools.partial(forward, loop=loop)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    amp_dtype = autocast_dtype(tc.precision, dist.device)
+    optimizer = torch.optim.Adam(  # fused on CUDA: one kernel for all parameters, no host syncs
+        model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=dist.device.type == "cuda"
+    )
+    amp_dtype, precision = choose_precision(tc.precision, dist.device)
     return Parts(
         model=model,
         forward=forward,
@@ -69,6 +72,7 @@ def setup_parts(cfg: Config, src_vocab: int, tgt_vocab: int, dist: Dist) -> Part
         scaler=grad_scaler(amp_dtype),
         amp_dtype=amp_dtype,
         device=dist.device,
+        precision=precision,
     )
 
 
@@ -104,6 +108,7 @@ def setup_data(
 def build_trainer(cfg: Config, log: Optional[Callable[[str], None]] = None) -> Trainer:
     """Every part of a training run, wired into a :class:`Trainer` (nothing trained yet)."""
     dist = setup_process(cfg.train)
+    dist.check_shared(cfg.run_path)  # several nodes: rank 0 alone writes bin/ and checkpoints there
     src_tok, tgt_tok = load_tokenizers(cfg.run_path)
     parts = setup_parts(cfg, len(src_tok), len(tgt_tok), dist)
     data = setup_data(cfg, src_tok, tgt_tok, dist, log or print)

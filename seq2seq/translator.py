@@ -20,6 +20,7 @@ from seq2seq.config import Config, DecodeConfig, from_dict
 from seq2seq.distributed import pick_device
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq, build_model
+from seq2seq.precision import fast_fp32_matmul
 from seq2seq.search import Hypothesis, decode
 from seq2seq.tokenizer import Tokenizer, load_tokenizers
 
@@ -30,6 +31,9 @@ class EnsembleState:
 
     def select(self, index: torch.Tensor) -> "EnsembleState":
         return EnsembleState([s.select(index) for s in self.states])
+
+    def reorder(self, index: torch.Tensor) -> "EnsembleState":
+        return EnsembleState([s.reorder(index) for s in self.states])
 
 
 class Ensemble:
@@ -95,6 +99,7 @@ class Translator:
         self.models, self.src_tok, self.tgt_tok, self.cfg, self.device = models, src_tok, tgt_tok, cfg, device
         self.model = models[0] if len(models) == 1 else Ensemble(models)
         self.compile_backend = compile_backend
+        fast_fp32_matmul(device)  # decoding runs in fp32: TF32 on CUDA
         self._searchers: dict[str, object] = {}  # compile_search mode -> what search steps through
 
     @classmethod

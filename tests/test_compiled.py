@@ -132,3 +132,206 @@ def test_decode_ids_compiles_through_the_decode_config_and_ensembles():
     assert isinstance(ensemble.searcher("default"), Ensemble)
     ens = ensemble.hypotheses_from_ids(seqs, dataclasses.replace(dc, compile_search="default"))
     assert [h[0].tokens for h in plain] == [h[0].tokens for h in ens]
+
+
+# ---- CUDA graphs, emulated on the CPU ------------------------------------------------------------
+
+
+class Replays:
+    """A test double of CUDA-graph replays: every call of any step it wraps first NaN-fills every tensor
+    that earlier calls returned, then runs the step. That is what a replay does: it writes its outputs
+    into the graph's memory pool, where the previous replay's outputs live (one pool per device, shared
+    by every graph, so an ensemble's models overwrite each other's outputs too)."""
+
+    def __init__(self):
+        self.live: list[torch.Tensor] = []
+        self.calls = 0
+
+    def wrap(self, step):
+        def replay(*args):
+            for t in self.live:
+                if t.is_floating_point():
+                    t.fill_(float("nan"))
+            out = step(*args)
+            self.live = [t for t in out if isinstance(t, torch.Tensor)]
+            self.calls += 1
+            return out
+
+        return replay
+
+
+@pytest.fixture
+def replays(monkeypatch):
+    """compile_step returns the aot_eager step inside the Replays double whenever the real inductor mode
+    would record CUDA graphs (reduce-overhead, max-autotune), so those modes run as they would on a GPU."""
+    import seq2seq.compiled as compiled
+
+    double, real_compile, real_graphs = Replays(), compiled.compile_step, compiled.uses_cuda_graphs
+
+    def compile_step(fn, mode, backend="inductor", cuda_graphs=True):
+        step = real_compile(fn, "default", BACKEND)
+        return double.wrap(step) if cuda_graphs and real_graphs(mode) else step
+
+    monkeypatch.setattr(compiled, "compile_step", compile_step)
+    monkeypatch.setattr(compiled, "uses_cuda_graphs", lambda mode, backend="inductor": real_graphs(mode))
+    return double
+
+
+def test_the_replay_double_does_break_a_state_fed_back_uncloned():
+    """Sanity check of the double used below: feeding a replay's own outputs back in gives NaN."""
+    model = tiny_model(seed=2)
+    src, lengths = source_tensor(random_ids(4, seed=3))
+    state = model.encode(src, lengths)
+    step = Replays().wrap(model.step_tensors)
+    prev = torch.full((4,), 1)
+    with torch.no_grad():
+        _, h, c, feed, _ = step(prev, state.h, state.c, state.feed, state.memory, state.keys, state.mask)
+        logp, *_ = step(prev, h, c, feed, state.memory, state.keys, state.mask)
+    assert torch.isnan(logp).all()
+
+
+@pytest.mark.parametrize("mode", ["reduce-overhead", "max-autotune"])
+def test_search_through_cuda_graph_replays_equals_eager_search(replays, mode):
+    model = tiny_model(seed=4, vocab=30, dec_layers=2)
+    src, lengths = source_tensor(random_ids(11, vocab=30, seed=5, max_len=17))
+    fast = CompiledDecoder(model, mode, backend=BACKEND)
+    assert fast.graphs
+    g_plain, g_fast = greedy(model, src, lengths, return_attention=True), greedy(fast, src, lengths)
+    assert [h.tokens for h in g_plain] == [h.tokens for h in g_fast]
+    assert [h.logprob for h in g_plain] == pytest.approx([h.logprob for h in g_fast], abs=1e-5)
+    plain = beam_search(model, src, lengths, 4, 1.0, n_best=2, return_attention=True)
+    comp = beam_search(fast, src, lengths, 4, 1.0, n_best=2, return_attention=True)
+    for a, b in zip(plain, comp):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+        assert all(torch.allclose(x.attention, y.attention, atol=1e-6) for x, y in zip(a, b))
+    assert replays.calls > 20  # every step went through the double
+
+
+def test_ensemble_through_cuda_graph_replays_equals_the_eager_ensemble(replays):
+    """Model B's replay overwrites model A's outputs of the same step: each must be cloned."""
+    models = [tiny_model(seed=6), tiny_model(seed=7)]
+    seqs = random_ids(9, seed=8)
+    dc = DecodeConfig(beam_size=3, batch_size=4)
+    plain = decode_ids(Ensemble(models), seqs, dc, torch.device("cpu"))
+    for beam in (1, 3):
+        translator = Translator(models, None, None, Config(), torch.device("cpu"), compile_backend=BACKEND)
+        fast = translator.hypotheses_from_ids(
+            seqs, dataclasses.replace(dc, beam_size=beam, compile_search="reduce-overhead")
+        )
+        ref = (
+            plain
+            if beam == 3
+            else decode_ids(Ensemble(models), seqs, dataclasses.replace(dc, beam_size=1), torch.device("cpu"))
+        )
+        assert [h[0].tokens for h in ref] == [h[0].tokens for h in fast]
+        assert [h[0].score for h in ref] == pytest.approx([h[0].score for h in fast], abs=1e-5)
+    assert replays.calls > 0
+
+
+def test_validation_through_cuda_graph_replays_equals_eager_validation(replays, tiny_recipe):
+    from seq2seq.config import load_config
+    from seq2seq.data import download
+    from seq2seq.tokenizer import train_tokenizers
+    from seq2seq.training import build_trainer
+
+    quiet = lambda *_: None  # noqa: E731
+    cfg = load_config(tiny_recipe, ["samples=3"])
+    download(cfg, log=quiet)
+    train_tokenizers(cfg, log=quiet)
+    results = {}
+    for mode in ("off", "reduce-overhead"):
+        lines: list[str] = []
+        trainer = build_trainer(load_config(tiny_recipe, ["samples=3", f"compile_search={mode}"]), log=quiet)
+        trainer.log = lines.append
+        results[mode] = trainer.validate(), [x for x in lines if x.startswith("  sample")]
+        trainer.dist.close()
+    assert replays.calls > 0
+    assert results["off"][1] == results["reduce-overhead"][1] and len(results["off"][1]) == 3
+    assert results["off"][0] == pytest.approx(results["reduce-overhead"][0], abs=1e-6)
+
+
+def test_cuda_graph_modes_come_from_inductors_mode_table():
+    from torch._inductor import list_mode_options
+
+    from seq2seq.compiled import uses_cuda_graphs
+    from seq2seq.config import CHOICES
+
+    assert uses_cuda_graphs("reduce-overhead") and uses_cuda_graphs("max-autotune")
+    assert not uses_cuda_graphs("default") and not uses_cuda_graphs("off")
+    assert not uses_cuda_graphs("max-autotune-no-cudagraphs")
+    assert not uses_cuda_graphs("reduce-overhead", backend="aot_eager")  # no code generated, no graphs
+    for mode in set(CHOICES["train.compile"]) - {"off", "default"}:
+        assert uses_cuda_graphs(mode) == bool(list_mode_options(mode).get("triton.cudagraphs"))
+
+
+def test_training_never_records_cuda_graphs(monkeypatch):
+    """Every train.compile mode compiles the training step without CUDA graphs (and keeps the mode's
+    other options); search keeps the mode as it is."""
+    from torch._inductor import list_mode_options
+
+    from seq2seq.config import CHOICES
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: calls.append(kwargs) or fn)
+    monkeypatch.setattr(
+        torch.compiler, "cudagraph_mark_step_begin", lambda: pytest.fail("marked a graph step")
+    )
+    model = tiny_model(seed=1).train()
+    b = collate(random_ids(5, seed=1), random_ids(5, seed=2))
+    for mode in set(CHOICES["train.compile"]) - {"off"}:
+        calls.clear()
+        loop = training_loop(model, mode)  # the inductor backend, as on a GPU
+        model(b.src, b.lengths, b.tgt_in, loop=loop).sum().backward()
+        (kwargs,) = calls
+        assert kwargs["fullgraph"] is True
+        if "options" in kwargs:
+            # the mode's own options (max-autotune's tuning), less the graphs
+            assert kwargs["options"] == {**list_mode_options(mode), "triton.cudagraphs": False}
+        else:
+            assert kwargs["mode"] in (None, "default")
+    calls.clear()
+    assert CompiledDecoder(model, "reduce-overhead").graphs and calls[0]["mode"] == "reduce-overhead"
+
+
+def test_compiled_training_compiles_per_bucket_not_per_target_length():
+    """The step's inputs keep one layout whatever the target length T: batches of one bucket but four
+    target lengths compile the step twice (the first position, whose feed needs no gradient, and the
+    rest), not once per length."""
+    from torch._dynamo.utils import counters
+
+    model = tiny_model(seed=2).train()
+    loop = training_loop(model, "default", backend=BACKEND)
+    counters.clear()
+    for T in (3, 5, 8, 11):
+        b = collate(
+            random_ids(5, seed=T, max_len=10), random_ids(5, seed=T + 1, min_len=T - 1, max_len=T - 1)
+        )
+        assert b.tgt_in.size(1) == T
+        model(b.src, b.lengths, b.tgt_in, loop=loop).sum().backward()
+    assert counters["stats"]["unique_graphs"] == 2, dict(counters["stats"])
+
+
+@pytest.mark.slow
+def test_inductor_compiles_the_search_step_once_per_bucket_at_most():
+    """The real inductor backend on the CPU, fullgraph=True (no graph breaks): decoding batches of many
+    sizes and lengths compiles a bounded number of graphs, and a second pass over the same shapes none."""
+    from torch._dynamo.utils import counters
+
+    model = tiny_model(seed=9, vocab=30)
+    fast = CompiledDecoder(model, "default", backend="inductor")
+    shapes = [(3, 5), (7, 12), (12, 18), (20, 9), (33, 30), (5, 40)]  # 4 row buckets x 3 length buckets
+    buckets = {(bucket_rows(n), bucket_len(s + 1)) for n, s in shapes}
+
+    def run():
+        for n, s in shapes:
+            src, lengths = source_tensor(random_ids(n, vocab=30, min_len=s, max_len=s, seed=n))
+            greedy(fast, src, lengths, max_len_ratio=0.5, max_len_offset=3)
+
+    counters.clear()
+    run()
+    first = counters["stats"]["unique_graphs"]
+    assert 1 <= first <= len(buckets), dict(counters["stats"])
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    run()
+    assert counters["stats"]["unique_graphs"] == first, "no recompiles for shapes seen before"

@@ -47,6 +47,8 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
     trainer = training.build_trainer(cut, log=QUIET)
 
     class FlagAtStep4:  # what SIGINT sets, raised deterministically after step 4
+        signum = signal.SIGINT
+
         def is_set(self):
             return trainer.progress.step == 4
 
@@ -95,3 +97,53 @@ def test_sigint_saves_and_exits_130(tmp_path):
     )
     assert again.returncode == 0, again.stderr
     assert f"resuming at step {step}" in again.stdout and f"finished at step {step + 2}" in again.stdout
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGTERM")
+def test_sigterm_saves_once_and_exits_143(tmp_path):
+    """What Slurm, Kubernetes and torchrun send: handled as SIGINT is (one save at a step boundary),
+    with the exit status of a process ended by SIGTERM (128 + 15)."""
+    recipe = _prepared(tmp_path, "term", max_steps=100000, valid_every=100000, log_every=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seq2seq", "train", str(recipe)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    log = tmp_path / "term" / "train.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and "step 3 " in log.read_text()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    (line,) = [x for x in out.splitlines() if "terminated by SIGTERM at step" in x]
+    step = ckpt_io.load(tmp_path / "term" / "checkpoints" / "last.pt")["progress"]["step"]
+    assert f"at step {step}:" in line and step >= 3
+    assert not list((tmp_path / "term" / "checkpoints").glob("best.pt")), "no validation ran: only last.pt"
+    resumed = training.train(load_config(recipe, [f"max_steps={step + 1}", "valid_every=1000"]), log=QUIET)
+    assert resumed.step == step + 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends signals to itself")
+def test_stop_flag_takes_sigint_and_sigterm_and_restores_the_handlers():
+    from seq2seq.stopping import EXIT_STATUS, exit_for, stop_flag
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with stop_flag() as flag:
+        assert not flag.is_set()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert flag.is_set() and flag.signum == signal.SIGINT
+        os.kill(os.getpid(), signal.SIGTERM)  # would end the process without the flag
+        time.sleep(0.05)
+        assert flag.signum == signal.SIGTERM
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert EXIT_STATUS == {signal.SIGINT: 130, signal.SIGTERM: 143}
+    with pytest.raises(KeyboardInterrupt):
+        exit_for(signal.SIGINT)
+    with pytest.raises(SystemExit) as e:
+        exit_for(signal.SIGTERM)
+    assert e.value.code == 143

@@ -376,3 +376,56 @@ def test_ensemble_averages_log_probabilities():
     sel = new_state.select(torch.tensor([3, 1]))
     assert isinstance(sel, EnsembleState) and len(sel.states) == 2
     assert torch.equal(sel.states[1].h, new_state.states[1].h.index_select(1, torch.tensor([3, 1])))
+
+
+# ---- source-side tensors are selected only when sentences leave ---------------------------------
+
+
+class SourceWatch:
+    """The model, recording at every decoder step the rows and the tensor objects of memory/keys/mask."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, []
+
+    def encode(self, src, lengths):
+        return self.model.encode(src, lengths)
+
+    def decode_step(self, prev, state):
+        self.seen.append((state.memory.size(0), (state.memory, state.keys, state.mask)))
+        return self.model.decode_step(prev, state)
+
+
+def test_beam_search_selects_memory_keys_and_mask_only_when_the_active_set_shrinks():
+    seqs = random_ids(8, VOCAB, 1, 9, seed=710)
+    model = eos_prone_model(17, seqs)  # sentences finish at different steps
+    watch = SourceWatch(model)
+    src, lengths = tensors(seqs)
+    plain = beam_search(model, src, lengths, beam_size=4, n_best=2)
+    watched = beam_search(watch, src, lengths, beam_size=4, n_best=2)
+    for a, b in zip(plain, watched):
+        assert_same_hyps(a, b, tol=0.0)
+    steps = list(zip(watch.seen, watch.seen[1:]))
+    same_rows = [(before, after) for (n0, before), (n1, after) in steps if n0 == n1]
+    shrinks = [(before, after) for (n0, before), (n1, after) in steps if n1 < n0]
+    assert len(same_rows) > 5 and shrinks, "beams moved at many steps, and sentences left"
+    for before, after in same_rows:  # beams moved within their sentences: nothing was selected
+        assert all(x is y for x, y in zip(before, after))
+    for before, after in shrinks:
+        assert all(x is not y for x, y in zip(before, after))
+
+
+def test_reorder_moves_the_recurrent_rows_only():
+    model = tiny_model(18, VOCAB)
+    src, lengths = tensors(random_ids(2, VOCAB, 3, 6, seed=711))
+    state = model.encode(src, lengths).select(torch.tensor([0, 0, 1, 1]))  # 2 beams per sentence
+    index = torch.tensor([1, 1, 3, 2])
+    moved, selected = state.reorder(index), state.select(index)
+    for name in ("h", "c", "feed", "memory", "keys", "mask"):
+        assert torch.equal(getattr(moved, name), getattr(selected, name)), name
+    assert moved.memory is state.memory and moved.keys is state.keys and moved.mask is state.mask
+    ens = Ensemble([model, model]).encode(src, lengths).select(torch.tensor([0, 0, 1, 1]))
+    moved = ens.reorder(index)
+    assert isinstance(moved, EnsembleState)
+    assert all(
+        m.memory is s.memory and torch.equal(m.h, s.h[:, index]) for m, s in zip(moved.states, ens.states)
+    )

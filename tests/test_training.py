@@ -260,3 +260,104 @@ def test_logged_training_loss_decreases(reference_run):
     assert losses[-1] < losses[0]
     dev = dev_losses(run_a)
     assert dev[-1] < dev[0]
+
+
+# ---- the GPU path, emulated on the CPU -----------------------------------------------------------
+
+
+def test_resuming_with_fp16_skips_the_empty_state_of_a_disabled_scaler(reference_run, tmp_path, monkeypatch):
+    """An fp32 (or bf16) run saves its disabled scaler as {}; resuming it with an enabled scaler (fp16)
+    keeps the fresh scaler instead of raising."""
+    import seq2seq.training as training
+
+    recipe, run_a = reference_run
+    run = copy_run(run_a, tmp_path / "fp16")
+    assert ckpt(run)["scaler"] == {}
+    enabled = torch.amp.GradScaler("cpu", enabled=True, init_scale=512.0)  # CPU stand-in for CUDA's
+    monkeypatch.setattr(training, "grad_scaler", lambda dtype: enabled)
+    trainer = build_trainer(load_config(recipe, [f"run_dir={run}", "max_steps=14"]), log=quiet)
+    assert trainer.resumed and trainer.progress.step == 12
+    assert trainer.parts.scaler is enabled and enabled.get_scale() == 512.0
+
+
+def test_resume_keeps_adams_step_counters_where_a_fresh_optimizer_keeps_them(
+    reference_run, tmp_path, monkeypatch
+):
+    """last.pt is loaded to the CPU (map_location=device put Adam's `step` counters on the GPU: two host
+    syncs per parameter per step); load_state_dict then places every state tensor."""
+    import seq2seq.loop as loop
+
+    recipe, run_a = reference_run
+    run = copy_run(run_a, tmp_path / "placed")
+    locations = []
+    real_load = loop.ckpt_io.load
+    monkeypatch.setattr(
+        loop.ckpt_io, "load", lambda path, *a, **k: locations.append((a, k)) or real_load(path, *a, **k)
+    )
+    trainer = build_trainer(load_config(recipe, [f"run_dir={run}"]), log=quiet)
+    assert trainer.resumed and locations == [((), {})], "loaded to the CPU (checkpoint.load's default)"
+    fresh = build_trainer(prepare(recipe, [f"run_dir={tmp_path / 'fresh'}"], spm_from=run_a), log=quiet)
+    for p in fresh.model.parameters():
+        p.grad = torch.zeros_like(p)
+    fresh.optimizer.step()
+    resumed, new = trainer.optimizer.state, fresh.optimizer.state
+    for p, q in zip(trainer.model.parameters(), fresh.model.parameters()):
+        for name, value in resumed[p].items():
+            assert (value.device, value.dtype) == (new[q][name].device, new[q][name].dtype), name
+        assert resumed[p]["exp_avg"].device == p.device
+
+
+def test_next_batches_are_collated_in_a_background_thread(reference_run, tmp_path, monkeypatch):
+    """Every step but an epoch's first takes batches prepared while the previous step ran; the run is
+    bit-identical to the reference run (which ran with the same mechanism: the resume tests compare
+    it with interrupted runs)."""
+    import threading
+
+    import seq2seq.loop as loop
+
+    recipe, run_a = reference_run
+    threads = []
+    real = loop.rank_shares
+    monkeypatch.setattr(
+        loop, "rank_shares", lambda *a, **k: threads.append(threading.current_thread().name) or real(*a, **k)
+    )
+    cfg = prepare(recipe, [f"run_dir={tmp_path / 'T'}"], spm_from=run_a)
+    assert train(cfg, log=quiet).step == 12
+    assert threads[0] == threading.main_thread().name
+    assert len(threads) == 12 and all(t.startswith("next-batch") for t in threads[1:]), threads
+    assert_same_tensors(ckpt(run_a)["model"], ckpt(cfg.run_path)["model"])
+
+
+def test_ahead_computes_synchronously_when_the_key_is_not_the_prepared_one():
+    import threading
+
+    from seq2seq.prefetch import Ahead
+
+    calls = {}
+    ahead = Ahead(lambda x: calls.setdefault(x, threading.current_thread().name) and x * 10)
+    assert ahead.get("a", (1,), "b", (2,)) == 10
+    assert ahead.get("b", (2,), "c", (3,)) == 20  # prepared in the background
+    assert ahead.get("x", (5,)) == 50  # not what was prepared ("c" is dropped): computed now
+    ahead.close()
+    main = threading.main_thread().name
+    assert calls[1] == main and calls[2].startswith("next-batch") and calls[5] == main
+    failing = Ahead(lambda x: 1 // x)
+    failing.get("a", (1,), "b", (0,))
+    with pytest.raises(ZeroDivisionError):  # the thread's error surfaces in the loop
+        failing.get("b", (0,))
+    failing.close()
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_the_log_says_which_precision_auto_chose_and_why(reference_run, tmp_path, monkeypatch, native):
+    recipe, run_a = reference_run
+    run = copy_run(run_a, tmp_path / f"auto-{native}")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    messages: list[str] = []
+    train(load_config(recipe, [f"run_dir={run}", "precision=auto"]), log=messages.append)
+    lines = [m for m in messages if m.startswith("precision: ")]
+    if native:
+        assert lines == ["precision: bf16 autocast (auto: this CPU has native bf16, AVX512-BF16 or AMX)"]
+    else:
+        assert lines == ["precision: fp32 (auto: this CPU has no native bf16, AVX512-BF16 or AMX)"]
+    assert messages[0].startswith("resuming at step 12") and ("amp bfloat16" in messages[0]) == native
