@@ -102,6 +102,23 @@ def test_missing_tokenizer_package_is_one_line(monkeypatch):
     )
 
 
+def test_download_checks_the_bleu_tokenizer_before_anything(tmp_path: Path, monkeypatch):
+    """A Japanese target without MeCab fails in the first stage, not at the first validation."""
+    import seq2seq.evaluate as ev
+    from seq2seq.data import download
+
+    def no_mecab(**_kwargs):
+        raise RuntimeError(
+            "Japanese tokenization requires extra dependencies.\n    pip install sacrebleu[ja]"
+        )
+
+    monkeypatch.setattr(ev.sacrebleu.metrics, "BLEU", no_mecab)
+    cfg = from_dict(tiny_recipe_dict(tmp_path, data={"tgt_lang": "ja"}))
+    with pytest.raises(UserError) as err:
+        download(cfg, log=lambda _: None)
+    assert "'ja-mecab'" in str(err.value) and not cfg.data_dir.exists()
+
+
 def test_dev_bleu_of_training_uses_the_target_language(tmp_path: Path, monkeypatch):
     """The validation of the training loop scores with the recipe's target language and setting."""
     from seq2seq import loop

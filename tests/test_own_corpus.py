@@ -120,8 +120,7 @@ def test_readme_has_the_four_recipes():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["my-text.yaml", "my-tsv.yaml", "my-jsonl.yaml", "my-hub.yaml"])
-def test_readme_recipe_end_to_end(name: str, tmp_path: Path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the recipes' paths are relative to where seq2seq runs
+def test_readme_recipe_end_to_end(name: str, tmp_path: Path):
     recipe = tmp_path / name
     recipe.write_text(readme_recipes()[name], encoding="utf-8")
     kind = yaml.safe_load(recipe.read_text())["data"]["source"]
@@ -137,6 +136,12 @@ def test_readme_recipe_end_to_end(name: str, tmp_path: Path, monkeypatch):
 
 
 # ---------------------------------------------------------------- new-recipe
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch):
+    """Every recipe here puts its data/<name>/ under the folder seq2seq runs in: tmp_path."""
+    monkeypatch.chdir(tmp_path)
 
 
 def _spec(tmp_path: Path, kind: str, test: bool = True, **kw) -> NewRecipe:
@@ -252,7 +257,7 @@ def test_new_recipe_errors(tmp_path: Path, change: str, needle: str):
 
 
 @pytest.mark.slow
-def test_new_recipe_cli_then_pipeline(tmp_path: Path, monkeypatch):
+def test_new_recipe_cli_then_pipeline(tmp_path: Path):
     _write_corpus(tmp_path / "corpus", "tsv")
     proc = subprocess.run(
         [sys.executable, "-m", "seq2seq", "new-recipe", "ours", "--src-lang", "de", "--tgt-lang", "en"]
@@ -266,6 +271,5 @@ def test_new_recipe_cli_then_pipeline(tmp_path: Path, monkeypatch):
     assert proc.stdout.strip() == "wrote ours.yaml; next: make train RECIPE=ours.yaml"
     cfg = load_config(tmp_path / "ours.yaml")
     assert (cfg.data.url, cfg.data.file_pattern, cfg.data.src_field) == ("corpus", "{split}.tsv", "0")
-    monkeypatch.chdir(tmp_path)
     cfg, results = _pipeline(Path("ours.yaml"))
     _check_run(cfg, results, _pairs())
