@@ -34,6 +34,7 @@ $(INSTALLED): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VENV)/bin/python -m pip uninstall -q -y seq2seq 2>/dev/null || true  # the old distribution name
 	$(VENV)/bin/python -m pip install -q -e '.[dev]'
 	touch $@
 

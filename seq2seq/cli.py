@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from seq2seq import __version__
 from seq2seq.config import OUTPUT_FORMATS
 from seq2seq.errors import UserError
 
@@ -22,7 +23,7 @@ def _config(recipe: Path, overrides):
 
 
 @click.group(context_settings=CONTEXT)
-@click.version_option(package_name="seq2seq")
+@click.version_option(version=__version__, prog_name="seq2seq")
 def cli():
     """Neural machine translation: bidirectional-GRU encoder, attention LSTM decoder.
 
@@ -69,7 +70,7 @@ def train(recipe, overrides):
 
 
 @cli.command()
-@RECIPE
+@click.argument("target", type=click.Path(path_type=Path), metavar="RECIPE|RUN_DIR")
 @OVERRIDES
 @click.option(
     "--checkpoint",
@@ -77,11 +78,98 @@ def train(recipe, overrides):
     metavar="NAME",
     help="Checkpoint in <run_dir>/checkpoints: best, last, average, ... (default: decode.checkpoint).",
 )
-def evaluate(recipe, overrides, checkpoint):
-    """Beam-search the test splits, score sacreBLEU BLEU and chrF, write results.json."""
-    from seq2seq.evaluate import evaluate as run
+@click.option(
+    "--src", "src", type=click.Path(dir_okay=False, path_type=Path), help="With RUN_DIR: source file."
+)
+@click.option(
+    "--ref",
+    "refs",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With RUN_DIR: reference file, one line per source line; repeat it for several references.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With RUN_DIR: also write the translations to this file.",
+)
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text", help="text or json.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+def evaluate(target, overrides, checkpoint, src, refs, output, fmt, as_json):
+    """Score sacreBLEU BLEU and chrF, printing their signatures.
 
-    run(_config(recipe, overrides), checkpoint)
+    RECIPE: beam-search the recipe's test splits, write <run_dir>/results.json.
+    RUN_DIR --src FILE --ref FILE [--ref FILE2 ...]: translate FILE with the run and score it
+    against the references (overrides such as beam_size=8 apply to the run's settings).
+    """
+    from seq2seq.evaluate import evaluate_command
+
+    evaluate_command(target, overrides, checkpoint, src, refs, output, "json" if as_json else fmt)
+
+
+@cli.command("new-recipe")
+@click.argument("name")
+@click.option("--src-lang", required=True, help="Source language code, e.g. de (also a file suffix).")
+@click.option(
+    "--tgt-lang", required=True, help="Target language code, e.g. en (also picks the BLEU tokenizer)."
+)
+@click.option(
+    "--train",
+    "train_prefix",
+    required=True,
+    metavar="PREFIX",
+    help="PREFIX.de + PREFIX.en, or PREFIX.tsv / .jsonl.",
+)
+@click.option("--dev", "dev_prefix", required=True, metavar="PREFIX", help="Dev split, as --train.")
+@click.option(
+    "--test", "test_prefix", default=None, metavar="PREFIX", help="Test split, as --train (optional)."
+)
+@click.option(
+    "--src-field", default="", help="tsv/jsonl: the source column or field (default: found from line 1)."
+)
+@click.option("--tgt-field", default="", help="tsv/jsonl: the target column or field.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Recipe file or folder (default: ./NAME.yaml).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing recipe file.")
+def new_recipe(
+    name, src_lang, tgt_lang, train_prefix, dev_prefix, test_prefix, src_field, tgt_field, output, force
+):
+    """Write a recipe for your own corpus, every key spelled out with its default and a comment."""
+    from seq2seq.newrecipe import NewRecipe
+    from seq2seq.newrecipe import new_recipe as run
+
+    prefixes = {"train": train_prefix, "dev": dev_prefix, **({"test": test_prefix} if test_prefix else {})}
+    spec = NewRecipe(name, src_lang, tgt_lang, prefixes, output, src_field, tgt_field, force)
+    path = run(spec)
+    click.echo(f"wrote {path}; next: make train RECIPE={path}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    help="Copy NAME here.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def recipes(name, out_dir, force):
+    """List the recipes shipped with seq2seq, or copy recipe NAME into OUT_DIR."""
+    from seq2seq.recipebook import copy_recipe, list_recipes
+
+    if name:
+        click.echo(f"wrote {copy_recipe(name, out_dir, force)}")
+        return
+    for recipe, summary in list_recipes():
+        click.echo(f"{recipe:24s} {summary}")
 
 
 @cli.command("config")

@@ -30,16 +30,18 @@ class DataConfig:
     src_lang: str = "en"
     tgt_lang: str = "de"
     # our split name -> the source's split name (hub) or file stem (text/tsv/jsonl).
-    # "train" and "dev" are required; every other entry is a test set.
+    # "train" and "dev" are required; every other entry is a test set (none: nothing to score).
     splits: dict = field(default_factory=lambda: {"train": "train", "dev": "dev", "test": "test"})
-    # hub: dataset id and config; text/tsv/jsonl: where the files live (URL prefix or folder)
+    # hub: dataset id and config
     dataset: str = ""
     dataset_config: Optional[str] = None
+    # text/tsv/jsonl: where the files live (a folder or a URL prefix; "": file_pattern/splits hold the paths)
     url: str = ""
-    # text: "{split}.{lang}.gz"; tsv/jsonl: "{split}.jsonl"; hub with a mirror: "{split}.jsonl"
+    # text: "{split}.{lang}" or "{split}.{lang}.gz"; tsv: "{split}.tsv"; jsonl: "{split}.jsonl";
+    # hub with a mirror: not needed (the Hub's file layouts are found), or a glob such as "{split}-*.parquet"
     file_pattern: str = "{split}.{lang}"
-    # hub/jsonl: column names of the two sides ("translation.de" reaches into a dict column);
-    # tsv: column indices as strings ("0", "1")
+    # hub/jsonl: field names of the two sides ("translation.de" reaches into a dict column);
+    # tsv: column numbers ("0", "1") for a file without a header row, or the header row's names
     src_field: str = ""
     tgt_field: str = ""
     # embedded corpus sizes and seed
@@ -120,6 +122,9 @@ class DecodeConfig:
     batch_size: int = 64  # sentences per decoding batch
     n_best: int = 1
     checkpoint: str = "best"  # best | last | average | step-NNNNNNNN (a file in <run_dir>/checkpoints)
+    # sacreBLEU tokenizer of BLEU (test scores and the dev BLEU of training): auto picks it from
+    # data.tgt_lang as sacreBLEU's -l/trg_lang does (zh -> zh, ja -> ja-mecab, ko -> ko-mecab, else 13a)
+    bleu_tokenize: str = "auto"  # auto | 13a | intl | zh | char | none | ja-mecab | ko-mecab | spm | ...
     # as train.compile, for the search step (greedy and beam); reduce-overhead and max-autotune
     # replay it as CUDA graphs
     compile_search: str = "off"
@@ -167,6 +172,9 @@ CHOICES = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.compile": ("off", "default", "reduce-overhead", "max-autotune"),
     "decode.compile_search": ("off", "default", "reduce-overhead", "max-autotune"),
+    # sacreBLEU's BLEU tokenizers (tests/test_evaluate.py checks them against sacrebleu's list)
+    "decode.bleu_tokenize": ("auto", "13a", "intl", "zh", "char", "none", "ja-mecab", "ko-mecab")
+    + ("spm", "flores101", "flores200"),
 }
 
 
@@ -283,8 +291,6 @@ def _validate_relations(cfg: Config) -> None:
 def _validate_data(cfg: Config) -> None:
     if "train" not in cfg.data.splits or "dev" not in cfg.data.splits:
         raise UserError("config key 'data.splits' must name a 'train' and a 'dev' split")
-    if not cfg.test_sets:
-        raise UserError("config key 'data.splits' must name at least one test split besides train and dev")
     for split, size in cfg.data.embedded_sizes.items():
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise UserError(

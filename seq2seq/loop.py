@@ -143,7 +143,7 @@ class Trainer:
         loss = dev_loss(self.parts, d, self.cfg.train.batch_tokens)
         dc = dataclasses.replace(self.cfg.decode, beam_size=self.cfg.train.valid_beam, n_best=1)
         hyps = self.translator.translate(d.dev_lines, dc)  # in full precision, as evaluate and translate do
-        bleu = score(hyps, d.dev_refs)["bleu"]
+        bleu = score(hyps, d.dev_refs, self.cfg.data.tgt_lang, self.cfg.decode.bleu_tokenize)["bleu"]
         for i in range(min(self.cfg.train.samples, len(hyps))):
             self.log(f"  sample {i}: {d.dev_lines[i]!r} -> {hyps[i]!r} (ref {d.dev_refs[i]!r})")
         self.model.train()

@@ -294,7 +294,7 @@ def test_bad_choice(tiny_recipe: Path, override: str, key: str):
         (["share_embeddings=true", "joint=false"], "model.share_embeddings"),
         (["attention=dot"], "model.attention"),  # tiny recipe: dec_hidden 24 != 2 * enc_hidden 16
         (["lr_schedule=cosine", "max_steps=0"], "train.lr_schedule"),
-        (["splits={train: a, dev: b}"], "data.splits"),
+        (["splits={train: a, test: b}"], "data.splits"),  # no dev split
         (["embedded_sizes={train: 5, dev: 5}"], "data.embedded_sizes"),
         (["source=hub"], "data.dataset"),
         (["source=jsonl"], "data.src_field"),
