@@ -27,6 +27,7 @@ import zlib
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from seq2seq import rundir
 from seq2seq.config import Config
 from seq2seq.errors import UserError
 from seq2seq.fileio import AtomicOutput, atomic_write_text, read_lines
@@ -247,6 +248,14 @@ def _sha256(path: Path) -> str:
 
 
 def download(
+    cfg: Config, mirror: Optional[str | os.PathLike] = None, log: Callable[[str], None] = print
+) -> dict:
+    """:func:`_download` holding ``data_dir`` (the lock and ownership of seq2seq/rundir.py)."""
+    with rundir.claim(cfg.data_dir, cfg, "data"):
+        return _download(cfg, mirror, log)
+
+
+def _download(
     cfg: Config, mirror: Optional[str | os.PathLike] = None, log: Callable[[str], None] = print
 ) -> dict:
     """Run the download stage; returns the manifest (also written to ``<data_dir>/manifest.json``).
