@@ -251,7 +251,7 @@ def download(
     cfg: Config, mirror: Optional[str | os.PathLike] = None, log: Callable[[str], None] = print
 ) -> dict:
     """:func:`_download` holding ``data_dir`` (the lock and ownership of seq2seq/rundir.py)."""
-    with rundir.claim(cfg.data_dir, cfg, "data"):
+    with rundir.claim(cfg.data_dir, cfg, "data", in_manifest=True):
         return _download(cfg, mirror, log)
 
 
@@ -272,6 +272,7 @@ def _download(
         "src_lang": cfg.data.src_lang,
         "tgt_lang": cfg.data.tgt_lang,
         "mirror": str(mirror_path) if mirror_path else None,
+        "owner": rundir.owner_entry(cfg, out_dir, "data", in_manifest=True),  # seq2seq/rundir.py
         "files": {},
     }
     langs = (cfg.data.src_lang, cfg.data.tgt_lang)

@@ -211,6 +211,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise UserError(f"could not write {path}: {e.strerror or e}") from None
 
 
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Append ``text`` (UTF-8) to a log file; an OSError names the file (a full disk otherwise names none)."""
+    try:
+        with open(path, "a", **_TEXT) as f:
+            f.write(text)
+    except OSError as e:
+        raise _named(e, Path(path)) from None
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """:func:`atomic_write_bytes` of ``text`` in UTF-8 (no newline translation)."""
     atomic_write_bytes(path, text.encode("utf-8"))

@@ -7,7 +7,8 @@
   once with a one-line error naming the holder's PID and stage, which the lock file records. The
   lock file is removed on release. Under torchrun only rank 0 locks (the other ranks are the same job
   and write nothing).
-* an ownership record, ``<folder>/owner.json``: the recipe file that first wrote the folder (its
+* an ownership record, ``<folder>/owner.json`` (a corpus folder: the "owner" entry of the
+  manifest.json that the download stage writes): the recipe file that first wrote the folder (its
   absolute path, so a copied run stays its own, and its path relative to the folder, so does a
   checkout moved with its runs) and the settings of the stages that wrote it. A stage of another
   recipe file (two recipes with the same file name share ``data/<name>/``) is refused with a message
@@ -36,6 +37,7 @@ from seq2seq.stamps import STAGE_KEYS
 
 LOCK = ".lock"
 OWNER = "owner.json"
+MANIFEST = "manifest.json"  # a corpus folder's: its "owner" key is the record (seq2seq/data.py)
 
 
 def main_process() -> bool:
@@ -115,14 +117,16 @@ def load_run_config(run_dir: Path) -> Config:
 
 
 # ---- ownership -----------------------------------------------------------------------------------
-def read_owner(folder: Path) -> dict:
-    path = folder / OWNER
+def read_owner(folder: Path, in_manifest: bool = False) -> dict:
+    """The ownership record of ``folder``: owner.json, or (a corpus folder) manifest.json's "owner"."""
+    path = folder / (MANIFEST if in_manifest else OWNER)
     if not path.is_file():
         return {}
     try:
         owner = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         return {}  # damaged: treated as unowned, rewritten by the next stage that succeeds
+    owner = owner.get("owner") if in_manifest and isinstance(owner, dict) else owner
     return owner if isinstance(owner, dict) else {}
 
 
@@ -146,43 +150,57 @@ def check_recipe(folder: Path, cfg: Optional[Config], owner: dict) -> None:
     mine, theirs = _recipe(cfg, folder), owner.get("recipe")
     if mine is None or not isinstance(theirs, dict) or any(mine[k] == theirs.get(k) for k in mine):
         return
-    where = "data.dir=..." if (folder / "manifest.json").is_file() else "run_dir=..."
+    corpus = (folder / MANIFEST).is_file()
+    where, record_file = ("data.dir=...", MANIFEST) if corpus else ("run_dir=...", OWNER)
     raise UserError(
         f"{folder} belongs to recipe {theirs.get('path')}, not {mine['path']}: give this recipe its own "
-        f"folder ({where}), or delete {folder / OWNER} to hand it over"
+        f"folder ({where}), or delete {folder / record_file} to hand it over"
     )
 
 
-def record(folder: Path, cfg: Optional[Config], stage: str) -> None:
-    """Write down that ``stage`` of ``cfg``'s recipe wrote into ``folder``."""
-    if cfg is None:
-        return
-    owner = read_owner(folder)
-    new = dict(owner)
+def owner_entry(cfg: Config, folder: Path, stage: str, in_manifest: bool = False) -> dict:
+    """The ownership record of ``folder`` once ``stage`` of ``cfg``'s recipe has written into it (the
+    first recipe stays the owner). The download stage puts it into its manifest itself."""
+    new = dict(read_owner(folder, in_manifest))
     if new.get("recipe") is None:
         new["recipe"] = _recipe(cfg, folder)
     new["name"] = new.get("name") or cfg.name
-    new.setdefault("stages", {})[stage] = stage_settings(cfg, stage) if stage in STAGE_KEYS else {}
-    if new != owner:
+    new["stages"] = {
+        **new.get("stages", {}),
+        stage: stage_settings(cfg, stage) if stage in STAGE_KEYS else {},
+    }
+    return new
+
+
+def record(folder: Path, cfg: Optional[Config], stage: str) -> None:
+    """Write down (owner.json) that ``stage`` of ``cfg``'s recipe wrote into ``folder``."""
+    if cfg is None:
+        return
+    new = owner_entry(cfg, folder, stage)
+    if new != read_owner(folder):
         atomic_write_text(folder / OWNER, json.dumps(new, indent=2, ensure_ascii=False) + "\n")
 
 
 @contextlib.contextmanager
-def claim(folder: Path, cfg: Optional[Config], stage: str, create: bool = True) -> Iterator[dict]:
+def claim(
+    folder: Path, cfg: Optional[Config], stage: str, create: bool = True, in_manifest: bool = False
+) -> Iterator[dict]:
     """Lock ``folder``, check that it is ``cfg``'s recipe's, remove stale temporary files, run the
-    block (it gets the ownership record as it was), then record the stage. A torchrun rank other than
-    0 does none of this; nor does a stage that needs an existing folder (``create`` False) when there
+    block (it gets the ownership record as it was), then record the stage (``in_manifest``: the
+    stage writes :func:`owner_entry` into its manifest.json itself). A torchrun rank other than 0
+    does none of this; nor does a stage that needs an existing folder (``create`` False) when there
     is none (it fails on its own, and nothing is created)."""
     folder = Path(folder)
     if not main_process() or (not create and not folder.is_dir()):
         yield {}
         return
     with lock(folder, stage):
-        owner = read_owner(folder)
+        owner = read_owner(folder, in_manifest)
         check_recipe(folder, cfg, owner)
         remove_stale(folder)
         yield owner
-        record(folder, cfg, stage)
+        if not in_manifest:
+            record(folder, cfg, stage)
 
 
 def check_spm(run_dir: Path, cfg: Config, owner: dict) -> None:

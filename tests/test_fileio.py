@@ -337,3 +337,10 @@ def test_remove_stale_temps_all_names_and_legacy(tmp_path):
     assert not files[0].exists() and not folder.exists() and files[1].exists()
     fileio.remove_stale_temps(tmp_path, legacy=True)
     assert not files[1].exists() and keep.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (writes fail with ENOSPC)")
+def test_appending_to_a_full_disk_names_the_file():
+    with pytest.raises(OSError) as e:
+        fileio.append_text("/dev/full", "a log line\n")
+    assert e.value.errno == 28 and e.value.filename == "/dev/full"
