@@ -5,16 +5,25 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from seq2seq import rundir
+from seq2seq.coerce import check_name
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_bytes
 
 FORMAT_VERSION = 1
+TRAINING_OWNS = re.compile(r"best|last|step-\d+")  # names the train stage writes and resumes from
+
+
+def checkpoint_path(run_dir: str | os.PathLike, name: str, label: str = "checkpoint") -> Path:
+    """``<run_dir>/checkpoints/<name>.pt`` for a plain ``name`` (never a path: ``../x`` is refused)."""
+    return Path(run_dir) / "checkpoints" / f"{check_name(label, name)}.pt"
 
 
 def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
@@ -75,6 +84,8 @@ def average(paths: list[Path], out: Path) -> dict[str, Any]:
     for path, c in zip(paths[1:], ckpts[1:]):
         if c["model"].keys() != first.keys() or any(c["model"][k].shape != v.shape for k, v in first.items()):
             raise UserError(f"{path} holds a different model than {paths[0]}: cannot average them")
+        if c.get("tokenizers") != ckpts[0].get("tokenizers"):
+            raise UserError(f"{path} was trained with other tokenizers than {paths[0]}: cannot average them")
     model = {}
     for key, value in first.items():
         if value.is_floating_point():
@@ -94,14 +105,25 @@ def average(paths: list[Path], out: Path) -> dict[str, Any]:
 
 def average_run(run_dir: Path, names: list[str], last_n: int, out_name: str) -> tuple[list[Path], Path]:
     """Average the checkpoints ``names`` of a run (default: its newest ``last_n`` step-*.pt) into
-    ``checkpoints/<out_name>.pt``; returns (the averaged files, the output)."""
-    folder = Path(run_dir) / "checkpoints"
-    paths = [folder / f"{n}.pt" for n in names] if names else sorted(folder.glob("step-*.pt"))[-last_n:]
+    ``checkpoints/<out_name>.pt``, holding the run directory; returns (the averaged files, the output).
+    ``out_name`` is never one that training writes (best, last, step-N)."""
+    out = checkpoint_path(run_dir, out_name, "-o/--output")
+    if TRAINING_OWNS.fullmatch(out_name):
+        raise UserError(
+            f"-o/--output: {out_name}.pt belongs to training (best, last and step-N are its own): "
+            f"choose another name, e.g. -o average"
+        )
+    paths = [checkpoint_path(run_dir, n, "--checkpoints") for n in names]
+    with rundir.claim(Path(run_dir), None, "average", create=False):
+        return _average_run(Path(run_dir) / "checkpoints", paths, last_n, out)
+
+
+def _average_run(folder: Path, paths: list[Path], last_n: int, out: Path) -> tuple[list[Path], Path]:
+    paths = paths or sorted(folder.glob("step-*.pt"))[-last_n:]
     if not paths:
         raise UserError(
             f"no step-*.pt checkpoints in {folder}: train with keep_checkpoints=N, or name them "
             f"with --checkpoints"
         )
-    out = folder / f"{out_name}.pt"
     average(paths, out)
     return paths, out

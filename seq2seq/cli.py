@@ -9,6 +9,7 @@ import click
 
 from seq2seq import __version__
 from seq2seq.cli_recipes import new_recipe, recipes
+from seq2seq.clitypes import Group, PipeClosed, Setting, silence_stdout
 from seq2seq.config import OUTPUT_FORMATS
 from seq2seq.errors import UserError
 
@@ -23,7 +24,7 @@ def _config(recipe: Path, overrides):
     return load_config(recipe, list(overrides))
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.version_option(version=__version__, prog_name="seq2seq")
 def cli():
     """Neural machine translation: bidirectional-GRU encoder, attention LSTM decoder.
@@ -152,18 +153,22 @@ def config_cmd(recipe, overrides, stamps):
     help="Output file, one translation per input line (default: standard output).",
 )
 @click.option(
-    "-b", "--beam-size", type=click.IntRange(1), default=None, help="Beam size (default: the run's)."
+    "-b",
+    "--beam-size",
+    type=Setting("decode.beam_size"),
+    default=None,
+    help="Beam size (default: the run's).",
 )
 @click.option(
     "-a",
     "--length-penalty",
-    type=click.FloatRange(0),
+    type=Setting("decode.length_penalty"),
     default=None,
     help="GNMT length penalty alpha (default: the run's).",
 )
 @click.option(
     "--n-best",
-    type=click.IntRange(1),
+    type=Setting("decode.n_best"),
     default=1,
     help="Hypotheses per input line (needs --format json "
     "or prints them tab-separated with scores when above 1).",
@@ -175,7 +180,9 @@ def config_cmd(recipe, overrides, stamps):
     default="text",
     help="text: one translation per line; json: one JSON object per line with hypotheses and scores.",
 )
-@click.option("--batch-size", type=click.IntRange(1), default=None, help="Sentences per decoding batch.")
+@click.option(
+    "--batch-size", type=Setting("decode.batch_size"), default=None, help="Sentences per decoding batch."
+)
 @click.option(
     "--checkpoint",
     default="best",
@@ -222,7 +229,7 @@ def translate(
         fmt=fmt,
         replace_invalid=replace_invalid,
         attention_png=attention_png,
-        interactive=input_path is None and sys.stdin.isatty(),
+        interactive=input_path is None and sys.stdin is not None and sys.stdin.isatty(),
     )
     run(
         list(run_dirs),
@@ -309,9 +316,19 @@ def average(run_dir, last_n, names, out_name):
 @cli.command("tune-decode")
 @RECIPE
 @OVERRIDES
-@click.option("--beams", default="1,3,5,8", show_default=True, help="Beam sizes, comma-separated.")
 @click.option(
-    "--alphas", default="0,0.6,1.0,1.5", show_default=True, help="Length penalties, comma-separated."
+    "--beams",
+    type=Setting("decode.beam_size", many=True),
+    default="1,3,5,8",
+    show_default=True,
+    help="Beam sizes, comma-separated.",
+)
+@click.option(
+    "--alphas",
+    type=Setting("decode.length_penalty", many=True),
+    default="0,0.6,1.0,1.5",
+    show_default=True,
+    help="Length penalties, comma-separated.",
 )
 @click.option(
     "--split", default="dev", show_default=True, help="Held-out split to tune on (never a test set)."
@@ -320,14 +337,7 @@ def tune_decode(recipe, overrides, beams, alphas, split):
     """Sweep beam size x length penalty on the dev split; writes <run_dir>/tune-decode.<split>.tsv."""
     from seq2seq.evaluate import tune_decode as run
 
-    try:
-        beam_list = [int(b) for b in beams.split(",")]
-        alpha_list = [float(a) for a in alphas.split(",")]
-    except ValueError:
-        raise UserError("--beams takes integers and --alphas numbers, comma-separated") from None
-    if any(b < 1 for b in beam_list) or any(a < 0 for a in alpha_list):
-        raise UserError("--beams must be >= 1 and --alphas >= 0")
-    run(_config(recipe, overrides), beam_list, alpha_list, split)
+    run(_config(recipe, overrides), beams, alphas, split)
 
 
 cli.add_command(new_recipe)
@@ -343,14 +353,16 @@ def main(argv=None) -> None:
     except click.exceptions.Abort:  # click's form of KeyboardInterrupt (no prompts are used)
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # usage errors: one line too
+        hint = f" (see {e.ctx.command_path} -h)" if isinstance(e, click.UsageError) and e.ctx else ""
+        click.echo(f"error: {e.format_message()}{hint}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except BrokenPipeError:
+    except (PipeClosed, BrokenPipeError):  # like a Unix filter killed by SIGPIPE: quiet, 128 + 13
+        silence_stdout()
         sys.exit(141)
     except OSError as e:
-        click.echo(f"error: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", err=True)
+        click.echo(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
         sys.exit(1)

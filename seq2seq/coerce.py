@@ -5,12 +5,51 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from typing import Any
 
 import yaml
 
 from seq2seq.errors import UserError
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases (``*name``): a few lines of aliases can expand to billions of values (an
+    "alias bomb"), and a recipe never needs them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a recipe", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` without aliases: the one way recipe values are parsed (files and overrides)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_error(e: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where it is."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem:
+        mark = e.problem_mark
+        return f"{e.problem}" + (f" (line {mark.line + 1}, column {mark.column + 1})" if mark else "")
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # a file name: no separators, no "..", not hidden
+
+
+def check_name(label: str, value) -> str:
+    """``value`` if it can be used as (part of) a file name in a run directory, else a UserError."""
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise UserError(
+            f"{label}: {value!r} is not a plain name (letters, digits, '_', '-', '.'; no path separators or '..')"
+        )
+    return value
 
 
 def coerce(key: str, value: Any, typ: Any) -> Any:
@@ -54,12 +93,18 @@ def coerce(key: str, value: Any, typ: Any) -> Any:
             raise UserError(f"config key '{key}': expected a string, got {value!r}")
         return str(value)
     if typ is dict:
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
+        value = _parse_mapping(key, value) if isinstance(value, str) else value
         if not isinstance(value, dict):
             raise UserError(f"config key '{key}': expected a mapping, got {value!r}")
         return {str(k): v for k, v in value.items()}
     raise AssertionError(f"unsupported config type {typ} for {key}")
+
+
+def _parse_mapping(key: str, text: str):
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as e:
+        raise UserError(f"config key '{key}': expected a mapping, not valid YAML: {yaml_error(e)}") from None
 
 
 def build(cls, values: dict, prefix: str, sections: dict):
@@ -110,7 +155,9 @@ def nest_overrides(overrides, sections: dict, root) -> dict:
         top_level = tuple(k for k in typing.get_type_hints(root) if k not in sections)
         parts = resolve_key(key.strip(), sections, top_level)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_yaml(raw) if raw.strip() else ""
+        except yaml.composer.ComposerError as e:  # an alias
+            raise UserError(f"override '{item}': {yaml_error(e)}") from None
         except yaml.YAMLError:
             value = raw  # not YAML ("{split}.{lang}"): the text itself, checked by type below
         owner = sections[parts[0]] if len(parts) == 2 else root

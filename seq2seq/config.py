@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
-from seq2seq.coerce import build, merge, nest_overrides
+from seq2seq.coerce import build, check_name, coerce, load_yaml, merge, nest_overrides, yaml_error
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text
 
@@ -100,7 +99,7 @@ class TrainConfig:
     min_lr: float = 1e-5
     valid_beam: int = 1  # beam size for dev BLEU (1 = greedy)
     samples: int = 3  # sample dev translations logged per validation
-    max_len: int = 100  # drop training pairs longer than this (subword pieces)
+    max_len: int = 100  # drop longer training pairs (subword pieces); cut longer source lines in decoding
     filter_ratio: float = 0.0  # drop pairs whose longer side exceeds this many times the shorter (0 = off)
     dedupe: bool = False  # drop repeated (source, target) training pairs
     threads: int = 0  # CPU threads, 0 = torch's default
@@ -139,6 +138,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    # not a setting: the recipe file load_config read (None for a config built in code); a run directory
+    # records it to tell its own recipe from another one of the same name (seq2seq/rundir.py)
+    recipe_path = None
 
     @property
     def data_dir(self) -> Path:
@@ -194,21 +196,31 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(values, dict):
-        raise UserError(f"recipe {path} must be a mapping of sections")
+    values = read_yaml(path, "recipe")
     values.setdefault("name", path.stem)
-    return from_dict(merge(values, parse_overrides(overrides), SECTIONS))
+    cfg = from_dict(merge(values, parse_overrides(overrides), SECTIONS))
+    cfg.recipe_path = path.resolve()
+    return cfg
+
+
+def read_yaml(path: Path, what: str) -> dict:
+    """A YAML mapping from ``path`` (empty file: {}); every problem a one-line UserError."""
+    try:
+        values = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{what} {path} is not valid YAML: {yaml_error(e)}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {path} is not valid YAML: not UTF-8 text (byte {e.start})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{what} {path} must be a mapping of sections")
+    return values
 
 
 # The allowed range of every number in a recipe, as an interval: "[" / "]" include the bound,
 # "(" / ")" exclude it. tests/test_config.py checks that every int and float field is listed.
 RANGES = {
     "data.embedded_seed": "[0, inf)",
-    "spm.vocab_size": "[1, inf)",
+    "spm.vocab_size": "[8, inf)",  # 4 special pieces + a few; the corpus's characters may need more
     "spm.character_coverage": "(0, 1]",
     "spm.input_sentence_size": "[0, inf)",
     "model.emb_dim": "[1, inf)",
@@ -242,9 +254,9 @@ RANGES = {
     "train.threads": "[0, inf)",
     "train.keep_checkpoints": "[0, inf)",
     "decode.beam_size": "[1, inf)",
-    "decode.length_penalty": "[0, inf)",
-    "decode.max_len_ratio": "(0, inf)",
-    "decode.max_len_offset": "[0, inf)",
+    "decode.length_penalty": "[0, 10]",
+    "decode.max_len_ratio": "(0, 10]",
+    "decode.max_len_offset": "[0, 1000]",
     "decode.batch_size": "[1, inf)",
     "decode.n_best": "[1, inf)",
 }
@@ -256,6 +268,23 @@ def in_range(value: float, interval: str) -> bool:
     above = value >= low if interval[0] == "[" else value > low
     below = value <= high if interval[-1] == "]" else value < high
     return above and below
+
+
+def check_setting(key: str, raw, name: str = ""):
+    """``raw`` (text or a number) as a value of the numeric config key ``key``, checked against RANGES:
+    what CLI flags go through. Errors name ``name`` (a flag) or the key."""
+    section, field_name = key.split(".")
+    typ = next(f.type for f in dataclasses.fields(SECTIONS[section]) if f.name == field_name)
+    typ = {"int": int, "float": float}.get(typ, typ)
+    label = name or f"config key '{key}'"
+    try:
+        value = coerce(key, raw.strip() if isinstance(raw, str) else raw, typ)
+    except UserError:
+        kind = "an integer" if typ is int else "a finite number"
+        raise UserError(f"{label}: expected {kind}, got {raw!r}") from None
+    if not in_range(value, RANGES[key]):
+        raise UserError(f"{label} must be in {RANGES[key]}, got {value!r}")
+    return value
 
 
 def _get(cfg: Config, key: str):
@@ -280,8 +309,12 @@ def _validate_relations(cfg: Config) -> None:
         raise UserError("config key 'train.lr_schedule': cosine needs train.max_steps")
     if cfg.model.share_embeddings and not cfg.spm.joint:
         raise UserError("config key 'model.share_embeddings' needs spm.joint: true")
-    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", cfg.decode.checkpoint):
-        raise UserError(f"config key 'decode.checkpoint': {cfg.decode.checkpoint!r} is not a checkpoint name")
+    check_name("config key 'decode.checkpoint'", cfg.decode.checkpoint)
+    check_name("config key 'name'", cfg.name)
+    if cfg.train.min_lr > cfg.train.lr:
+        raise UserError(
+            f"config key 'train.min_lr' must not exceed train.lr ({cfg.train.lr}), got {cfg.train.min_lr}"
+        )
     if cfg.decode.n_best > cfg.decode.beam_size:
         raise UserError("config key 'decode.n_best' must not exceed decode.beam_size")
     if cfg.model.attention == "dot" and cfg.model.dec_hidden != 2 * cfg.model.enc_hidden:
@@ -289,6 +322,12 @@ def _validate_relations(cfg: Config) -> None:
 
 
 def _validate_data(cfg: Config) -> None:
+    for split, source in cfg.data.splits.items():  # split names become file names: hyp.<split>.<lang>
+        check_name("config key 'data.splits'", split)
+        if not isinstance(source, str) or not source:
+            raise UserError(
+                f"config key 'data.splits': the source split of '{split}' must be a name (a string), got {source!r}"
+            )
     if "train" not in cfg.data.splits or "dev" not in cfg.data.splits:
         raise UserError("config key 'data.splits' must name a 'train' and a 'dev' split")
     for split, size in cfg.data.embedded_sizes.items():

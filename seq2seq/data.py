@@ -27,6 +27,7 @@ import unicodedata
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from seq2seq import rundir
 from seq2seq.config import Config
 from seq2seq.errors import UserError
 from seq2seq.fileio import AtomicOutput, atomic_write_text
@@ -173,6 +174,14 @@ def _sha256(path: Path) -> str:
 def download(
     cfg: Config, mirror: Optional[str | os.PathLike] = None, log: Callable[[str], None] = print
 ) -> dict:
+    """:func:`_download` holding ``data_dir`` (the lock and ownership of seq2seq/rundir.py)."""
+    with rundir.claim(cfg.data_dir, cfg, "data", in_manifest=True):
+        return _download(cfg, mirror, log)
+
+
+def _download(
+    cfg: Config, mirror: Optional[str | os.PathLike] = None, log: Callable[[str], None] = print
+) -> dict:
     """Run the download stage; returns the manifest (also written to ``<data_dir>/manifest.json``).
 
     Each split is streamed pair by pair into temporary files renamed into place at its end, so a
@@ -190,6 +199,7 @@ def download(
         "src_lang": cfg.data.src_lang,
         "tgt_lang": cfg.data.tgt_lang,
         "mirror": str(mirror_path) if mirror_path else None,
+        "owner": rundir.owner_entry(cfg, out_dir, "data", in_manifest=True),  # seq2seq/rundir.py
         "files": {},
     }
     langs = (cfg.data.src_lang, cfg.data.tgt_lang)

@@ -16,7 +16,8 @@ from typing import Callable, Optional
 
 import sacrebleu
 
-from seq2seq.config import Config
+from seq2seq import rundir
+from seq2seq.config import Config, check_setting
 from seq2seq.data import read_split
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text
@@ -80,7 +81,13 @@ def score(hyps: list[str], refs: list[str], tgt_lang: str = "", tokenize: str = 
 
 
 def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
-    """Translate every test split, write ``hyp.<split>.<lang>`` and ``results.json`` into the run directory."""
+    """Translate every test split, write ``hyp.<split>.<lang>`` and ``results.json`` into the run
+    directory (holding it); the files are written only once every split is decoded and scored."""
+    with rundir.claim(cfg.run_path, cfg, "eval", create=False):
+        return _evaluate(cfg, checkpoint, log)
+
+
+def _evaluate(cfg: Config, checkpoint: Optional[str], log: Callable[[str], None]) -> dict:
     from seq2seq.translator import Translator
 
     run = cfg.run_path
@@ -97,19 +104,25 @@ def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str],
         "device": str(translator.device),
         "tests": {},
     }
-    lines = []
+    lines, outputs = [], {}
     for split in cfg.test_sets:
         src, ref = read_split(cfg, split)
         start = time.perf_counter()
         hyps = translator.translate(src, dc, progress=True)
         seconds = time.perf_counter() - start
-        atomic_write_text(run / f"hyp.{split}.{cfg.data.tgt_lang}", "".join(h + "\n" for h in hyps))
+        outputs[run / f"hyp.{split}.{cfg.data.tgt_lang}"] = "".join(h + "
+" for h in hyps)
         s = score(hyps, ref, cfg.data.tgt_lang, dc.bleu_tokenize)
         s.update(sentences=len(src), decode_seconds=round(seconds, 2))
         results["tests"][split] = s
         lines += format_scores(split, s, dc.beam_size)
-    atomic_write_text(run / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(run / "results.txt", "\n".join(lines) + "\n")
+    outputs[run / "results.json"] = json.dumps(results, indent=2, ensure_ascii=False) + "
+"
+    outputs[run / "results.txt"] = "
+".join(lines) + "
+"
+    for path, text in outputs.items():  # the hyps, then results.json and results.txt
+        atomic_write_text(path, text)
     for line in lines:
         log(line)
     return results
@@ -231,18 +244,30 @@ def tune_decode(
     checkpoint: Optional[str] = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """BLEU on ``split`` for every beam size x length penalty; writes ``tune-decode.tsv`` and returns the best.
+    """BLEU on ``split`` for every beam size x length penalty; writes ``tune-decode.<split>.tsv`` (holding
+    the run directory) and returns the best. ``split``: dev, never a test set or train.
 
     The length penalty only re-ranks a beam's finished hypotheses (which ones finish does not depend
     on it), so each beam size is decoded once, keeping every finished hypothesis (at most K - 1 ended
     by EOS plus K cut at the length limit), and re-scored for every alpha.
     """
+    if split in cfg.test_sets:
+        raise UserError(f"tune-decode never tunes on a test set, and '{split}' is one: use --split dev")
+    if split not in cfg.data.splits or split == "train":
+        raise UserError(f"tune-decode needs a held-out split of data.splits, not '{split}'")
+    for beam in beams:
+        check_setting("decode.beam_size", beam, "--beams")
+    for alpha in alphas:
+        check_setting("decode.length_penalty", alpha, "--alphas")
+    with rundir.claim(cfg.run_path, cfg, "tune-decode", create=False):
+        return _tune(cfg, beams, alphas, split, checkpoint, log)
+
+
+def _tune(cfg: Config, beams, alphas, split: str, checkpoint: Optional[str], log) -> dict:
     import dataclasses
 
     from seq2seq.translator import Translator
 
-    if split not in cfg.data.splits or split == "train":
-        raise UserError(f"tune-decode needs a held-out split of data.splits, not '{split}'")
     translator = Translator.from_run_dirs(
         [cfg.run_path], checkpoint or cfg.decode.checkpoint, cfg.train.device
     )

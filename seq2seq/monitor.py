@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from seq2seq.fileio import atomic_write_text
+from seq2seq.fileio import append_text, atomic_write_text
 
 METRICS = "metrics.jsonl"
 
@@ -71,13 +71,11 @@ class Monitor:
             self.bar.write(msg, file=self.stream)
         else:
             print(msg, file=self.stream, flush=True)
-        with open(self.run_dir / "train.log", "a", encoding="utf-8") as f:
-            f.write(msg + "\n")
+        append_text(self.run_dir / "train.log", msg + "\n")
 
     def scalars(self, kind: str, step: int, values: dict[str, float]) -> None:
         """Record e.g. scalars("train", 100, {"loss": 2.3, "lr": 1e-3})."""
-        with open(self.run_dir / METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"kind": kind, "step": step, **values}) + "\n")
+        append_text(self.run_dir / METRICS, json.dumps({"kind": kind, "step": step, **values}) + "\n")
         if self.writer is not None:
             for name, value in values.items():
                 self.writer.add_scalar(f"{kind}/{name}", value, step)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from seq2seq.errors import UserError
+from seq2seq.fileio import AtomicOutput
 from seq2seq.monitor import read_metrics
 
 
@@ -17,6 +18,12 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, out: Path) -> None:
+    """The figure as a PNG, written atomically (seq2seq.fileio): never a half-written image."""
+    with AtomicOutput(out, binary=True) as f:
+        fig.savefig(f, format="png", dpi=110)
 
 
 def plot_curves(run_dir: Path, out: Path) -> Path:
@@ -40,8 +47,7 @@ def plot_curves(run_dir: Path, out: Path) -> Path:
         ax.grid(alpha=0.3)
     fig.suptitle(run_dir.name if run_dir.name != "run" else run_dir.parent.name)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    _save(fig, out)
     plt.close(fig)
     return out
 
@@ -65,8 +71,7 @@ def plot_attention(translator, line: str, out: Path) -> Path:
     ax.set_yticks(range(len(tgt)), tgt)
     ax.set(xlabel="source pieces", ylabel="output pieces")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    _save(fig, out)
     plt.close(fig)
     return out
 

@@ -5,26 +5,40 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 from seq2seq import checkpoint as ckpt_io
-from seq2seq.config import from_dict
 from seq2seq.errors import UserError
 from seq2seq.monitor import read_metrics
+from seq2seq.rundir import load_run_config
+
+
+def read_results(path: Path) -> dict:
+    """The test scores of a results.json, {split: {bleu, chrf, signature}}; damage is a one-line UserError."""
+    try:
+        tests = json.loads(path.read_text(encoding="utf-8"))["tests"]
+        return {
+            k: {"bleu": float(v["bleu"]), "chrf": float(v["chrf"]), "signature": str(v["bleu_signature"])}
+            for k, v in tests.items()
+        }
+    except UnicodeDecodeError:
+        reason = "not UTF-8 text"
+    except json.JSONDecodeError as e:
+        reason = f"not JSON: {e.msg} at line {e.lineno}"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        reason = "not the layout seq2seq evaluate writes"
+    raise UserError(f"{path} is damaged ({reason}): run seq2seq evaluate again")
 
 
 def run_info(run_dir: Path) -> dict:
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = from_dict(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
+    cfg = load_run_config(run_dir)
     info: dict = {"run_dir": str(run_dir), "name": cfg.name, "config": cfg.to_dict()}
     last = run_dir / "checkpoints" / "last.pt"
     if last.is_file():
         ckpt = ckpt_io.load(last)
         from seq2seq.model import build_model, count_parameters
+        from seq2seq.translator import checkpoint_model_config
 
-        info["parameters"] = count_parameters(build_model(cfg.model, ckpt["src_vocab"], ckpt["tgt_vocab"]))
+        model_cfg = checkpoint_model_config(ckpt, last)  # the checkpoint is the truth for the model
+        info["parameters"] = count_parameters(build_model(model_cfg, ckpt["src_vocab"], ckpt["tgt_vocab"]))
         info["vocab"] = {"source": ckpt["src_vocab"], "target": ckpt["tgt_vocab"]}
         info["progress"] = ckpt["progress"]
     dev = [m for m in read_metrics(run_dir) if m["kind"] == "dev"]
@@ -32,10 +46,7 @@ def run_info(run_dir: Path) -> dict:
         info["dev_bleu_history"] = [(m["step"], m["bleu"]) for m in dev]
     results = run_dir / "results.json"
     if results.is_file():
-        info["results"] = {
-            k: {"bleu": v["bleu"], "chrf": v["chrf"], "signature": v["bleu_signature"]}
-            for k, v in json.loads(results.read_text(encoding="utf-8"))["tests"].items()
-        }
+        info["results"] = read_results(results)
     return info
 
 

@@ -133,12 +133,17 @@ def build_pairs(
     for f in files:
         if not f.is_file():
             raise UserError(f"{f} not found: run the download stage first (seq2seq download / make data)")
-    with (
-        AtomicOutput(names["src"][0], binary=True) as src_out,
-        AtomicOutput(names["tgt"][0], binary=True) as tgt_out,
-    ):
-        stats, lens = _write_ids(cfg, files, src_tok, tgt_tok, {"src": src_out, "tgt": tgt_out}, dtype)
+    outs = {side: AtomicOutput(names[side][0], binary=True) for side in names}
+    try:
+        stats, lens = _write_ids(cfg, files, src_tok, tgt_tok, outs, dtype)
+    except BaseException:
+        for out in outs.values():
+            out.discard()
+        raise
+    # meta.json marks a complete set: gone while the four files are swapped in, written last
+    meta_path.unlink(missing_ok=True)
     for side in names:
+        outs[side].commit()
         buf = io.BytesIO()
         np.save(buf, np.frombuffer(lens[side], dtype=np.int32))
         atomic_write_bytes(names[side][1], buf.getvalue())

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import torch
 
+from seq2seq import rundir
 from seq2seq.compiled import training_loop
 from seq2seq.config import Config, TrainConfig
 from seq2seq.data import read_split
@@ -117,5 +118,6 @@ def build_trainer(cfg: Config, log: Optional[Callable[[str], None]] = None) -> T
 
 
 def train(cfg: Config, log: Optional[Callable[[str], None]] = None) -> Progress:
-    """Train (or resume) the run of ``cfg``; returns the final progress."""
-    return build_trainer(cfg, log).train()
+    """Train (or resume) the run of ``cfg``, holding its run directory (rank 0); returns the final progress."""
+    with rundir.claim(cfg.run_path, cfg, "train"):
+        return build_trainer(cfg, log).train()

@@ -39,8 +39,11 @@ def translate(
 ) -> int:
     """Load ``run_dirs`` (several: an ensemble) and translate as ``io`` says, with the runs' decode
     settings updated by ``decode_overrides`` (None values keep the run's). Returns lines written."""
-    if io.input is not None and not io.input.is_file():
-        raise UserError(f"input file not found: {io.input}")
+    check_input(io.input)
+    if io.input is None:
+        _std("stdin")  # closed: fail before loading anything
+    if io.output is None and not io.interactive:
+        _std("stdout")
     translator = Translator.from_run_dirs(run_dirs, checkpoint, pick_device(device, "--device"))
     dc = dataclasses.replace(
         translator.cfg.decode, **{k: v for k, v in decode_overrides.items() if v is not None}
@@ -48,15 +51,54 @@ def translate(
     if dc.n_best > dc.beam_size:
         dc = dataclasses.replace(dc, beam_size=dc.n_best)
     if io.interactive:
-        return interactive(translator, dc, io.fmt)
+        return interactive(translator, dc, io.fmt, io.replace_invalid)
     return translate_stream(translator, dc, io)
+
+
+def check_input(path: Optional[Path]) -> None:
+    """Anything readable is an input (a file, /dev/stdin, a pipe from ``<(...)``); a missing path or
+    a folder is not."""
+    if path is None:
+        return
+    if not path.exists():
+        raise UserError(f"input file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"input {path} is a folder, not a file")
+
+
+def _std(name: str):
+    """sys.stdin.buffer / sys.stdout, or a UserError when the process was started with it closed."""
+    stream = getattr(sys, name)
+    if stream is None:
+        flag = "-i FILE" if name == "stdin" else "-o FILE"
+        raise UserError(
+            f"standard {name[3:]}put is closed: nothing to {'read' if name == 'stdin' else 'write'} ({flag})"
+        )
+    return stream.buffer if name == "stdin" else stream
+
+
+def _stdout_write(text: str) -> None:
+    try:
+        _std("stdout").write(text)
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise type(e)(e.errno, e.strerror, "<stdout>") from None
+        raise
 
 
 def translate_stream(translator: Translator, dc: DecodeConfig, io: TranslateIO) -> int:
     """Translate ``io.input`` (or stdin) chunk by chunk into ``io.output`` (or stdout)."""
-    in_stream = open(io.input, "rb") if io.input else sys.stdin.buffer
-    out = AtomicOutput(io.output) if io.output else None
-    write = out.write if out else sys.stdout.write
+    try:
+        in_stream = open(io.input, "rb") if io.input else _std("stdin")
+    except OSError as e:
+        raise UserError(f"could not read {io.input}: {e.strerror or e}") from None
+    try:
+        out = AtomicOutput(io.output) if io.output else None
+    except BaseException:
+        if io.input:
+            in_stream.close()
+        raise
+    write = out.write if out else _stdout_write
     attention_png, count = io.attention_png, 0
     try:
         lines = read_lines(in_stream, str(io.input or "<stdin>"), io.replace_invalid)
@@ -76,7 +118,10 @@ def translate_stream(translator: Translator, dc: DecodeConfig, io: TranslateIO) 
                 write(format_line(translator, src, len(src_ids), h, io.fmt, dc.n_best) + "\n")
                 count += 1
             if out is None:
-                sys.stdout.flush()
+                try:
+                    sys.stdout.flush()
+                except OSError as e:
+                    raise type(e)(e.errno, e.strerror, "<stdout>") from None
     except BaseException:
         if out:
             out.discard()
@@ -89,8 +134,11 @@ def translate_stream(translator: Translator, dc: DecodeConfig, io: TranslateIO) 
     return count
 
 
-def interactive(translator: Translator, dc: DecodeConfig, fmt: str) -> int:
-    """A prompt that translates each line as it is typed; Ctrl-D ends it."""
+def interactive(translator: Translator, dc: DecodeConfig, fmt: str, replace_invalid: bool = False) -> int:
+    """A prompt that translates each line as it is typed; Ctrl-D ends it. A line that is not valid
+    UTF-8 is skipped with a warning (or its bad bytes replaced, with ``replace_invalid``): the session
+    goes on."""
+    sys.stdin.reconfigure(errors="replace" if replace_invalid else "surrogateescape")
     print(
         f"seq2seq: {translator.cfg.data.src_lang}->{translator.cfg.data.tgt_lang}, beam {dc.beam_size}; "
         f"type a sentence, Ctrl-D to quit",
@@ -103,6 +151,13 @@ def interactive(translator: Translator, dc: DecodeConfig, fmt: str) -> int:
         except EOFError:
             print(file=sys.stderr)
             return count
+        bad = next((i for i, c in enumerate(line) if "\udc80" <= c <= "\udcff"), None)
+        if bad is not None:
+            print(
+                f"warning: that line is not valid UTF-8 (character {bad + 1}): skipped; type it again",
+                file=sys.stderr,
+            )
+            continue
         ids = translator.src_tok.encode([line])
         hyps = translator.hypotheses_from_ids(ids, dc)[0]
         print(format_line(translator, line, len(ids[0]), hyps, fmt, dc.n_best), flush=True)
@@ -113,13 +168,6 @@ def format_line(
     translator: Translator, src: str, src_len: int, hyps: list[Hypothesis], fmt: str, n_best: int
 ) -> str:
     """One output line: the best translation; n-best "text<TAB>score" pairs; or a JSON object."""
-    limit = translator.cfg.train.max_len
-    if src_len > limit:
-        print(
-            f"warning: a line of {len(src)} characters is longer than the training limit "
-            f"({limit} pieces); its output is bounded by decode.max_len_ratio",
-            file=sys.stderr,
-        )
     texts = translator.tgt_tok.decode([h.tokens for h in hyps]) if hyps else []
     if fmt == "json":
         return json.dumps(

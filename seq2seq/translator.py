@@ -6,23 +6,27 @@ models under spm/ and checkpoints under checkpoints/.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 from seq2seq import checkpoint as ckpt_io
 from seq2seq.batches import source_tensor
 from seq2seq.compiled import CompiledDecoder
-from seq2seq.config import Config, DecodeConfig, from_dict
+from seq2seq.config import Config, DecodeConfig, ModelConfig, from_dict
 from seq2seq.distributed import pick_device
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.precision import fast_fp32_matmul
+from seq2seq.rundir import load_run_config
 from seq2seq.search import Hypothesis, decode
-from seq2seq.tokenizer import Tokenizer, load_tokenizers
+from seq2seq.tokenizer import Tokenizer, load_tokenizers, tokenizers_fingerprint
+
+LONG_LINE_PARTS = 4  # a source line is cut at this many times train.max_len pieces (see _parts)
 
 
 @dataclass
@@ -101,6 +105,7 @@ class Translator:
         self.compile_backend = compile_backend
         fast_fp32_matmul(device)  # decoding runs in fp32: TF32 on CUDA
         self._searchers: dict[str, object] = {}  # compile_search mode -> what search steps through
+        self.warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
 
     @classmethod
     def from_run_dirs(
@@ -111,8 +116,7 @@ class Translator:
         dev = device if isinstance(device, torch.device) else pick_device(device)
         models, toks, cfg = [], None, None
         for run_dir in map(Path, run_dirs):
-            cfg_i, model = load_run(run_dir, checkpoint, dev)
-            toks_i = load_tokenizers(run_dir)
+            cfg_i, model, toks_i = load_run_with_tokenizers(run_dir, checkpoint, dev)
             if toks is not None and [t.fingerprint() for t in toks] != [t.fingerprint() for t in toks_i]:
                 raise UserError(
                     f"{run_dir}: its vocabulary differs from {run_dirs[0]}; an ensemble needs one vocabulary"
@@ -148,21 +152,46 @@ class Translator:
         return_attention: bool = False,
         progress: bool = False,
     ) -> list[list[Hypothesis]]:
-        """Like :meth:`hypotheses` for already encoded lines."""
+        """Like :meth:`hypotheses` for already encoded lines. A line longer than ``train.max_len``
+        pieces (the longest the model was trained on) is cut, before any decoding and with a warning:
+        its first ``LONG_LINE_PARTS`` x ``train.max_len`` pieces are translated in near-equal parts of
+        at most ``train.max_len`` pieces, each decoded as a sentence of its own, and joined; the rest is
+        dropped. Time and memory per line stay bounded, whatever its length."""
         dc = dc or self.cfg.decode
-        keep = [i for i, x in enumerate(ids) if x]  # no piece (blank, or only what SentencePiece drops): []
+        parts, owners = self._parts(ids)
         hyps = decode_ids(
-            self.searcher(dc.compile_search),
-            [ids[i] for i in keep],
-            dc,
-            self.device,
-            return_attention,
-            progress,
+            self.searcher(dc.compile_search), parts, dc, self.device, return_attention, progress
         )
-        out: list[list[Hypothesis]] = [[] for _ in ids]
-        for i, h in zip(keep, hyps):
-            out[i] = h
+        joined: dict[int, list[list[Hypothesis]]] = {}
+        for i, h in zip(owners, hyps):
+            joined.setdefault(i, []).append(h)
+        out: list[list[Hypothesis]] = [
+            [] for _ in ids
+        ]  # no piece (blank, or only what SentencePiece drops): []
+        for i, h in joined.items():
+            out[i] = h[0] if len(h) == 1 else join_parts(h, dc.length_penalty)
         return out
+
+    def _parts(self, ids: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+        """(sequences to decode, the line each belongs to): non-empty lines, long ones cut in parts."""
+        bound = self.cfg.train.max_len
+        cut = LONG_LINE_PARTS * bound
+        long = [len(x) for x in ids if len(x) > bound]
+        if long:
+            dropped = f"; pieces after the first {cut} are dropped" if max(long) > cut else ""
+            self.warn(
+                f"warning: {len(long)} input line(s) longer than the training limit (train.max_len {bound} "
+                f"pieces; the longest has {max(long)}): translated in parts of at most {bound}{dropped}"
+            )
+        parts, owners = [], []
+        for i, x in enumerate(ids):
+            x = x[:cut]
+            n = -(-len(x) // bound)  # 0 for an empty line
+            size = -(-len(x) // n) if n else 0
+            for start in range(0, len(x), size or 1):
+                parts.append(x[start : start + size])
+                owners.append(i)
+        return parts, owners
 
     def translate(
         self, lines: list[str], dc: Optional[DecodeConfig] = None, progress: bool = False
@@ -173,33 +202,72 @@ class Translator:
         return [next(texts) if t is not None else "" for t in best]
 
 
-def load_run(run_dir: Path, which: str = "best", device: Optional[torch.device] = None):
-    """(config, model in eval mode) from a run directory."""
-    import yaml
+def join_parts(parts: list[list[Hypothesis]], alpha: float) -> list[Hypothesis]:
+    """The n-best lists of a line's consecutive parts as one n-best list: the k-th hypothesis joins the
+    k-th of every part (tokens and log-probabilities added, attention block-diagonal)."""
+    out = []
+    for k in range(min(len(h) for h in parts)):
+        hs = [h[k] for h in parts]
+        attn = [h.attention for h in hs]
+        joined = Hypothesis(
+            tokens=[t for h in hs for t in h.tokens],
+            logprob=sum(h.logprob for h in hs),
+            score=0.0,
+            attention=torch.block_diag(*attn) if all(a is not None for a in attn) else None,
+            eos=all(h.eos for h in hs),
+        )
+        joined.score = joined.rescore(alpha)
+        out.append(joined)
+    return out
 
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        if (run_dir / "spm").is_dir():
-            raise UserError(
-                f"{run_dir} has no trained model yet (no config.yaml, no checkpoint): train it first"
-            )
-        raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = from_dict(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
-    path = run_dir / "checkpoints" / f"{which}.pt"
+
+def load_run(run_dir: Path, which: str = "best", device: Optional[torch.device] = None):
+    """(config, model in eval mode) from a run directory.
+
+    The checkpoint is the truth for the model: it is built from the checkpoint's own model settings,
+    and a config.yaml that disagrees with them is an error; so are tokenizers in spm/ other than those
+    the checkpoint was trained with (their fingerprint)."""
+    return load_run_with_tokenizers(run_dir, which, device)[:2]
+
+
+def load_run_with_tokenizers(run_dir: Path, which: str = "best", device: Optional[torch.device] = None):
+    """(config, model, (source tokenizer, target tokenizer)) of a run, checked against each other."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    path = ckpt_io.checkpoint_path(run_dir, which, "--checkpoint")
     if not path.is_file():
         raise UserError(f"{run_dir} has no checkpoint {path.name}: train it first")
     ckpt = ckpt_io.load(path)
-    src_tok, tgt_tok = load_tokenizers(run_dir)
-    if (ckpt["src_vocab"], ckpt["tgt_vocab"]) != (len(src_tok), len(tgt_tok)):
+    model_cfg = checkpoint_model_config(ckpt, path)
+    disagree = {k: v for k, v in dataclasses.asdict(model_cfg).items() if getattr(cfg.model, k) != v}
+    if disagree:
+        key, value = next(iter(disagree.items()))
+        raise UserError(
+            f"{run_dir / 'config.yaml'} disagrees with {path} on model.{key} ({getattr(cfg.model, key)!r} "
+            f"there, {value!r} in the checkpoint): restore config.yaml; the checkpoint is what was trained"
+        )
+    toks = load_tokenizers(run_dir, cfg.spm.joint)
+    if (ckpt["src_vocab"], ckpt["tgt_vocab"]) != (len(toks[0]), len(toks[1])):
         raise UserError(
             f"{path}: vocabulary sizes {ckpt['src_vocab']}/{ckpt['tgt_vocab']} do not match the "
-            f"tokenizers in {run_dir / 'spm'} ({len(src_tok)}/{len(tgt_tok)})"
+            f"tokenizers in {run_dir / 'spm'} ({len(toks[0])}/{len(toks[1])})"
         )
-    model = build_model(cfg.model, ckpt["src_vocab"], ckpt["tgt_vocab"])
+    if ckpt.get("tokenizers") not in (None, tokenizers_fingerprint(*toks)):
+        raise UserError(
+            f"{path} was trained with other tokenizers than those in {run_dir / 'spm'} (was the spm "
+            f"stage re-run?): restore spm/, or train again"
+        )
+    model = build_model(model_cfg, ckpt["src_vocab"], ckpt["tgt_vocab"])
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
-        raise UserError(
-            f"{path}: parameters do not match the run's config ({str(e).splitlines()[0]})"
-        ) from None
-    return cfg, model.to(device or torch.device("cpu")).eval()
+        raise UserError(f"{path}: parameters do not match its config ({str(e).splitlines()[0]})") from None
+    return cfg, model.to(device or torch.device("cpu")).eval(), toks
+
+
+def checkpoint_model_config(ckpt: dict, path: Path) -> ModelConfig:
+    """The model settings a checkpoint was trained with."""
+    try:
+        return from_dict(ckpt["config"]).model
+    except (UserError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: its config is not readable by this version ({e})") from None

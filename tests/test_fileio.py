@@ -213,3 +213,134 @@ def test_lazy_lines_before_an_error_are_yielded():
     assert [next(it), next(it)] == ["one", "two"]
     with pytest.raises(UserError, match="line 3"):
         next(it)
+
+
+# ---- what an atomic write replaces ---------------------------------------------------------------
+
+
+def test_a_symlink_is_followed_and_kept(tmp_path):
+    target, link = tmp_path / "target.txt", tmp_path / "link.txt"
+    target.write_text("old\n")
+    link.symlink_to("target.txt")
+    atomic_write_text(link, "new\n")
+    assert link.is_symlink() and os.readlink(link) == "target.txt"
+    assert target.read_text() == "new\n"
+    assert leftovers(tmp_path) == []
+
+
+def test_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "link.txt"
+    link.symlink_to("sub/target.txt")
+    (tmp_path / "sub").mkdir()
+    with AtomicOutput(link) as out:
+        out.write("x\n")
+    assert link.is_symlink() and (tmp_path / "sub" / "target.txt").read_text() == "x\n"
+
+
+def test_an_existing_file_keeps_its_mode(tmp_path):
+    path = tmp_path / "private.txt"
+    path.write_text("old\n")
+    os.chmod(path, 0o600)
+    atomic_write_text(path, "new\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "new\n"
+
+
+def test_a_fifo_is_written_directly(tmp_path):
+    import threading
+
+    fifo, got = tmp_path / "out.fifo", []
+    os.mkfifo(fifo)
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    with AtomicOutput(fifo) as out:
+        assert out.direct
+        out.write("through the pipe\n")
+    reader.join(timeout=30)
+    assert got == [b"through the pipe\n"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_a_descriptor_of_a_deleted_file_is_written_directly(tmp_path):
+    import tempfile
+
+    with tempfile.TemporaryFile(dir=tmp_path) as f:  # unlinked: /proc/self/fd/N names no file
+        out = AtomicOutput(f"/proc/self/fd/{f.fileno()}")
+        assert out.direct
+        out.write("in place\n")
+        out.commit()
+        f.seek(0)
+        assert f.read() == b"in place\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_write_names_the_file(tmp_path, monkeypatch):
+    out = AtomicOutput(tmp_path / "out.txt")
+
+    class Full:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            pass
+
+    out.f = Full()
+    with pytest.raises(OSError) as e:
+        out.write("x")
+    assert e.value.filename == str(tmp_path / "out.txt") and e.value.errno == 28
+    out.discard()
+
+
+# ---- stale temporary files -----------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporary_files_record_the_writer(tmp_path):
+    out = AtomicOutput(tmp_path / "f.txt")
+    assert os.path.basename(out.tmp).startswith(f".f.txt.{os.getpid()}-")
+    out.discard()
+
+
+def test_a_writer_removes_the_stale_temporary_files_of_its_name(tmp_path):
+    dead = _dead_pid()
+    stale = tmp_path / f".f.txt.{dead}-abcdefgh.tmp"
+    other_name = tmp_path / f".g.txt.{dead}-abcdefgh.tmp"
+    live = tmp_path / f".f.txt.{os.getpid()}-abcdefgh.tmp"
+    legacy = tmp_path / ".f.txt.abcdefgh.tmp"
+    for p in (stale, other_name, live, legacy):
+        p.write_bytes(b"x")
+    atomic_write_text(tmp_path / "f.txt", "new\n")
+    assert not stale.exists()
+    assert other_name.exists() and live.exists() and legacy.exists()  # not its name, alive, no pid
+
+
+def test_remove_stale_temps_all_names_and_legacy(tmp_path):
+    dead = _dead_pid()
+    files = [tmp_path / f".a.pt.{dead}-abcdefgh.tmp", tmp_path / ".b.pt.abcdefgh.tmp"]
+    for p in files:
+        p.write_bytes(b"x")
+    folder = tmp_path / f".spm.{dead}-abcdefgh.tmp"
+    folder.mkdir()
+    (folder / "joint.model").write_bytes(b"x")
+    keep = tmp_path / "notes.tmp"
+    keep.write_bytes(b"x")
+    removed = fileio.remove_stale_temps(tmp_path)
+    assert sorted(removed) == sorted([files[0], folder])
+    assert not files[0].exists() and not folder.exists() and files[1].exists()
+    fileio.remove_stale_temps(tmp_path, legacy=True)
+    assert not files[1].exists() and keep.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (writes fail with ENOSPC)")
+def test_appending_to_a_full_disk_names_the_file():
+    with pytest.raises(OSError) as e:
+        fileio.append_text("/dev/full", "a log line\n")
+    assert e.value.errno == 28 and e.value.filename == "/dev/full"

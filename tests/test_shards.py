@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from conftest import tiny_recipe_dict
 
@@ -81,3 +82,30 @@ def test_drop_reason():
     assert drop_reason([5] * 4, [7], filter_ratio=0.0) is None
     assert drop_reason([], [7] * 9, max_len=3, filter_ratio=2.0) == "empty"  # empty, then length, then ratio
     assert drop_reason([5] * 9, [7], max_len=3, filter_ratio=2.0) == "too_long"
+
+
+def test_a_rebuild_failing_midway_leaves_no_meta_to_reuse(tmp_path, monkeypatch):
+    """meta.json marks a complete set of id files: a rebuild that dies while swapping them in removes it
+    first, so the next run rebuilds instead of reading a mix of old and new files."""
+    import seq2seq.shards as shards
+
+    cfg, s, t, fp = _setup(tmp_path)
+    build_pairs(cfg, s, t, fp, log=QUIET)
+    meta = cfg.run_path / "bin" / "meta.json"
+    assert meta.is_file()
+    real_commit = shards.AtomicOutput.commit
+
+    def commit(self):
+        if self.path.name == "train.tgt.bin":
+            self.discard()
+            raise OSError(28, "No space left on device")
+        real_commit(self)
+
+    cfg.train.max_len = 5  # other settings: a rebuild
+    monkeypatch.setattr(shards.AtomicOutput, "commit", commit)
+    with pytest.raises(OSError):
+        build_pairs(cfg, s, t, fp, log=QUIET)
+    assert not meta.exists()
+    monkeypatch.undo()
+    src, tgt = build_pairs(cfg, s, t, fp, log=QUIET)
+    assert meta.is_file() and all(len(src[i]) <= 5 and len(tgt[i]) <= 5 for i in range(len(src)))

@@ -226,7 +226,12 @@ def test_resuming_with_other_tokenizers_is_refused(reference_run, tmp_path):
     recipe, run_a = reference_run
     run = copy_run(run_a, tmp_path / "retok")
     cfg = load_config(recipe, [f"run_dir={run}", "max_steps=20", "spm.vocab_size=100"])
-    train_tokenizers(cfg, log=quiet)
+    with pytest.raises(UserError, match="checkpoints"):  # spm itself refuses: checkpoints depend on spm/
+        train_tokenizers(cfg, log=quiet)
+    other = load_config(recipe, [f"run_dir={tmp_path / 'other'}", "spm.vocab_size=100"])
+    train_tokenizers(other, log=quiet)  # so other tokenizers are put there by hand
+    for name in ("joint.model", "joint.vocab"):
+        shutil.copyfile(other.run_path / "spm" / name, run / "spm" / name)
     with pytest.raises(UserError, match="tokenizer"):
         train(load_config(recipe, [f"run_dir={run}", "max_steps=20"]), log=quiet)
 
