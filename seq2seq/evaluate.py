@@ -110,17 +110,13 @@ def _evaluate(cfg: Config, checkpoint: Optional[str], log: Callable[[str], None]
         start = time.perf_counter()
         hyps = translator.translate(src, dc, progress=True)
         seconds = time.perf_counter() - start
-        outputs[run / f"hyp.{split}.{cfg.data.tgt_lang}"] = "".join(h + "
-" for h in hyps)
+        outputs[run / f"hyp.{split}.{cfg.data.tgt_lang}"] = "".join(h + "\n" for h in hyps)
         s = score(hyps, ref, cfg.data.tgt_lang, dc.bleu_tokenize)
         s.update(sentences=len(src), decode_seconds=round(seconds, 2))
         results["tests"][split] = s
         lines += format_scores(split, s, dc.beam_size)
-    outputs[run / "results.json"] = json.dumps(results, indent=2, ensure_ascii=False) + "
-"
-    outputs[run / "results.txt"] = "
-".join(lines) + "
-"
+    outputs[run / "results.json"] = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    outputs[run / "results.txt"] = "\n".join(lines) + "\n"
     for path, text in outputs.items():  # the hyps, then results.json and results.txt
         atomic_write_text(path, text)
     for line in lines:
