@@ -66,6 +66,7 @@ class Trainer:
         self.ckpt_dir = self.run / "checkpoints"
         self.progress = Progress()
         self.resumed = self.try_resume()
+        self.last_saved = -1  # the step last.pt was last written at (rank 0)
         self.monitor: Optional[Monitor] = None
         self.log: Callable[[str], None] = lambda *_: None
         if dist.main:  # only rank 0 logs, validates and writes
@@ -183,15 +184,13 @@ class Trainer:
             for old in sorted(self.ckpt_dir.glob("step-*.pt"))[: -tc.keep_checkpoints]:
                 old.unlink()
         self.save("last", rng_states=rng_states)
+        self.last_saved = p.step
 
     # ---- the loop ----------------------------------------------------------------------------
     def budget_left(self) -> bool:
         p, tc = self.progress, self.cfg.train
-        if p.stopped_early:
-            return False
-        if tc.max_steps and p.step >= tc.max_steps:
-            return False
-        return not (tc.max_epochs and p.epoch >= tc.max_epochs)
+        spent = (tc.max_steps and p.step >= tc.max_steps) or (tc.max_epochs and p.epoch >= tc.max_epochs)
+        return not (p.stopped_early or spent)
 
     def _prepare(self, micro: list[list[int]]) -> tuple[list, int]:
         """This rank's collated shares of ``micro`` and the global target tokens (see rank_shares)."""
@@ -217,13 +216,7 @@ class Trainer:
 
     def _log_window(self, w: Window) -> None:
         """One log line (and metrics) for the steps since the last one: the only host syncs."""
-        p = self.progress
-        stats = {
-            "loss": self.dist.sum(w.loss).item() / w.tokens,
-            "tokens_per_s": w.tokens / (time.perf_counter() - w.start),
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "grad_norm": w.norm.item() / w.steps,
-        }
+        p, stats = self.progress, w.stats(self.dist, self.optimizer.param_groups[0]["lr"])
         self.log(
             f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} "
             f"{stats['tokens_per_s']:,.0f} tgt tok/s lr {stats['lr']:.2e} grad norm {stats['grad_norm']:.2f}"
@@ -309,7 +302,8 @@ class Trainer:
     def _stop(self, signum: int) -> None:
         """After a signal (agreed by every rank): save last.pt once, then leave (seq2seq.stopping)."""
         rng_states = self.rng_states()
-        self.save("last", rng_states=rng_states)
+        if self.last_saved != self.progress.step:  # not already written by this step's validation
+            self.save("last", rng_states=rng_states)
         self.dist.barrier()  # no rank exits before rank 0 has saved
         self.log(
             f"{stopping.describe(signum)} at step {self.progress.step}: saved {self.ckpt_dir / 'last.pt'}; "

@@ -135,6 +135,15 @@ class Window:
         self.norm += norm
         self.tokens, self.steps = self.tokens + tokens, self.steps + 1
 
+    def stats(self, dist: Dist, lr: float) -> dict:
+        """Loss per target token (over every rank), tokens/s, ``lr``, mean gradient norm: host syncs."""
+        return {
+            "loss": dist.sum(self.loss).item() / self.tokens,
+            "tokens_per_s": self.tokens / (time.perf_counter() - self.start),
+            "lr": lr,
+            "grad_norm": self.norm.item() / self.steps,
+        }
+
     def reset(self) -> None:
         self.loss.zero_(), self.norm.zero_()
         self.tokens, self.steps, self.start = 0, 0, time.perf_counter()

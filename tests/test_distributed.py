@@ -186,7 +186,8 @@ def _with_spm(prepared: Path, name: str, **train) -> Path:
 @pytest.mark.parametrize("signum,to_rank,status", [(signal.SIGTERM, 1, 143), (signal.SIGINT, 0, 130)])
 def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(prepared, signum, to_rank, status):
     """Each rank may see a signal at another step, or only one rank sees it: all agree after every step,
-    rank 0 saves once, every rank exits with the signal's status, and the run resumes under DDP."""
+    rank 0 saves once and every rank exits with the signal's status (no rank left waiting in a collective;
+    resuming under DDP: test_ranks_draw_different_masks_after_a_resume)."""
     name = f"sig{int(signum)}"
     recipe = _with_spm(prepared, name, max_steps=100000, valid_every=100000, log_every=1)
     command = ["-m", "seq2seq", "train", str(recipe)]
@@ -203,13 +204,6 @@ def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(prepared, sig
     assert f"at step {step}:" in line and len(saved["rng"]) == 2
     if signum == signal.SIGINT:
         assert [err.strip().splitlines() for _, _, err in results] == [["interrupted"], ["interrupted"]]
-        return
-    resume = ["-m", "seq2seq", "train", str(recipe), f"max_steps={step + 2}"]
-    (a, out, err), (b, _, _) = _finish(
-        _start([resume, resume], prepared, name + "-resume"), prepared, name + "-resume"
-    )
-    assert (a, b) == (0, 0), err
-    assert f"resuming at step {step}" in out and f"finished at step {step + 2}" in out
 
 
 @pytest.mark.slow

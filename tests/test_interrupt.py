@@ -147,3 +147,26 @@ def test_stop_flag_takes_sigint_and_sigterm_and_restores_the_handlers():
     with pytest.raises(SystemExit) as e:
         exit_for(signal.SIGTERM)
     assert e.value.code == 143
+
+
+def test_a_signal_at_a_validation_step_writes_last_pt_once(tmp_path, monkeypatch):
+    cfg = load_config(_prepared(tmp_path, "once"))  # validates at step 6
+    trainer = training.build_trainer(cfg, log=QUIET)
+
+    class TermAtStep6:
+        signum = signal.SIGTERM
+
+        def is_set(self):
+            return trainer.progress.step == 6
+
+    writes = []
+    real_save = loop.ckpt_io.save
+    monkeypatch.setattr(loop, "_interrupt_flag", lambda: contextlib.nullcontext(TermAtStep6()))
+    monkeypatch.setattr(
+        loop.ckpt_io, "save", lambda path, p: writes.append(Path(path).name) or real_save(path, p)
+    )
+    with pytest.raises(SystemExit) as e:
+        trainer.train()
+    assert e.value.code == 143
+    assert writes == ["best.pt", "last.pt"], "validation wrote last.pt at this step: not written again"
+    assert ckpt_io.load(cfg.run_path / "checkpoints" / "last.pt")["progress"]["step"] == 6
