@@ -107,6 +107,9 @@ class TrainConfig:
     # torch.compile of the decoder step on bucketed shapes (seq2seq/compiled.py); reduce-overhead
     # adds CUDA graphs. Compiling costs time once per shape bucket: for long GPU runs
     compile: str = "off"  # off | default | reduce-overhead | max-autotune
+    # fine-tuning: start from another run's weights (RUN_DIR: its best.pt, or a checkpoint file) with a
+    # fresh optimizer and schedule; the run then uses that run's SentencePiece models
+    init_from: str = ""
 
 
 @dataclass
@@ -119,6 +122,14 @@ class DecodeConfig:
     n_best: int = 1
     checkpoint: str = "best"  # best | last | average | step-NNNNNNNN (a file in <run_dir>/checkpoints)
     compile_search: str = "off"  # as train.compile, for the search step (greedy and beam)
+    min_len: int = 0  # no EOS before this many output pieces (the length limit still applies)
+    no_repeat_ngram: int = 0  # no n-gram of this many pieces twice in one output (0 = off)
+    # sampling (back-translation): draw each piece from the model's distribution instead of searching;
+    # n_best independent samples per line, beam_size unused
+    sampling: bool = False
+    temperature: float = 1.0  # sampling: log-probabilities divided by this (above 1: more diverse)
+    topk: int = 0  # sampling: only among the k most likely pieces (0 = all)
+    sampling_seed: int = 1  # sampling: the same seed, input and settings give the same samples
 
 
 @dataclass
@@ -235,7 +246,21 @@ RANGES = {
     "decode.max_len_offset": "[0, inf)",
     "decode.batch_size": "[1, inf)",
     "decode.n_best": "[1, inf)",
+    "decode.min_len": "[0, inf)",
+    "decode.no_repeat_ngram": "[0, inf)",
+    "decode.temperature": "(0, inf)",
+    "decode.topk": "[0, inf)",
+    "decode.sampling_seed": "[0, inf)",
 }
+
+
+def with_decode(cfg: Config, **overrides) -> Config:
+    """``cfg`` with some decode settings replaced (None keeps the value), typed and validated exactly as a
+    recipe is: the one check behind the CLI's decoding options and the Python API's keywords."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if not values:
+        return cfg
+    return from_dict(merge(cfg.to_dict(), {"decode": values}, SECTIONS))
 
 
 def in_range(value: float, interval: str) -> bool:
@@ -270,8 +295,11 @@ def _validate_relations(cfg: Config) -> None:
         raise UserError("config key 'model.share_embeddings' needs spm.joint: true")
     if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", cfg.decode.checkpoint):
         raise UserError(f"config key 'decode.checkpoint': {cfg.decode.checkpoint!r} is not a checkpoint name")
-    if cfg.decode.n_best > cfg.decode.beam_size:
-        raise UserError("config key 'decode.n_best' must not exceed decode.beam_size")
+    if cfg.decode.n_best > cfg.decode.beam_size and not cfg.decode.sampling:
+        raise UserError(
+            f"config key 'decode.n_best' ({cfg.decode.n_best}) must not exceed decode.beam_size "
+            f"({cfg.decode.beam_size})"
+        )
     if cfg.model.attention == "dot" and cfg.model.dec_hidden != 2 * cfg.model.enc_hidden:
         raise UserError("config key 'model.attention': dot attention needs dec_hidden == 2 * enc_hidden")
 

@@ -193,12 +193,14 @@ class Trainer:
             return False
         return not (tc.max_epochs and p.epoch >= tc.max_epochs)
 
-    def _train_step(self, micro: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _train_step(
+        self, micro: list[list[int]], nll: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One optimizer step over ``micro`` (accum_steps global batches of sentence indices):
-        (this rank's summed loss, gradient norm, global target tokens)."""
+        (this rank's summed loss, gradient norm, global target tokens); adds the unsmoothed NLL to ``nll``."""
         shares, total = rank_shares(micro, self.data, self.dist)
         lr = self.parts.schedule.lr(self.progress.step + 1)
-        loss, norm = train_step(self.parts, shares, self.dist.world / total, lr, self.cfg.train)
+        loss, norm = train_step(self.parts, shares, self.dist.world / total, lr, self.cfg.train, nll)
         return loss, norm, total
 
     def train(self) -> Progress:
@@ -215,12 +217,13 @@ class Trainer:
         p = self.progress
         stats = {
             "loss": self.dist.sum(w.loss).item() / w.tokens,
+            "nll": self.dist.sum(w.nll).item() / w.tokens,
             "tokens_per_s": w.tokens / (time.perf_counter() - w.start),
             "lr": self.optimizer.param_groups[0]["lr"],
             "grad_norm": w.norm.item() / w.steps,
         }
         self.log(
-            f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} "
+            f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} nll {stats['nll']:.4f} "
             f"{stats['tokens_per_s']:,.0f} tgt tok/s lr {stats['lr']:.2e} grad norm {stats['grad_norm']:.2f}"
         )
         if self.monitor is not None:
@@ -259,7 +262,7 @@ class Trainer:
                 while self.progress.batch < len(batches) and self.budget_left():
                     p = self.progress
                     micro = batches[p.batch : p.batch + tc.accum_steps]
-                    window.add(*self._train_step(micro))
+                    window.add(*self._train_step(micro, window.nll))
                     p.step, p.batch = p.step + 1, p.batch + len(micro)
                     if p.step % tc.log_every == 0:
                         self._log_window(window)

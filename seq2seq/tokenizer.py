@@ -113,7 +113,12 @@ def _train_one(files: list[Path], prefix: Path, cfg: Config) -> None:
 
 
 def train_tokenizers(cfg: Config, log=print) -> tuple[Path, Path]:
-    """Train on the train split only; writes ``<run_dir>/spm/{joint|src,tgt}.model``."""
+    """Train on the train split only; writes ``<run_dir>/spm/{joint|src,tgt}.model``. A fine-tuning run
+    (``train.init_from``) copies its parent's models instead."""
+    if cfg.train.init_from:
+        from seq2seq.finetune import copy_parent_tokenizers
+
+        return copy_parent_tokenizers(cfg, log)
     files = [cfg.data_dir / f"train.{lang}" for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
     for f in files:
         if not f.is_file():
