@@ -33,6 +33,24 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def resolve(run_dir: str | os.PathLike, which: str, label: str = "checkpoint") -> Path:
+    """The checkpoint file ``which`` names: a name (best, last, average, step-NNNNNNNN) in
+    ``<run_dir>/checkpoints``, or a file path (with a folder or a ``.pt`` suffix; a bare ``X.pt`` not in
+    the current folder is the run's ``checkpoints/X.pt``); it must exist."""
+    run_dir = Path(run_dir)
+    if os.sep in which or "/" in which or which.endswith(".pt"):
+        path = Path(which)
+        if not path.is_file() and path.parent == Path("."):  # "last.pt": the run's own file of that name
+            path = run_dir / "checkpoints" / which
+        if not path.is_file():
+            raise UserError(f"checkpoint file not found: {path}")
+        return path
+    path = checkpoint_path(run_dir, which, label)  # a plain name: never outside the run (no ../)
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no checkpoint {path.name}: train it first")
+    return path
+
+
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; any damage is a one-line UserError."""
     path = Path(path)

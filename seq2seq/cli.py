@@ -178,17 +178,60 @@ def config_cmd(recipe, overrides, stamps):
     "fmt",
     type=click.Choice(OUTPUT_FORMATS),
     default="text",
-    help="text: one translation per line; json: one JSON object per line with hypotheses and scores.",
+    help="text: one translation per line; json: one JSON object per line with the source pieces and the "
+    "hypotheses, their scores, pieces and attention.",
 )
 @click.option(
     "--batch-size", type=Setting("decode.batch_size"), default=None, help="Sentences per decoding batch."
 )
 @click.option(
+    "--min-len",
+    type=Setting("decode.min_len"),
+    default=None,
+    help="No end of sentence before this many output pieces.",
+)
+@click.option(
+    "--max-len-ratio",
+    type=Setting("decode.max_len_ratio"),
+    default=None,
+    help="Longest output: this many times the source pieces + decode.max_len_offset (default: the run's).",
+)
+@click.option(
+    "--no-repeat-ngram",
+    type=Setting("decode.no_repeat_ngram"),
+    default=None,
+    metavar="N",
+    help="No n-gram of N pieces twice in an output.",
+)
+@click.option(
+    "--sampling/--no-sampling",
+    default=None,
+    help="Sample each piece instead of beam search (back-translation); --n-best N: N samples per line.",
+)
+@click.option(
+    "--temperature",
+    type=Setting("decode.temperature"),
+    default=None,
+    help="Sampling temperature (default 1).",
+)
+@click.option(
+    "--topk",
+    type=Setting("decode.topk"),
+    default=None,
+    help="Sample among the K most likely pieces (default: all).",
+)
+@click.option(
+    "--sampling-seed",
+    type=Setting("decode.sampling_seed"),
+    default=None,
+    help="Random seed of sampling (default 1).",
+)
+@click.option(
     "--checkpoint",
     default="best",
     show_default=True,
-    metavar="NAME",
-    help="Checkpoint in <run_dir>/checkpoints: best, last, average, ...",
+    metavar="NAME|FILE",
+    help="Checkpoint name in <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
@@ -196,29 +239,37 @@ def config_cmd(recipe, overrides, stamps):
 )
 @click.option(
     "--attention",
-    "attention_png",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "attention_dir",
+    type=click.Path(path_type=Path),
     default=None,
-    help="Save the attention heatmap of the (first) input line to this PNG.",
+    metavar="DIR",
+    help="Save an attention heatmap per input line: DIR/line-NNNNNN.png (NNNNNN: the line number).",
+)
+@click.option(
+    "--buffer-size",
+    type=click.IntRange(1),
+    default=2000,
+    show_default=True,
+    metavar="N",
+    help="Read, translate and write N lines at a time; 1 answers each line as soon as it arrives "
+    "(another program driving translate through a pipe).",
 )
 def translate(
     run_dirs,
     input_path,
     output_path,
-    beam_size,
-    length_penalty,
-    n_best,
     fmt,
-    batch_size,
     checkpoint,
     device,
     replace_invalid,
-    attention_png,
+    attention_dir,
+    buffer_size,
+    **decode,
 ):
     """Translate with RUN_DIRS (several: an ensemble averaging log-probabilities).
 
-    Reads INPUT (or stdin) line by line, streaming in chunks, and writes exactly one output line per
-    input line; empty lines stay empty. Output to a file is written atomically.
+    Reads INPUT (or stdin) line by line, streaming in chunks of --buffer-size lines, and writes exactly
+    one output line per input line; empty lines stay empty. Output to a file is written atomically.
     """
     from seq2seq.translate import TranslateIO
     from seq2seq.translate import translate as run
@@ -228,19 +279,11 @@ def translate(
         output=output_path,
         fmt=fmt,
         replace_invalid=replace_invalid,
-        attention_png=attention_png,
+        attention_dir=attention_dir,
         interactive=input_path is None and sys.stdin is not None and sys.stdin.isatty(),
+        chunk=buffer_size,
     )
-    run(
-        list(run_dirs),
-        io,
-        checkpoint,
-        device,
-        beam_size=beam_size,
-        length_penalty=length_penalty,
-        batch_size=batch_size,
-        n_best=n_best,
-    )
+    run(list(run_dirs), io, checkpoint, device, **decode)
 
 
 @cli.command()
@@ -268,14 +311,22 @@ def plot(run_dir, out_dir, sentences):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def info(run_dir, as_json):
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="text",
+    help="text, or json (for scripts; the same option as translate's).",
+)
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="The same as --format json.")
+def info(run_dir, fmt, as_json):
     """Recipe, parameter count, vocabulary sizes, training progress and best scores of a run."""
     import json
 
     from seq2seq.runinfo import format_info, run_info
 
     data = run_info(run_dir)
+    as_json = as_json or fmt == "json"
     click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else format_info(data))
 
 

@@ -110,6 +110,9 @@ class TrainConfig:
     # into static inputs at every position): reduce-overhead trains as default, max-autotune without
     # its graphs; decode.compile_search gets the graphs. Compiling costs time once per shape bucket
     compile: str = "off"  # off | default | reduce-overhead | max-autotune
+    # fine-tuning: start from another run's weights (RUN_DIR: its best.pt, or a checkpoint file) with a
+    # fresh optimizer and schedule; the run then uses that run's SentencePiece models
+    init_from: str = ""
 
 
 @dataclass
@@ -127,6 +130,14 @@ class DecodeConfig:
     # as train.compile, for the search step (greedy and beam); reduce-overhead and max-autotune
     # replay it as CUDA graphs
     compile_search: str = "off"
+    min_len: int = 0  # no EOS before this many output pieces (the length limit still applies)
+    no_repeat_ngram: int = 0  # no n-gram of this many pieces twice in one output (0 = off)
+    # sampling (back-translation): draw each piece from the model's distribution instead of searching;
+    # n_best independent samples per line, beam_size unused
+    sampling: bool = False
+    temperature: float = 1.0  # sampling: log-probabilities divided by this (above 1: more diverse)
+    topk: int = 0  # sampling: only among the k most likely pieces (0 = all)
+    sampling_seed: int = 1  # sampling: the same seed, input and settings give the same samples
 
 
 @dataclass
@@ -259,7 +270,21 @@ RANGES = {
     "decode.max_len_offset": "[0, 1000]",
     "decode.batch_size": "[1, inf)",
     "decode.n_best": "[1, inf)",
+    "decode.min_len": "[0, inf)",
+    "decode.no_repeat_ngram": "[0, inf)",
+    "decode.temperature": "(0, inf)",
+    "decode.topk": "[0, inf)",
+    "decode.sampling_seed": "[0, inf)",
 }
+
+
+def with_decode(cfg: Config, **overrides) -> Config:
+    """``cfg`` with some decode settings replaced (None keeps the value), typed and validated exactly as a
+    recipe is: the one check behind the CLI's decoding options and the Python API's keywords."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if not values:
+        return cfg
+    return from_dict(merge(cfg.to_dict(), {"decode": values}, SECTIONS))
 
 
 def in_range(value: float, interval: str) -> bool:
@@ -315,8 +340,11 @@ def _validate_relations(cfg: Config) -> None:
         raise UserError(
             f"config key 'train.min_lr' must not exceed train.lr ({cfg.train.lr}), got {cfg.train.min_lr}"
         )
-    if cfg.decode.n_best > cfg.decode.beam_size:
-        raise UserError("config key 'decode.n_best' must not exceed decode.beam_size")
+    if cfg.decode.n_best > cfg.decode.beam_size and not cfg.decode.sampling:
+        raise UserError(
+            f"config key 'decode.n_best' ({cfg.decode.n_best}) must not exceed decode.beam_size "
+            f"({cfg.decode.beam_size})"
+        )
     if cfg.model.attention == "dot" and cfg.model.dec_hidden != 2 * cfg.model.enc_hidden:
         raise UserError("config key 'model.attention': dot attention needs dec_hidden == 2 * enc_hidden")
 

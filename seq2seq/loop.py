@@ -196,13 +196,15 @@ class Trainer:
         """This rank's collated shares of ``micro`` and the global target tokens (see rank_shares)."""
         return rank_shares(micro, self.data, self.dist, pin=self.device.type == "cuda")
 
-    def _train_step(self, micro: list[list[int]], prepared=None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _train_step(
+        self, micro: list[list[int]], prepared=None, nll: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One optimizer step over ``micro`` (accum_steps global batches of sentence indices), whose
         shares may already be ``prepared`` (:meth:`_prepare`): (this rank's summed loss, gradient norm,
-        global target tokens)."""
+        global target tokens); adds the unsmoothed NLL to ``nll``."""
         shares, total = prepared or self._prepare(micro)
         lr = self.parts.schedule.lr(self.progress.step + 1)
-        loss, norm = train_step(self.parts, shares, self.dist.world / total, lr, self.cfg.train)
+        loss, norm = train_step(self.parts, shares, self.dist.world / total, lr, self.cfg.train, nll)
         return loss, norm, total
 
     def train(self) -> Progress:
@@ -218,7 +220,7 @@ class Trainer:
         """One log line (and metrics) for the steps since the last one: the only host syncs."""
         p, stats = self.progress, w.stats(self.dist, self.optimizer.param_groups[0]["lr"])
         self.log(
-            f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} "
+            f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} nll {stats['nll']:.4f} "
             f"{stats['tokens_per_s']:,.0f} tgt tok/s lr {stats['lr']:.2e} grad norm {stats['grad_norm']:.2f}"
         )
         if self.monitor is not None:
@@ -287,7 +289,7 @@ class Trainer:
         prepared = ahead.get(
             (p.epoch, p.batch), (micro,), (p.epoch, after) if upcoming else None, (upcoming,)
         )
-        window.add(*self._train_step(micro, prepared))
+        window.add(*self._train_step(micro, prepared, window.nll))
         p.step, p.batch = p.step + 1, after
         if p.step % tc.log_every == 0:
             self._log_window(window)

@@ -1,14 +1,16 @@
 """What a training run reports: log lines, metrics.jsonl, TensorBoard events, a progress bar.
 
 On a terminal a tqdm bar shows step, loss, tokens/s, learning rate and ETA; elsewhere (CI, files)
-only the periodic log lines are printed. Every line also goes to ``<run_dir>/train.log``; every
-scalar goes to ``<run_dir>/metrics.jsonl`` (read by ``seq2seq plot``/``info``) and to TensorBoard
-event files in ``<run_dir>/tensorboard/``. A resumed run drops what was logged after its step.
+only the periodic log lines are printed. Every line also goes to ``<run_dir>/train.log`` with its
+wall time, through the standard :mod:`logging` module (logger ``seq2seq.train.<run>``); every scalar
+goes to ``<run_dir>/metrics.jsonl`` (read by ``seq2seq plot``/``info``) and to TensorBoard event
+files in ``<run_dir>/tensorboard/``. A resumed run drops what was logged after its step.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,6 +18,24 @@ from typing import Optional
 from seq2seq.fileio import append_text, atomic_write_text
 
 METRICS = "metrics.jsonl"
+LOG_FORMAT = "%(asctime)s %(message)s"  # train.log: "2025-01-31 14:02:07 step 100 epoch 1: loss ..."
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def run_logger(run_dir: Path) -> logging.Logger:
+    """The logger of one run: appends timestamped lines to ``<run_dir>/train.log`` (flushed per line);
+    it does not propagate, since the console gets the lines without timestamps."""
+    path = (Path(run_dir) / "train.log").resolve()
+    logger = logging.getLogger("seq2seq.train." + str(path.parent).replace(".", "_"))
+    for old in list(logger.handlers):  # a second Monitor for the same run (e.g. in one test process)
+        logger.removeHandler(old)
+        old.close()
+    handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -43,6 +63,7 @@ class Monitor:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.stream = stream or sys.stdout
+        self.logger = run_logger(self.run_dir)
         kept = [m for m in read_metrics(self.run_dir) if m.get("step", 0) <= start_step]
         atomic_write_text(self.run_dir / METRICS, "".join(json.dumps(m) + "\n" for m in kept))
         self.writer = None
@@ -71,7 +92,7 @@ class Monitor:
             self.bar.write(msg, file=self.stream)
         else:
             print(msg, file=self.stream, flush=True)
-        append_text(self.run_dir / "train.log", msg + "\n")
+        self.logger.info(msg)
 
     def scalars(self, kind: str, step: int, values: dict[str, float]) -> None:
         """Record e.g. scalars("train", 100, {"loss": 2.3, "lr": 1e-3})."""
@@ -92,3 +113,6 @@ class Monitor:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+        for handler in list(self.logger.handlers):
+            self.logger.removeHandler(handler)
+            handler.close()

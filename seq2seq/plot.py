@@ -10,6 +10,8 @@ from seq2seq.errors import UserError
 from seq2seq.fileio import AtomicOutput
 from seq2seq.monitor import read_metrics
 
+SPACE_MARK = "␣"  # what SentencePiece's word-start marker "▁" is shown as (DejaVu Sans has the glyph)
+
 
 def _pyplot():
     import matplotlib
@@ -26,24 +28,49 @@ def _save(fig, out: Path) -> None:
         fig.savefig(f, format="png", dpi=110)
 
 
+def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    rows = [m for m in rows if key in m]
+    return [m["step"] for m in rows], [m[key] for m in rows]
+
+
 def plot_curves(run_dir: Path, out: Path) -> Path:
-    """Train/dev loss and dev BLEU over steps -> ``out`` (PNG)."""
+    """Three panels -> ``out`` (PNG): train and dev NLL per target token (comparable: neither has label
+    smoothing; the label-smoothed loss that training minimizes is drawn dashed), dev BLEU, and the
+    learning rate."""
     metrics = read_metrics(run_dir)
     train = [m for m in metrics if m["kind"] == "train"]
     dev = [m for m in metrics if m["kind"] == "dev"]
     if not train and not dev:
         raise UserError(f"{run_dir} has no {run_dir / 'metrics.jsonl'} entries: train it first")
     plt = _pyplot()
-    fig, (ax_loss, ax_bleu) = plt.subplots(1, 2, figsize=(11, 4))
-    if train:
-        ax_loss.plot([m["step"] for m in train], [m["loss"] for m in train], label="train (label-smoothed)")
+    fig, (ax_loss, ax_bleu, ax_lr) = plt.subplots(1, 3, figsize=(15, 4.2))
+    if any("nll" in m for m in train):
+        ax_loss.plot(*_series(train, "nll"), color="tab:blue", label="train NLL (dropout on)")
+        ax_loss.plot(
+            *_series(train, "loss"), "--", color="tab:blue", alpha=0.5, label="train loss (label-smoothed)"
+        )
+    elif train:  # runs logged before the NLL was: only the label-smoothed loss
+        ax_loss.plot(*_series(train, "loss"), "--", color="tab:blue", label="train loss (label-smoothed)")
     if dev:
-        ax_loss.plot([m["step"] for m in dev], [m["loss"] for m in dev], "o-", label="dev")
-        ax_bleu.plot([m["step"] for m in dev], [m["bleu"] for m in dev], "o-", color="tab:green")
-    ax_loss.set(xlabel="step", ylabel="cross-entropy per target token", title="loss")
-    ax_loss.legend()
+        ax_loss.plot(*_series(dev, "loss"), "o-", color="tab:orange", label="dev NLL")
+        ax_bleu.plot(*_series(dev, "bleu"), "o-", color="tab:green")
+        best = max(dev, key=lambda m: m["bleu"])
+        ax_bleu.annotate(
+            f"best {best['bleu']:.2f}\nat step {best['step']}",
+            (best["step"], best["bleu"]),
+            textcoords="offset points",
+            xytext=(0, -28),
+            ha="center",
+            fontsize=8,
+        )
+    lr_rows = train or dev
+    ax_lr.plot(*_series(lr_rows, "lr"), color="tab:purple")
+    ax_loss.set(xlabel="step", ylabel="nats per target token", title="loss")
+    ax_loss.legend(fontsize=8)
     ax_bleu.set(xlabel="step", ylabel="BLEU", title="dev BLEU")
-    for ax in (ax_loss, ax_bleu):
+    ax_lr.set(xlabel="step", ylabel="learning rate", title="learning rate")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    for ax in (ax_loss, ax_bleu, ax_lr):
         ax.grid(alpha=0.3)
     fig.suptitle(run_dir.name if run_dir.name != "run" else run_dir.parent.name)
     fig.tight_layout()
@@ -52,28 +79,70 @@ def plot_curves(run_dir: Path, out: Path) -> Path:
     return out
 
 
-def plot_attention(translator, line: str, out: Path) -> Path:
-    """Heatmap of the attention of the best hypothesis for ``line``: target pieces x source pieces."""
-    dc = dataclasses.replace(translator.cfg.decode, n_best=1)
-    hyps = translator.hypotheses([line], dc, return_attention=True)[0]
-    if not hyps:
-        raise UserError("cannot plot the attention of an empty line")
-    h = hyps[0]
-    src = translator.src_tok.pieces(line) + ["</s>"]
-    tgt = translator.tgt_tok.id_to_piece(h.tokens)
-    weights = h.attention.numpy()  # (T [+1 for EOS], S)
-    if weights.shape[0] > len(tgt):
-        tgt = tgt + ["</s>"]
+def piece_label(piece: str) -> str:
+    """A SentencePiece piece as an axis label: the word-start marker "▁" as a visible space mark."""
+    return piece.replace("▁", SPACE_MARK)
+
+
+@dataclasses.dataclass
+class Heatmap:
+    src: list[str]  # source pieces (and </s>): the columns
+    tgt: list[str]  # output pieces (and </s> when produced): the rows
+    weights: object  # (len(tgt), >= len(src)) array of attention weights
+    title: str = ""
+
+
+def label_layout(labels: list[str]) -> tuple[float, bool]:
+    """(inches per column, whether the labels stay horizontal): each column as wide as the longest
+    label needs, unless pieces or lines are so long that the figure would get too wide (then 45°)."""
+    col = max(0.42, 0.075 * max(len(x) for x in labels) + 0.05)
+    flat = col <= 0.9 and col * len(labels) <= 16
+    return (col if flat else 0.42), flat
+
+
+def heatmap_png(h: Heatmap, out: Path) -> Path:
+    """Attention weights as a colour map (0 to 1) with a colour bar; source labels stay horizontal (each
+    column as wide as its longest label needs) unless the figure would get too wide."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(src) + 2), max(3, 0.4 * len(tgt) + 1.5)))
-    ax.imshow(weights[:, : len(src)], cmap="Greys", aspect="auto", vmin=0, vmax=1)
-    ax.set_xticks(range(len(src)), src, rotation=90)
+    src, tgt = [piece_label(p) for p in h.src], [piece_label(p) for p in h.tgt]
+    col, flat = label_layout(src)
+    fig, ax = plt.subplots(figsize=(max(5.0, col * len(src) + 2.5), max(3.0, 0.36 * len(tgt) + 1.8)))
+    image = ax.imshow(h.weights[:, : len(src)], cmap="viridis", aspect="auto", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
+    if flat:
+        ax.set_xticks(range(len(src)), src)
+    else:
+        ax.set_xticks(range(len(src)), src, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(len(tgt)), tgt)
-    ax.set(xlabel="source pieces", ylabel="output pieces")
+    ax.set(xlabel=f"source pieces ({SPACE_MARK} starts a word)", ylabel="output pieces")
+    if h.title:
+        ax.set_title(h.title, fontsize=9, loc="left")
     fig.tight_layout()
     _save(fig, out)
     plt.close(fig)
     return out
+
+
+def plot_translation(translator, line: str, t, out: Path) -> Path:
+    """Heatmap of a :class:`~seq2seq.translator.Translation` ``t`` of ``line`` (decoded with attention)."""
+    src = translator.src_tok.pieces(line) + ["</s>"]
+    weights = t.attention.float().numpy()  # (T [+1 for EOS], S)
+    tgt = t.tokens + ["</s>"] if weights.shape[0] > len(t.tokens) else list(t.tokens)
+    title = _shorten(line) + "\n→ " + _shorten(t.text)
+    return heatmap_png(Heatmap(src, tgt, weights, title), out)
+
+
+def _shorten(text: str, n: int = 90) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def plot_attention(translator, line: str, out: Path) -> Path:
+    """Heatmap of the attention of the best hypothesis for ``line``: output pieces x source pieces."""
+    dc = dataclasses.replace(translator.cfg.decode, n_best=1)
+    found = translator.translations(translator.src_tok.encode([line]), dc, attention=True)[0]
+    if not found:
+        raise UserError("cannot plot the attention of an empty line")
+    return plot_translation(translator, line, found[0], out)
 
 
 def plot_run(run_dir: Path, out_dir: Optional[Path] = None, sentences: int = 3, log=print) -> list[Path]:
@@ -86,7 +155,7 @@ def plot_run(run_dir: Path, out_dir: Optional[Path] = None, sentences: int = 3, 
         translator = Translator.from_run_dirs([run_dir], "best", "cpu")
         dev = translator.cfg.data_dir / f"dev.{translator.cfg.data.src_lang}"
         if not dev.is_file():
-            log(f"warning: {dev} not found: no attention plots (use seq2seq translate --attention)")
+            log(f"warning: {dev} not found: no attention plots (use seq2seq translate --attention DIR)")
         else:
             lines = [x for x in dev.read_text(encoding="utf-8").splitlines() if x.strip()][:sentences]
             for i, line in enumerate(lines):

@@ -5,17 +5,21 @@ long as its state has ``select(index)`` (every row: when sentences leave the bat
 search, ``reorder(index)`` (the recurrent rows only: beams move within their sentence, so the
 source-side tensors are selected only when the active set shrinks). Each sentence is decoded
 independently of the others in its batch: the output does not depend on the batch size or on the
-batch's other sentences.
+batch's other sentences (sampling excepted: its random draws follow the batch order). :class:`Rules`
+(a minimum length, no repeated n-grams) mask the log-probabilities of every step the same way in all
+searches.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 from seq2seq.config import DecodeConfig
+from seq2seq.constraints import NO_RULES, Rules, argmax, draw
 from seq2seq.tokenizer import BOS, EOS, PAD
 
 
@@ -38,11 +42,13 @@ def _finished(tokens: list[int], logprob: float, alpha: float, attention, eos: b
     return hyp
 
 
-def _step(model, prev: torch.Tensor, state):
-    """One decoder step whose log-probs (B, V) can never pick PAD or BOS."""
+def _step(model, prev: torch.Tensor, state, rules: Rules = NO_RULES, t: int = 0, tokens=None):
+    """One decoder step whose log-probs (B, V) can never pick PAD or BOS, nor what ``rules`` forbid at
+    output position ``t`` after ``tokens`` (B, t)."""
     logp, state, attn = model.decode_step(prev, state)
     logp[:, PAD] = float("-inf")
     logp[:, BOS] = float("-inf")
+    rules.apply(logp, t, tokens)
     return logp, state, attn
 
 
@@ -64,8 +70,11 @@ def greedy(
     max_len_ratio: float = 2.0,
     max_len_offset: int = 10,
     return_attention: bool = False,
+    rules: Rules = NO_RULES,
+    pick: Callable = argmax,
 ) -> list[Hypothesis]:
-    """Argmax decoding. src (B, S), lengths (B,). Finished sentences leave the active batch."""
+    """Argmax decoding (or what ``pick`` chooses: :func:`draw` samples). src (B, S), lengths (B,).
+    Finished sentences leave the active batch."""
     B = src.size(0)
     state = model.encode(src, lengths)
     limits = max_lengths(lengths, max_len_ratio, max_len_offset)
@@ -77,8 +86,12 @@ def greedy(
     out_attn: list[list[torch.Tensor]] = [[] for _ in range(B)]
     t = 0
     while active:
-        logp, state, attn = _step(model, prev, state)  # (A, V), (A, S)
-        best_logp, best = logp.max(dim=1)  # (A,)
+        history = None
+        if rules.no_repeat_ngram:  # every active row has t pieces
+            history = torch.tensor([out_tokens[b] for b in active], dtype=torch.long, device=src.device)
+            history = history.view(len(active), t)
+        logp, state, attn = _step(model, prev, state, rules, t, history)  # (A, V), (A, S)
+        best_logp, best = pick(logp)  # (A,)
         toks, lps = best.tolist(), best_logp.tolist()
         keep = []
         for row, b in enumerate(active):
@@ -116,6 +129,7 @@ def beam_search(
     max_len_offset: int = 10,
     n_best: int = 1,
     return_attention: bool = False,
+    rules: Rules = NO_RULES,
 ) -> list[list[Hypothesis]]:
     """Batched beam search over sentences x beams; returns the ``n_best`` hypotheses per sentence.
 
@@ -140,7 +154,7 @@ def beam_search(
     t = 0
     while active:
         A = len(active)
-        logp, state, attn = _step(model, prev, state)  # (A*K, V), (A*K, S)
+        logp, state, attn = _step(model, prev, state, rules, t, tokens)  # (A*K, V), (A*K, S)
         V = logp.size(1)
         if attn_hist is not None:
             attn_hist = torch.cat([attn_hist, attn.float().unsqueeze(1)], dim=1)  # (A*K, t+1, S)
@@ -205,10 +219,18 @@ def beam_search(
 
 
 def decode(
-    model, src: torch.Tensor, lengths: torch.Tensor, cfg: DecodeConfig, return_attention: bool = False
+    model,
+    src: torch.Tensor,
+    lengths: torch.Tensor,
+    cfg: DecodeConfig,
+    return_attention: bool = False,
+    generator: Optional[torch.Generator] = None,
 ) -> list[list[Hypothesis]]:
     """The ``cfg.n_best`` best hypotheses per sentence: :func:`greedy` for beam 1 / 1-best, else
-    :func:`beam_search` (which equals greedy at beam 1). src (B, S), lengths (B,)."""
+    :func:`beam_search` (which equals greedy at beam 1); with ``cfg.sampling``, :func:`sample`.
+    src (B, S), lengths (B,)."""
+    if cfg.sampling:
+        return sample(model, src, lengths, cfg, return_attention, generator)
     if cfg.beam_size == 1 and cfg.n_best == 1:
         hyps = greedy(
             model,
@@ -217,6 +239,7 @@ def decode(
             max_len_ratio=cfg.max_len_ratio,
             max_len_offset=cfg.max_len_offset,
             return_attention=return_attention,
+            rules=Rules.of(cfg),
         )
         return [[h] for h in hyps]
     return beam_search(
@@ -229,4 +252,31 @@ def decode(
         max_len_offset=cfg.max_len_offset,
         n_best=cfg.n_best,
         return_attention=return_attention,
+        rules=Rules.of(cfg),
     )
+
+
+def sample(
+    model,
+    src: torch.Tensor,
+    lengths: torch.Tensor,
+    cfg: DecodeConfig,
+    return_attention: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> list[list[Hypothesis]]:
+    """``cfg.n_best`` independent samples per sentence (``cfg.temperature``, ``cfg.topk``, and the
+    length limits and rules of the other searches), most likely first. src (B, S), lengths (B,)."""
+    n = cfg.n_best
+    rows = torch.arange(src.size(0), device=src.device).repeat_interleave(n)  # sentence b: rows b*n ...
+    pick = functools.partial(draw, temperature=cfg.temperature, topk=cfg.topk, generator=generator)
+    hyps = greedy(
+        model,
+        src.index_select(0, rows),
+        lengths.index_select(0, rows.to(lengths.device)),
+        cfg.max_len_ratio,
+        cfg.max_len_offset,
+        return_attention,
+        Rules.of(cfg),
+        pick,
+    )
+    return [sorted(hyps[b * n : (b + 1) * n], key=lambda h: -h.score) for b in range(src.size(0))]

@@ -76,11 +76,18 @@ def dev_loss(parts: Parts, data: TrainData, batch_tokens: int) -> float:
 
 
 def train_step(
-    parts: Parts, shares: list[tuple[Batch, float]], scale: float, lr: float, tc: TrainConfig
+    parts: Parts,
+    shares: list[tuple[Batch, float]],
+    scale: float,
+    lr: float,
+    tc: TrainConfig,
+    nll: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step at learning rate ``lr`` over ``shares``: (CPU batch, weight) pairs, one per
     accumulated batch. Each batch's summed loss x weight is scaled by ``scale`` (world / global target
-    tokens) before backward. Returns (summed loss, gradient norm); both stay on the device (no sync)."""
+    tokens) before backward. Returns (summed loss, gradient norm); both stay on the device (no sync).
+    ``nll``: a device scalar the summed NLL without label smoothing is added to (comparable with the dev
+    loss; one more reduction over the logits when label smoothing is on)."""
     for group in parts.optimizer.param_groups:
         group["lr"] = lr
     parts.optimizer.zero_grad(set_to_none=True)
@@ -94,6 +101,8 @@ def train_step(
             loss = loss_fn(logits, b.tgt_out, tc.label_smoothing) * weight
             parts.scaler.scale(loss * scale).backward()
         loss_sum += loss.detach()
+        if nll is not None:
+            nll += loss_fn(logits.detach(), b.tgt_out, 0.0) * weight if tc.label_smoothing else loss.detach()
     parts.scaler.unscale_(parts.optimizer)
     clip = tc.clip_norm if tc.clip_norm > 0 else math.inf
     norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(), clip)
@@ -126,6 +135,7 @@ class Window:
 
     loss: torch.Tensor
     norm: torch.Tensor
+    nll: Optional[torch.Tensor] = None  # summed NLL without label smoothing (train_step's ``nll``)
     tokens: int = 0
     steps: int = 0
     start: float = dataclasses.field(default_factory=time.perf_counter)
@@ -136,14 +146,20 @@ class Window:
         self.tokens, self.steps = self.tokens + tokens, self.steps + 1
 
     def stats(self, dist: Dist, lr: float) -> dict:
-        """Loss per target token (over every rank), tokens/s, ``lr``, mean gradient norm: host syncs."""
+        """Loss and unsmoothed NLL per target token (over every rank), tokens/s, ``lr``, mean gradient
+        norm: host syncs."""
         return {
             "loss": dist.sum(self.loss).item() / self.tokens,
+            "nll": dist.sum(self.nll).item() / self.tokens,
             "tokens_per_s": self.tokens / (time.perf_counter() - self.start),
             "lr": lr,
             "grad_norm": self.norm.item() / self.steps,
         }
 
+    def __post_init__(self) -> None:
+        if self.nll is None:
+            self.nll = torch.zeros_like(self.loss)
+
     def reset(self) -> None:
-        self.loss.zero_(), self.norm.zero_()
+        self.loss.zero_(), self.norm.zero_(), self.nll.zero_()
         self.tokens, self.steps, self.start = 0, 0, time.perf_counter()

@@ -151,7 +151,12 @@ def train_tokenizers(cfg: Config, log=print) -> tuple[Path, Path]:
 
     The new models are built in a folder beside the old ones and swapped in only once complete, so a
     failed or interrupted run keeps the previous tokenizer. With checkpoints in the run (they depend on
-    the tokenizer), other spm settings, or a retrained tokenizer that differs, are refused."""
+    the tokenizer), other spm settings, or a retrained tokenizer that differs, are refused. A fine-tuning
+    run (``train.init_from``) copies its parent's models instead."""
+    if cfg.train.init_from:
+        from seq2seq.finetune import copy_parent_tokenizers
+
+        return copy_parent_tokenizers(cfg, log)
     files = [cfg.data_dir / f"train.{lang}" for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
     for f in files:
         if not f.is_file():

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 import torch
 
-from seq2seq import rundir
+from seq2seq import finetune, rundir
 from seq2seq.compiled import training_loop
 from seq2seq.config import Config, TrainConfig
 from seq2seq.data import read_split
@@ -25,7 +25,7 @@ from seq2seq.precision import choose_precision, fast_fp32_matmul, grad_scaler
 from seq2seq.schedule import Schedule
 from seq2seq.shards import build_pairs, drop_reason
 from seq2seq.step import Parts, TrainData
-from seq2seq.tokenizer import Tokenizer, load_tokenizers, tokenizers_fingerprint
+from seq2seq.tokenizer import Tokenizer, load_tokenizers, spm_paths, tokenizers_fingerprint
 from seq2seq.translator import Translator
 
 
@@ -46,11 +46,15 @@ def setup_process(tc: TrainConfig) -> Dist:
     return dist
 
 
-def setup_parts(cfg: Config, src_vocab: int, tgt_vocab: int, dist: Dist) -> Parts:
-    """Model (on the device), what the training step calls (DDP wrapper, compiled decoder loop),
-    Adam, the learning-rate schedule, and mixed precision."""
+def setup_parts(
+    cfg: Config, src_vocab: int, tgt_vocab: int, dist: Dist, init: Optional[dict] = None
+) -> Parts:
+    """Model (on the device; with ``init``, those parameters: fine-tuning), what the training step calls
+    (DDP wrapper, compiled decoder loop), Adam, the learning-rate schedule, and mixed precision."""
     tc = cfg.train
     model: Seq2Seq = build_model(cfg.model, src_vocab, tgt_vocab).to(dist.device)
+    if init is not None:
+        model.load_state_dict(init)
     forward, no_sync = model, None
     if dist.world > 1:
         forward = torch.nn.parallel.DistributedDataParallel(
@@ -106,12 +110,25 @@ def setup_data(
     return TrainData(train_src, train_tgt, dev_lines, dev_refs, dev_src, dev_tgt)
 
 
+def load_tokenizers_of(cfg: Config, dist: Dist, log: Optional[Callable[[str], None]]):
+    """The run's tokenizers; a fine-tuning run without its own gets its parent's (rank 0 copies them)."""
+    if cfg.train.init_from:
+        if dist.main and not spm_paths(cfg.run_path)[0].is_file():
+            finetune.copy_parent_tokenizers(cfg, log or print)
+        dist.barrier()
+    return load_tokenizers(cfg.run_path)
+
+
 def build_trainer(cfg: Config, log: Optional[Callable[[str], None]] = None) -> Trainer:
     """Every part of a training run, wired into a :class:`Trainer` (nothing trained yet)."""
     dist = setup_process(cfg.train)
     dist.check_shared(cfg.run_path)  # several nodes: rank 0 alone writes bin/ and checkpoints there
-    src_tok, tgt_tok = load_tokenizers(cfg.run_path)
-    parts = setup_parts(cfg, len(src_tok), len(tgt_tok), dist)
+    src_tok, tgt_tok = load_tokenizers_of(cfg, dist, log)
+    init = None
+    if cfg.train.init_from and not (cfg.run_path / "checkpoints" / "last.pt").is_file():  # resuming wins
+        say = (log or print) if dist.main else (lambda *_: None)
+        init = finetune.parent_weights(cfg, tokenizers_fingerprint(src_tok, tgt_tok), say)
+    parts = setup_parts(cfg, len(src_tok), len(tgt_tok), dist, init)
     data = setup_data(cfg, src_tok, tgt_tok, dist, log or print)
     translator = Translator([parts.model], src_tok, tgt_tok, cfg, dist.device)  # validation decodes with it
     return Trainer(cfg, parts, data, dist, translator, log)

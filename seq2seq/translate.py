@@ -1,12 +1,13 @@
 """The translate command: a file (or stdin) into a file (or stdout), or an interactive prompt.
 
-Exactly one output line per input line (empty lines stay empty), streamed in chunks, an output
-file written atomically; text or JSON lines with n-best hypotheses and scores.
+Exactly one output line per input line (empty lines stay empty), streamed in chunks of
+``--buffer-size`` lines (each chunk's translations are written and flushed before the next is read,
+so a program can drive translate through a pipe), an output file written atomically; text or JSON
+lines with n-best hypotheses, scores and attention; attention heatmaps of every line on request.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -17,8 +18,7 @@ from seq2seq.config import DecodeConfig
 from seq2seq.distributed import pick_device
 from seq2seq.errors import UserError
 from seq2seq.fileio import AtomicOutput, read_lines
-from seq2seq.search import Hypothesis
-from seq2seq.translator import Translator
+from seq2seq.translator import Translation, Translator
 
 
 @dataclass
@@ -29,30 +29,30 @@ class TranslateIO:
     output: Optional[Path] = None  # None: stdout
     fmt: str = "text"  # text | json
     replace_invalid: bool = False  # undecodable input bytes become U+FFFD instead of an error
-    attention_png: Optional[Path] = None  # heatmap of the first non-empty line
+    attention_dir: Optional[Path] = None  # a heatmap PNG per non-empty input line: line-NNNNNN.png
     interactive: bool = False  # a prompt (stdin on a terminal)
-    chunk: int = 2000  # lines read and decoded at a time
+    chunk: int = 2000  # lines read, decoded and written at a time (--buffer-size)
 
 
 def translate(
     run_dirs: list[Path], io: TranslateIO, checkpoint: str = "best", device: str = "auto", **decode_overrides
 ) -> int:
     """Load ``run_dirs`` (several: an ensemble) and translate as ``io`` says, with the runs' decode
-    settings updated by ``decode_overrides`` (None values keep the run's). Returns lines written."""
+    settings updated by ``decode_overrides`` (None values keep the run's; checked as a recipe's are, so
+    e.g. an n-best list longer than the beam is an error). Returns lines written."""
     check_input(io.input)
     if io.input is None:
         _std("stdin")  # closed: fail before loading anything
     if io.output is None and not io.interactive:
         _std("stdout")
+    if io.attention_dir is not None and io.attention_dir.exists() and not io.attention_dir.is_dir():
+        raise UserError(f"--attention takes a folder (one PNG per line), and {io.attention_dir} is a file")
     translator = Translator.from_run_dirs(run_dirs, checkpoint, pick_device(device, "--device"))
-    dc = dataclasses.replace(
-        translator.cfg.decode, **{k: v for k, v in decode_overrides.items() if v is not None}
-    )
-    if dc.n_best > dc.beam_size:
-        dc = dataclasses.replace(dc, beam_size=dc.n_best)
-    if io.interactive:
-        return interactive(translator, dc, io.fmt, io.replace_invalid)
-    return translate_stream(translator, dc, io)
+    dc = translator.decode_config(**decode_overrides)
+    count = interactive(translator, dc, io) if io.interactive else translate_stream(translator, dc, io)
+    if io.attention_dir is not None:
+        print(f"wrote the attention heatmaps into {io.attention_dir}", file=sys.stderr)
+    return count
 
 
 def check_input(path: Optional[Path]) -> None:
@@ -86,6 +86,23 @@ def _stdout_write(text: str) -> None:
         raise
 
 
+def translate_lines(
+    translator: Translator, dc: DecodeConfig, io: TranslateIO, lines: list[str], first: int
+) -> list[str]:
+    """The output lines of ``lines`` (input lines ``first``, ``first`` + 1, ...), heatmaps saved."""
+    ids = translator.src_tok.encode(lines)
+    attention = io.fmt == "json" or io.attention_dir is not None
+    found = translator.translations(ids, dc, attention, progress=io.output is not None)
+    out = []
+    for number, src, ts in zip(range(first, first + len(lines)), lines, found):
+        if io.attention_dir is not None and ts:
+            from seq2seq.plot import plot_translation
+
+            plot_translation(translator, src, ts[0], io.attention_dir / f"line-{number:06d}.png")
+        out.append(format_line(translator, src, ts, io.fmt, dc.n_best))
+    return out
+
+
 def translate_stream(translator: Translator, dc: DecodeConfig, io: TranslateIO) -> int:
     """Translate ``io.input`` (or stdin) chunk by chunk into ``io.output`` (or stdout)."""
     try:
@@ -99,24 +116,15 @@ def translate_stream(translator: Translator, dc: DecodeConfig, io: TranslateIO) 
             in_stream.close()
         raise
     write = out.write if out else _stdout_write
-    attention_png, count = io.attention_png, 0
+    count = 0
     try:
         lines = read_lines(in_stream, str(io.input or "<stdin>"), io.replace_invalid)
         while True:
             buf = [line for _, line in zip(range(io.chunk), lines)]
             if not buf:
                 break
-            if attention_png is not None and any(x.strip() for x in buf):
-                from seq2seq.plot import plot_attention
-
-                plot_attention(translator, next(x for x in buf if x.strip()), attention_png)
-                print(f"wrote {attention_png}", file=sys.stderr)
-                attention_png = None
-            ids = translator.src_tok.encode(buf)
-            hyps = translator.hypotheses_from_ids(ids, dc, progress=io.output is not None)
-            for h, src, src_ids in zip(hyps, buf, ids):
-                write(format_line(translator, src, len(src_ids), h, io.fmt, dc.n_best) + "\n")
-                count += 1
+            write("".join(x + "\n" for x in translate_lines(translator, dc, io, buf, count + 1)))
+            count += len(buf)
             if out is None:
                 try:
                     sys.stdout.flush()
@@ -134,13 +142,14 @@ def translate_stream(translator: Translator, dc: DecodeConfig, io: TranslateIO) 
     return count
 
 
-def interactive(translator: Translator, dc: DecodeConfig, fmt: str, replace_invalid: bool = False) -> int:
+def interactive(translator: Translator, dc: DecodeConfig, io: TranslateIO) -> int:
     """A prompt that translates each line as it is typed; Ctrl-D ends it. A line that is not valid
-    UTF-8 is skipped with a warning (or its bad bytes replaced, with ``replace_invalid``): the session
-    goes on."""
-    sys.stdin.reconfigure(errors="replace" if replace_invalid else "surrogateescape")
+    UTF-8 is skipped with a warning (or its bad bytes replaced, with ``io.replace_invalid``): the
+    session goes on."""
+    sys.stdin.reconfigure(errors="replace" if io.replace_invalid else "surrogateescape")
+    what = "sampling" if dc.sampling else f"beam {dc.beam_size}"
     print(
-        f"seq2seq: {translator.cfg.data.src_lang}->{translator.cfg.data.tgt_lang}, beam {dc.beam_size}; "
+        f"seq2seq: {translator.cfg.data.src_lang}->{translator.cfg.data.tgt_lang}, {what}; "
         f"type a sentence, Ctrl-D to quit",
         file=sys.stderr,
     )
@@ -158,33 +167,30 @@ def interactive(translator: Translator, dc: DecodeConfig, fmt: str, replace_inva
                 file=sys.stderr,
             )
             continue
-        ids = translator.src_tok.encode([line])
-        hyps = translator.hypotheses_from_ids(ids, dc)[0]
-        print(format_line(translator, line, len(ids[0]), hyps, fmt, dc.n_best), flush=True)
+        print(translate_lines(translator, dc, io, [line], count + 1)[0], flush=True)
         count += 1
 
 
-def format_line(
-    translator: Translator, src: str, src_len: int, hyps: list[Hypothesis], fmt: str, n_best: int
-) -> str:
-    """One output line: the best translation; n-best "text<TAB>score" pairs; or a JSON object."""
-    texts = translator.tgt_tok.decode([h.tokens for h in hyps]) if hyps else []
+def format_line(translator: Translator, src: str, found: list[Translation], fmt: str, n_best: int) -> str:
+    """One output line: the best translation; n-best "text<TAB>score" pairs; or a JSON object with the
+    source pieces and, per hypothesis, its pieces and attention (one row per output piece, EOS
+    included when produced; one column per source piece and the source's EOS)."""
     if fmt == "json":
-        return json.dumps(
+        record: dict = {"source": src, "source_tokens": translator.src_tok.pieces(src) + ["</s>"]}
+        width = len(record["source_tokens"]) if found else 0
+        record["hypotheses"] = [
             {
-                "source": src,
-                "hypotheses": [
-                    {
-                        "text": t,
-                        "score": round(h.score, 4),
-                        "logprob": round(h.logprob, 4),
-                        "tokens": translator.tgt_tok.id_to_piece(h.tokens),
-                    }
-                    for t, h in zip(texts, hyps)
-                ],
-            },
-            ensure_ascii=False,
-        )
+                "text": t.text,
+                "score": round(t.score, 4),
+                "logprob": round(t.logprob, 4),
+                "tokens": t.tokens,
+                "attention": [[round(x, 4) for x in row[:width]] for row in t.attention.tolist()]
+                if t.attention is not None
+                else None,
+            }
+            for t in found
+        ]
+        return json.dumps(record, ensure_ascii=False)
     if n_best > 1:
-        return "\t".join(f"{t}\t{h.score:.4f}" for t, h in zip(texts, hyps))
-    return texts[0] if texts else ""
+        return "\t".join(f"{t.text}\t{t.score:.4f}" for t in found)
+    return found[0].text if found else ""

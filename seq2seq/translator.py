@@ -1,23 +1,28 @@
-"""Translate text with a trained run directory (or several: an ensemble).
+"""Translate text with a trained run directory (or several: an ensemble); the Python API.
 
-``Translator.from_run_dirs`` needs only run directories: each holds config.yaml, its SentencePiece
-models under spm/ and checkpoints under checkpoints/.
+``Translator.load`` needs only run directories: each holds config.yaml, its SentencePiece models
+under spm/ and checkpoints under checkpoints/::
+
+    from seq2seq import Translator
+    t = Translator.load("data/default/run")
+    t.translate(["I have twenty-one cats."], beam_size=5)        # ['Ich habe einundzwanzig Katzen.']
+    t.translate("two plus three is five", n_best=3, with_scores=True)  # [Translation(text=..., score=...), ...]
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
 from seq2seq import checkpoint as ckpt_io
 from seq2seq.batches import source_tensor
 from seq2seq.compiled import CompiledDecoder
-from seq2seq.config import Config, DecodeConfig, ModelConfig, from_dict
+from seq2seq.config import Config, DecodeConfig, ModelConfig, from_dict, with_decode
 from seq2seq.distributed import pick_device
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq, build_model
@@ -25,6 +30,21 @@ from seq2seq.precision import fast_fp32_matmul
 from seq2seq.rundir import load_run_config
 from seq2seq.search import Hypothesis, decode
 from seq2seq.tokenizer import Tokenizer, load_tokenizers, tokenizers_fingerprint
+
+
+@dataclass
+class Translation:
+    """One hypothesis as text: what translate's JSON output and ``translate(..., with_scores=True)`` give."""
+
+    text: str
+    score: float  # log-probability / length penalty: what ranks the n-best list
+    logprob: float  # sum of the pieces' log-probabilities (EOS included when produced)
+    tokens: list[str]  # output pieces
+    eos: bool = True  # False: cut at the length limit
+    attention: Optional[torch.Tensor] = field(
+        default=None, repr=False
+    )  # (len(tokens) [+1 EOS], source + EOS)
+
 
 LONG_LINE_PARTS = 4  # a source line is cut at this many times train.max_len pieces (see _parts)
 
@@ -63,10 +83,11 @@ def decode_ids(
     device: torch.device,
     return_attention: bool = False,
     progress: bool = False,
+    generator: Optional[torch.Generator] = None,
 ) -> list[list[Hypothesis]]:
     """n-best hypotheses for each (non-empty) id sequence, in input order; sorted by length into batches
     of ``dc.batch_size``. ``model``: anything with encode/decode_step. ``progress``: a tqdm bar over
-    sentences on stderr when it is a terminal."""
+    sentences on stderr when it is a terminal. ``generator``: the random draws of sampling."""
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[Optional[list[Hypothesis]]] = [None] * len(seqs)
     bar = None
@@ -77,7 +98,7 @@ def decode_ids(
     for start in range(0, len(order), dc.batch_size):
         idx = order[start : start + dc.batch_size]
         src, lengths = source_tensor([seqs[i] for i in idx])
-        for i, h in zip(idx, decode(model, src.to(device), lengths, dc, return_attention=return_attention)):
+        for i, h in zip(idx, decode(model, src.to(device), lengths, dc, return_attention, generator)):
             out[i] = h
         if bar is not None:
             bar.update(len(idx))
@@ -106,6 +127,20 @@ class Translator:
         fast_fp32_matmul(device)  # decoding runs in fp32: TF32 on CUDA
         self._searchers: dict[str, object] = {}  # compile_search mode -> what search steps through
         self.warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
+        self._rng: Optional[tuple[int, torch.Generator]] = None  # (seed, generator) of sampling
+
+    @classmethod
+    def load(
+        cls,
+        run_dirs: Union[str, Path, Sequence[Union[str, Path]]],
+        checkpoint: str = "best",
+        device: str = "auto",
+    ) -> "Translator":
+        """The Python API's entry: one run directory (or a list: an ensemble); ``checkpoint``: a name in
+        <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file; ``device``: auto, cpu,
+        cuda or cuda:N."""
+        dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+        return cls.from_run_dirs(dirs, checkpoint, device)
 
     @classmethod
     def from_run_dirs(
@@ -160,7 +195,13 @@ class Translator:
         dc = dc or self.cfg.decode
         parts, owners = self._parts(ids)
         hyps = decode_ids(
-            self.searcher(dc.compile_search), parts, dc, self.device, return_attention, progress
+            self.searcher(dc.compile_search),
+            parts,
+            dc,
+            self.device,
+            return_attention,
+            progress,
+            self._generator(dc),
         )
         joined: dict[int, list[list[Hypothesis]]] = {}
         for i, h in zip(owners, hyps):
@@ -193,13 +234,59 @@ class Translator:
                 owners.append(i)
         return parts, owners
 
+    def _generator(self, dc: DecodeConfig) -> Optional[torch.Generator]:
+        """Sampling's random numbers: one generator per translator, seeded with decode.sampling_seed (the
+        same calls with the same settings give the same samples)."""
+        if not dc.sampling:
+            return None
+        if self._rng is None or self._rng[0] != dc.sampling_seed:
+            self._rng = (dc.sampling_seed, torch.Generator(self.device).manual_seed(dc.sampling_seed))
+        return self._rng[1]
+
+    def decode_config(self, dc: Optional[DecodeConfig] = None, **overrides) -> DecodeConfig:
+        """``dc`` (default: the run's decode settings) with ``overrides`` (None keeps a value), checked as a
+        recipe's are (config.with_decode)."""
+        return with_decode(replace(self.cfg, decode=dc or self.cfg.decode), **overrides).decode
+
+    def translations(
+        self, ids: list[list[int]], dc: DecodeConfig, attention: bool = False, progress: bool = False
+    ) -> list[list[Translation]]:
+        """The n-best list of each encoded line as :class:`Translation` ([] for lines without a piece)."""
+        hyps = self.hypotheses_from_ids(ids, dc, attention, progress)
+        texts = iter(self.tgt_tok.decode([h.tokens for hs in hyps for h in hs]))
+        return [
+            [
+                Translation(
+                    next(texts), h.score, h.logprob, self.tgt_tok.id_to_piece(h.tokens), h.eos, h.attention
+                )
+                for h in hs
+            ]
+            for hs in hyps
+        ]
+
     def translate(
-        self, lines: list[str], dc: Optional[DecodeConfig] = None, progress: bool = False
-    ) -> list[str]:
-        """The best translation of each line; empty or whitespace-only lines give empty output."""
-        best = [h[0].tokens if h else None for h in self.hypotheses(lines, dc, progress=progress)]
-        texts = iter(self.tgt_tok.decode([t for t in best if t is not None]))
-        return [next(texts) if t is not None else "" for t in best]
+        self,
+        lines: Union[str, list[str]],
+        dc: Optional[DecodeConfig] = None,
+        progress: bool = False,
+        *,
+        with_scores: bool = False,
+        **decode,
+    ):
+        """Translate ``lines`` (one string: one result) with the run's decode settings, ``dc``, and
+        keyword overrides of them (``beam_size=5, n_best=3, length_penalty=0.6, sampling=True, ...``).
+
+        Returns per line the best translation (a string; "" for empty lines); with ``n_best`` above 1 the
+        n-best strings; with ``with_scores`` a list of :class:`Translation` (text, score, logprob, pieces)."""
+        if isinstance(lines, str):
+            return self.translate([lines], dc, progress, with_scores=with_scores, **decode)[0]
+        dc = self.decode_config(dc, **decode)
+        found = self.translations(self.src_tok.encode(lines), dc, progress=progress)
+        if with_scores:
+            return found
+        if dc.n_best > 1:
+            return [[t.text for t in ts] for ts in found]
+        return [ts[0].text if ts else "" for ts in found]
 
 
 def join_parts(parts: list[list[Hypothesis]], alpha: float) -> list[Hypothesis]:
@@ -234,9 +321,7 @@ def load_run_with_tokenizers(run_dir: Path, which: str = "best", device: Optiona
     """(config, model, (source tokenizer, target tokenizer)) of a run, checked against each other."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    path = ckpt_io.checkpoint_path(run_dir, which, "--checkpoint")
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no checkpoint {path.name}: train it first")
+    path = ckpt_io.resolve(run_dir, which, "--checkpoint")
     ckpt = ckpt_io.load(path)
     model_cfg = checkpoint_model_config(ckpt, path)
     disagree = {k: v for k, v in dataclasses.asdict(model_cfg).items() if getattr(cfg.model, k) != v}

@@ -97,3 +97,22 @@ def multi30k_dir() -> Path:
     if not (SHARED_MULTI30K / "train.de.gz").is_file():
         pytest.skip(f"real Multi30k files not found at {SHARED_MULTI30K} (../shared is absent)")
     return SHARED_MULTI30K
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """(config, recipe path) of a tiny run trained for 12 steps, shared by the tests that only read it."""
+    from seq2seq.config import load_config
+    from seq2seq.data import download
+    from seq2seq.tokenizer import train_tokenizers
+    from seq2seq.training import train
+
+    tmp = tmp_path_factory.mktemp("trained")
+    recipe = tmp / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(tmp)), encoding="utf-8")
+    cfg = load_config(recipe)
+    quiet = lambda *_: None  # noqa: E731
+    download(cfg, log=quiet)
+    train_tokenizers(cfg, log=quiet)
+    train(cfg, log=quiet)
+    return cfg, recipe

@@ -120,9 +120,9 @@ def test_tune_decode_table_matches_real_decoding(trained):
 
 def test_translate_attention_png(trained, tmp_path):
     cfg, _ = trained
-    out = tmp_path / "attn.png"
+    out = tmp_path / "attn" / "line-000002.png"  # --attention DIR: a PNG per non-empty line
     proc = subprocess.run(
-        [sys.executable, "-m", "seq2seq", "translate", str(cfg.run_path), "--attention", str(out)],
+        [sys.executable, "-m", "seq2seq", "translate", str(cfg.run_path), "--attention", str(out.parent)],
         input="\ntwo plus two is four\n",
         capture_output=True,
         text=True,
@@ -131,3 +131,28 @@ def test_translate_attention_png(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.split("\n")) == 3
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_learning_curves_compare_nlls_and_read_older_metrics(trained, tmp_path):
+    from seq2seq.plot import plot_curves
+
+    cfg, _ = trained
+    metrics = [json.loads(x) for x in (cfg.run_path / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [m for m in metrics if m["kind"] == "train"]
+    assert train_rows and all(0 < m["nll"] and m["nll"] != m["loss"] for m in train_rows)
+    assert plot_curves(cfg.run_path, tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    old = tmp_path / "old"  # a run logged before the train NLL was
+    old.mkdir()
+    (old / "metrics.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in m.items() if k != "nll"}) + "\n" for m in metrics)
+    )
+    assert plot_curves(old, tmp_path / "b.png").stat().st_size > 5000
+
+
+def test_attention_labels_are_readable():
+    from seq2seq.plot import label_layout, piece_label
+
+    assert piece_label("▁the") == "␣the" and piece_label("s") == "s"
+    assert label_layout(["␣on", "␣F", "eb", "ru", "ary", "</s>"])[1]  # short pieces: horizontal
+    assert label_layout(["␣nineteen"] * 12) == (0.05 + 0.075 * 9, True)  # wider columns, still horizontal
+    assert not label_layout(["␣" + "x" * 30] * 3)[1]  # very long pieces: slanted, never 90 degrees

@@ -55,13 +55,28 @@ def assert_same_optimizer(a: dict, b: dict):
         assert_same_tensors(a["state"][i], b["state"][i])
 
 
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+def log_messages(run: Path) -> str:
+    """train.log without its timestamps; every line must have one (the wall time of the message)."""
+    lines = (run / "train.log").read_text(encoding="utf-8").splitlines()
+    assert lines and all(TIMESTAMP.match(x) for x in lines), lines[:3]
+    return "".join(TIMESTAMP.sub("", x, count=1) + "\n" for x in lines)
+
+
 def logged_losses(run: Path) -> list[float]:
-    text = (run / "train.log").read_text(encoding="utf-8")
+    text = log_messages(run)
     return [float(x) for x in re.findall(r"^step \d+ epoch \d+: loss ([0-9.]+)", text, re.M)]
 
 
+def logged_nlls(run: Path) -> list[float]:
+    text = log_messages(run)
+    return [float(x) for x in re.findall(r"^step \d+ epoch \d+: loss [0-9.]+ nll ([0-9.]+)", text, re.M)]
+
+
 def dev_losses(run: Path) -> list[float]:
-    text = (run / "train.log").read_text(encoding="utf-8")
+    text = log_messages(run)
     return [float(x) for x in re.findall(r"validation step \d+: dev loss ([0-9.]+)", text)]
 
 
@@ -111,7 +126,7 @@ def test_short_run_writes_checkpoints_config_and_log(tiny_recipe):
     for name in ("checkpoints/best.pt", "checkpoints/last.pt", "config.yaml", "train.log"):
         assert (run / name).is_file(), name
     assert from_dict(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))) == cfg
-    log = (run / "train.log").read_text(encoding="utf-8")
+    log = log_messages(run)
     assert log.startswith("training: ")
     assert "finished at step 12 (budget reached)" in log
     assert len(dev_losses(run)) == 2  # valid_every = 6
@@ -144,7 +159,7 @@ def test_resume_is_exact(reference_run, tmp_path):
 
     cfg_b12 = load_config(recipe, [f"run_dir={tmp_path / 'B'}", "max_steps=12"])
     assert train(cfg_b12).step == 12
-    assert "resuming at step 6" in (cfg_b.run_path / "train.log").read_text(encoding="utf-8")
+    assert "resuming at step 6" in log_messages(cfg_b.run_path)
 
     a, b = ckpt(run_a), ckpt(cfg_b.run_path)
     assert_same_tensors(a["model"], b["model"])
@@ -366,3 +381,27 @@ def test_the_log_says_which_precision_auto_chose_and_why(reference_run, tmp_path
     else:
         assert lines == ["precision: fp32 (auto: this CPU has no native bf16, AVX512-BF16 or AMX)"]
     assert messages[0].startswith("resuming at step 12") and ("amp bfloat16" in messages[0]) == native
+
+
+def test_train_nll_is_the_unsmoothed_loss_of_the_step(tiny_recipe):
+    """What the learning curves compare with the dev loss: the step's NLL without label smoothing."""
+    from seq2seq.step import loss_fn, rank_shares
+
+    cfg = prepare(tiny_recipe, ["dropout=0.0", "label_smoothing=0.2"])
+    trainer = build_trainer(cfg, log=quiet)
+    d, tc = trainer.data, cfg.train
+    micro = make_batches(d.train_src.lengths, d.train_tgt.lengths, tc.batch_tokens, tc.seed, 0)[:1]
+    ((batch, _),), _ = rank_shares(micro, d, trainer.dist)
+    with torch.no_grad():  # dropout 0: the step's own forward gives these logits
+        logits = trainer.model(batch.src, batch.lengths, batch.tgt_in)
+        nll, smoothed = loss_fn(logits, batch.tgt_out, 0.0), loss_fn(logits, batch.tgt_out, 0.2)
+    got = torch.zeros(())
+    loss, _, _ = trainer._train_step(micro, nll=got)
+    assert got.item() == pytest.approx(nll.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(smoothed.item(), rel=1e-5) and abs(loss.item() - got.item()) > 0.1
+
+
+def test_logged_nll_beside_the_loss(reference_run):
+    _, run_a = reference_run
+    nlls, losses = logged_nlls(run_a), logged_losses(run_a)
+    assert len(nlls) == len(losses) == 4 and nlls != losses
