@@ -34,11 +34,11 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 
 
 def resolve(run_dir: str | os.PathLike, which: str, label: str = "checkpoint") -> Path:
-    """The checkpoint file ``which`` names: a name (best, last, average, step-NNNNNNNN) in
-    ``<run_dir>/checkpoints``, or a file path (with a folder or a ``.pt`` suffix; a bare ``X.pt`` not in
-    the current folder is the run's ``checkpoints/X.pt``); it must exist."""
+    """The checkpoint file ``which`` names: a file path when it ends in ``.pt`` (a bare ``X.pt`` not in
+    the current folder is the run's ``checkpoints/X.pt``), else a plain name (best, last, average,
+    step-NNNNNNNN; no path separators, never ``..``) in ``<run_dir>/checkpoints``; it must exist."""
     run_dir = Path(run_dir)
-    if os.sep in which or "/" in which or which.endswith(".pt"):
+    if which.endswith(".pt"):
         path = Path(which)
         if not path.is_file() and path.parent == Path("."):  # "last.pt": the run's own file of that name
             path = run_dir / "checkpoints" / which
