@@ -69,6 +69,9 @@ def lock(folder: Path, stage: str) -> Iterator[None]:
                 f"{folder} is in use by another process ({holder}): wait for it to finish, or give this "
                 f"one its own run_dir=..."
             ) from None
+        except OSError as e:  # a file system without locks (ENOLCK)
+            os.close(fd)
+            raise UserError(f"could not lock {path}: {e.strerror or e}") from None
         try:  # the previous holder may have removed the file we opened: lock the one at the path
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:

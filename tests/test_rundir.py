@@ -147,3 +147,13 @@ def test_a_damaged_run_config_is_one_line(tmp_path, content, needle):
     with pytest.raises(UserError, match=needle) as e:
         rundir.load_run_config(tmp_path)
     assert "\n" not in str(e.value)
+
+
+def test_a_file_system_without_locks_is_one_line(tmp_path, monkeypatch):
+    def no_locks(fd, op):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(rundir.fcntl, "flock", no_locks)
+    with pytest.raises(UserError, match=r"could not lock .*\.lock: No locks available"):
+        with rundir.lock(tmp_path, "train"):
+            pass
