@@ -5,7 +5,7 @@ End to end as seq2seq.translator.Translator.translate does it: SentencePiece enc
 lines, decode_ids (length-sorted batches of --batch-size sentences, greedy for beam 1, beam_search
 otherwise), SentencePiece decoding of the best hypotheses. One untimed warm-up batch first.
 
-The model is a trained run directory (--run-dir, via seq2seq.translator.load_run) or, by default,
+The model is a trained run directory (--run-dir, via seq2seq.loadrun.load_run) or, by default,
 a random-weight model of the recipe's architecture. A random model rarely emits EOS, so nearly every
 output runs to the length limit (int(max_len_ratio * source length) + max_len_offset, source length
 counting its EOS): the JSON shows mean output length and the share of outputs at that limit, and
@@ -49,12 +49,13 @@ from seq2seq.config import CHOICES  # noqa: E402
 from seq2seq.data import read_split  # noqa: E402
 from seq2seq.distributed import pick_device  # noqa: E402
 from seq2seq.errors import UserError  # noqa: E402
+from seq2seq.loadrun import load_run  # noqa: E402
 from seq2seq.model import build_model, count_parameters  # noqa: E402
 from seq2seq.precision import autocast_dtype  # noqa: E402
 from seq2seq.search import max_lengths  # noqa: E402
 from seq2seq.tokenizer import load_tokenizers  # noqa: E402
 from seq2seq.training import seed_everything  # noqa: E402
-from seq2seq.translator import Translator, load_run  # noqa: E402
+from seq2seq.translator import Translator  # noqa: E402
 
 
 def parse_args(argv=None):

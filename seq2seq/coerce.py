@@ -7,6 +7,7 @@ import dataclasses
 import math
 import re
 import typing
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -179,3 +180,16 @@ def merge(base: dict, extra: dict, sections: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+def read_yaml(path: Path, what: str) -> dict:
+    """A YAML mapping from ``path`` (empty file: {}); every problem a one-line UserError."""
+    try:
+        values = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{what} {path} is not valid YAML: {yaml_error(e)}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {path} is not valid YAML: not UTF-8 text (byte {e.start})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{what} {path} must be a mapping of sections")
+    return values

@@ -17,7 +17,8 @@ from typing import Optional
 
 import yaml
 
-from seq2seq.coerce import build, check_name, coerce, load_yaml, merge, nest_overrides, yaml_error
+from seq2seq.checks import check_data, check_relations
+from seq2seq.coerce import build, coerce, merge, nest_overrides, read_yaml
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text
 
@@ -214,19 +215,6 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     return cfg
 
 
-def read_yaml(path: Path, what: str) -> dict:
-    """A YAML mapping from ``path`` (empty file: {}); every problem a one-line UserError."""
-    try:
-        values = load_yaml(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{what} {path} is not valid YAML: {yaml_error(e)}") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{what} {path} is not valid YAML: not UTF-8 text (byte {e.start})") from None
-    if not isinstance(values, dict):
-        raise UserError(f"{what} {path} must be a mapping of sections")
-    return values
-
-
 # The allowed range of every number in a recipe, as an interval: "[" / "]" include the bound,
 # "(" / ")" exclude it. tests/test_config.py checks that every int and float field is listed.
 RANGES = {
@@ -325,54 +313,8 @@ def validate(cfg: Config) -> None:
     for key, interval in RANGES.items():
         if not in_range(_get(cfg, key), interval):
             raise UserError(f"config key '{key}' must be in {interval}, got {_get(cfg, key)!r}")
-    _validate_relations(cfg)
-    _validate_data(cfg)
-
-
-def _validate_relations(cfg: Config) -> None:
-    if cfg.train.lr_schedule == "cosine" and not cfg.train.max_steps:
-        raise UserError("config key 'train.lr_schedule': cosine needs train.max_steps")
-    if cfg.model.share_embeddings and not cfg.spm.joint:
-        raise UserError("config key 'model.share_embeddings' needs spm.joint: true")
-    check_name("config key 'decode.checkpoint'", cfg.decode.checkpoint)
-    check_name("config key 'name'", cfg.name)
-    if cfg.train.min_lr > cfg.train.lr:
-        raise UserError(
-            f"config key 'train.min_lr' must not exceed train.lr ({cfg.train.lr}), got {cfg.train.min_lr}"
-        )
-    if cfg.decode.n_best > cfg.decode.beam_size and not cfg.decode.sampling:
-        raise UserError(
-            f"config key 'decode.n_best' ({cfg.decode.n_best}) must not exceed decode.beam_size "
-            f"({cfg.decode.beam_size})"
-        )
-    if cfg.model.attention == "dot" and cfg.model.dec_hidden != 2 * cfg.model.enc_hidden:
-        raise UserError("config key 'model.attention': dot attention needs dec_hidden == 2 * enc_hidden")
-
-
-def _validate_data(cfg: Config) -> None:
-    for split, source in cfg.data.splits.items():  # split names become file names: hyp.<split>.<lang>
-        check_name("config key 'data.splits'", split)
-        if not isinstance(source, str) or not source:
-            raise UserError(
-                f"config key 'data.splits': the source split of '{split}' must be a name (a string), got {source!r}"
-            )
-    if "train" not in cfg.data.splits or "dev" not in cfg.data.splits:
-        raise UserError("config key 'data.splits' must name a 'train' and a 'dev' split")
-    for split, size in cfg.data.embedded_sizes.items():
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise UserError(
-                f"config key 'data.embedded_sizes': size of '{split}' must be a whole number >= 0, "
-                f"got {size!r}"
-            )
-    if cfg.data.source == "embedded" and set(cfg.data.embedded_sizes) != set(cfg.data.splits):
-        raise UserError("config key 'data.embedded_sizes' must give a size for every split in data.splits")
-    if cfg.data.source in ("hub",) and not cfg.data.dataset:
-        raise UserError("config key 'data.dataset' is required when data.source is hub")
-    if cfg.data.source in ("hub", "tsv", "jsonl") and not (cfg.data.src_field and cfg.data.tgt_field):
-        raise UserError(
-            f"config keys 'data.src_field' and 'data.tgt_field' are required when data.source is "
-            f"{cfg.data.source}"
-        )
+    check_relations(cfg)
+    check_data(cfg)
 
 
 def save_config(cfg: Config, path: Path) -> None:

@@ -157,7 +157,8 @@ def evaluate_files(
 
     from seq2seq.coerce import merge
     from seq2seq.config import SECTIONS, from_dict, parse_overrides
-    from seq2seq.translator import Translator, load_run
+    from seq2seq.loadrun import load_run
+    from seq2seq.translator import Translator
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():

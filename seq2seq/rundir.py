@@ -30,7 +30,8 @@ import os
 from pathlib import Path
 from typing import Iterator, Optional
 
-from seq2seq.config import Config, from_dict, read_yaml
+from seq2seq.coerce import read_yaml
+from seq2seq.config import Config, from_dict
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text, remove_stale_temps
 from seq2seq.stamps import STAGE_KEYS

@@ -34,8 +34,8 @@ def run_info(run_dir: Path) -> dict:
     last = run_dir / "checkpoints" / "last.pt"
     if last.is_file():
         ckpt = ckpt_io.load(last)
+        from seq2seq.loadrun import checkpoint_model_config
         from seq2seq.model import build_model, count_parameters
-        from seq2seq.translator import checkpoint_model_config
 
         model_cfg = checkpoint_model_config(ckpt, last)  # the checkpoint is the truth for the model
         info["parameters"] = count_parameters(build_model(model_cfg, ckpt["src_vocab"], ckpt["tgt_vocab"]))

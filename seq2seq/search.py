@@ -118,6 +118,19 @@ def greedy(
     return hyps
 
 
+@dataclass
+class _Beams:
+    """Beam search's running state: A active sentences x K beams, row a*K + k."""
+
+    state: object  # the model's decoder state, (A*K) rows
+    scores: torch.Tensor  # (A, K) cumulative log-prob
+    tokens: torch.Tensor  # (A*K, t) output ids so far
+    prev: torch.Tensor  # (A*K,) last ids
+    attn: Optional[torch.Tensor]  # (A*K, t, S) attention history, when asked for
+    active: list[int]  # original index of each active sentence
+    finished: list[list[Hypothesis]]  # per original sentence
+
+
 @torch.no_grad()
 def beam_search(
     model,
@@ -142,80 +155,97 @@ def beam_search(
     B, K, device = src.size(0), beam_size, src.device
     state = model.encode(src, lengths)
     limits = max_lengths(lengths, max_len_ratio, max_len_offset)
-    state = state.select(torch.arange(B, device=device).repeat_interleave(K))  # row a*K + k
-    scores = torch.full((B, K), float("-inf"), device=device)  # (A, K) cumulative log-prob
+    scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0
-    tokens = torch.empty(B * K, 0, dtype=torch.long, device=device)  # (A*K, t)
-    attn_hist = torch.empty(B * K, 0, src.size(1), device=device) if return_attention else None
-    prev = torch.full((B * K,), BOS, dtype=torch.long, device=device)
-    active = list(range(B))
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    positions = torch.arange(2 * K, device=device)
+    beams = _Beams(
+        state=state.select(torch.arange(B, device=device).repeat_interleave(K)),
+        scores=scores,
+        tokens=torch.empty(B * K, 0, dtype=torch.long, device=device),
+        prev=torch.full((B * K,), BOS, dtype=torch.long, device=device),
+        attn=torch.empty(B * K, 0, src.size(1), device=device) if return_attention else None,
+        active=list(range(B)),
+        finished=[[] for _ in range(B)],
+    )
     t = 0
-    while active:
-        A = len(active)
-        logp, state, attn = _step(model, prev, state, rules, t, tokens)  # (A*K, V), (A*K, S)
-        V = logp.size(1)
-        if attn_hist is not None:
-            attn_hist = torch.cat([attn_hist, attn.float().unsqueeze(1)], dim=1)  # (A*K, t+1, S)
-        cand = (scores.unsqueeze(2) + logp.view(A, K, V)).view(A, K * V)
-        top_scores, top_idx = cand.topk(min(2 * K, K * V), dim=1)  # (A, 2K), best first
-        top_beam, top_tok = top_idx // V, top_idx % V
-        is_eos = top_tok == EOS
-        # the K best non-EOS candidates continue, in rank order
-        cont = ~is_eos & ((~is_eos).cumsum(1) <= K)
-        pick = ((~cont).long() * (2 * K) + positions[: top_idx.size(1)]).argsort(dim=1)[:, :K]  # (A, K)
-        new_scores = top_scores.gather(1, pick)
-        new_beam, new_tok = top_beam.gather(1, pick), top_tok.gather(1, pick)
-        # one host transfer per step: finished candidates and the rows they came from
-        eos_cpu = is_eos[:, :K].tolist()
-        if any(any(r) for r in eos_cpu):
-            eos_scores = top_scores[:, :K].tolist()
-            eos_beams = top_beam[:, :K].tolist()
-            ends = [
-                (b, a * K + eos_beams[a][j], eos_scores[a][j])
-                for a, b in enumerate(active)
-                for j in range(K)
-                if eos_cpu[a][j] and eos_scores[a][j] > float("-inf")
-            ]
-            needed = sorted({row for _, row, _ in ends})  # only the finished rows' histories come to the host
-            index = torch.tensor(needed, dtype=torch.long, device=device)
-            history = dict(zip(needed, tokens.index_select(0, index).tolist()))
-            for b, row, lp in ends:
-                if len(finished[b]) < K:
-                    h_attn = attn_hist[row].cpu() if attn_hist is not None else None
-                    finished[b].append(_finished(history[row], lp, alpha, h_attn, eos=True))
-        rows = (torch.arange(A, device=device).unsqueeze(1) * K + new_beam).view(-1)  # (A*K,)
-        tokens = torch.cat([tokens.index_select(0, rows), new_tok.view(-1, 1)], dim=1)
-        if attn_hist is not None:
-            attn_hist = attn_hist.index_select(0, rows)
-        state, scores, prev = state.reorder(rows), new_scores, new_tok.view(-1)
+    while beams.active:
+        _advance(model, beams, K, alpha, rules, t)
         t += 1
-        keep = []
-        at_limit = [a for a, b in enumerate(active) if t >= limits[b]]
-        if at_limit:
-            live_scores, live_tokens = scores.tolist(), None
-        for a, b in enumerate(active):
-            if len(finished[b]) >= K:
-                continue
-            if t >= limits[b]:  # out of length: the live beams finish as they are
-                live_tokens = live_tokens if live_tokens is not None else tokens.tolist()
-                for k in range(K):
-                    lp = live_scores[a][k]
-                    if lp > float("-inf"):
-                        h_attn = attn_hist[a * K + k].cpu() if attn_hist is not None else None
-                        finished[b].append(_finished(live_tokens[a * K + k], lp, alpha, h_attn, eos=False))
-                continue
-            keep.append(a)
-        if len(keep) < A:
-            index = torch.tensor(keep, dtype=torch.long, device=device)
-            rows = (index.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
-            state, tokens, prev = state.select(rows), tokens.index_select(0, rows), prev.index_select(0, rows)
-            scores = scores.index_select(0, index)
-            if attn_hist is not None:
-                attn_hist = attn_hist.index_select(0, rows)
-            active = [active[a] for a in keep]
-    return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
+        _finish_and_shrink(beams, K, alpha, [limits[b] <= t for b in beams.active])
+    return [sorted(f, key=lambda h: -h.score)[:n_best] for f in beams.finished]
+
+
+def _advance(model, beams: _Beams, K: int, alpha: float, rules: Rules, t: int) -> None:
+    """One step: score every continuation, finish the top-K candidates that end in EOS, and continue
+    with the K best others (in rank order)."""
+    A, device = len(beams.active), beams.prev.device
+    logp, state, attn = _step(model, beams.prev, beams.state, rules, t, beams.tokens)  # (A*K, V), (A*K, S)
+    V = logp.size(1)
+    if beams.attn is not None:
+        beams.attn = torch.cat([beams.attn, attn.float().unsqueeze(1)], dim=1)  # (A*K, t+1, S)
+    cand = (beams.scores.unsqueeze(2) + logp.view(A, K, V)).view(A, K * V)
+    top_scores, top_idx = cand.topk(min(2 * K, K * V), dim=1)  # (A, 2K), best first
+    top_beam, top_tok = top_idx // V, top_idx % V
+    is_eos = top_tok == EOS
+    cont = ~is_eos & ((~is_eos).cumsum(1) <= K)  # the K best non-EOS candidates continue
+    positions = torch.arange(top_idx.size(1), device=device)
+    pick = ((~cont).long() * (2 * K) + positions).argsort(dim=1)[:, :K]  # (A, K)
+    _finish_eos(beams, K, alpha, is_eos[:, :K], top_scores[:, :K], top_beam[:, :K])
+    rows = (torch.arange(A, device=device).unsqueeze(1) * K + top_beam.gather(1, pick)).view(-1)  # (A*K,)
+    new_tok = top_tok.gather(1, pick)
+    beams.tokens = torch.cat([beams.tokens.index_select(0, rows), new_tok.view(-1, 1)], dim=1)
+    if beams.attn is not None:
+        beams.attn = beams.attn.index_select(0, rows)
+    beams.state, beams.scores, beams.prev = state.reorder(rows), top_scores.gather(1, pick), new_tok.view(-1)
+
+
+def _finish_eos(beams: _Beams, K: int, alpha: float, is_eos, eos_scores, eos_beams) -> None:
+    """Candidates among the top K that end in EOS become finished hypotheses (their sentence's first K).
+    One host transfer per step; only the finished rows' histories come to the host."""
+    eos_cpu = is_eos.tolist()
+    if not any(any(r) for r in eos_cpu):
+        return
+    eos_scores, eos_beams = eos_scores.tolist(), eos_beams.tolist()
+    ends = [
+        (b, a * K + eos_beams[a][j], eos_scores[a][j])
+        for a, b in enumerate(beams.active)
+        for j in range(K)
+        if eos_cpu[a][j] and eos_scores[a][j] > float("-inf")
+    ]
+    needed = sorted({row for _, row, _ in ends})
+    index = torch.tensor(needed, dtype=torch.long, device=beams.prev.device)
+    history = dict(zip(needed, beams.tokens.index_select(0, index).tolist()))
+    for b, row, lp in ends:
+        if len(beams.finished[b]) < K:
+            h_attn = beams.attn[row].cpu() if beams.attn is not None else None
+            beams.finished[b].append(_finished(history[row], lp, alpha, h_attn, eos=True))
+
+
+def _finish_and_shrink(beams: _Beams, K: int, alpha: float, at_limit: list[bool]) -> None:
+    """Sentences with K finished hypotheses leave the batch; so do those at their length limit, whose
+    live beams finish as they are."""
+    keep, live_scores, live_tokens = [], None, None
+    for a, b in enumerate(beams.active):
+        if len(beams.finished[b]) >= K:
+            continue
+        if at_limit[a]:  # out of length: the live beams finish as they are
+            live_scores = live_scores if live_scores is not None else beams.scores.tolist()
+            live_tokens = live_tokens if live_tokens is not None else beams.tokens.tolist()
+            for k in range(K):
+                lp = live_scores[a][k]
+                if lp > float("-inf"):
+                    h_attn = beams.attn[a * K + k].cpu() if beams.attn is not None else None
+                    beams.finished[b].append(_finished(live_tokens[a * K + k], lp, alpha, h_attn, eos=False))
+            continue
+        keep.append(a)
+    if len(keep) < len(beams.active):
+        device = beams.prev.device
+        index = torch.tensor(keep, dtype=torch.long, device=device)
+        rows = (index.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
+        beams.state, beams.prev = beams.state.select(rows), beams.prev.index_select(0, rows)
+        beams.tokens, beams.scores = beams.tokens.index_select(0, rows), beams.scores.index_select(0, index)
+        if beams.attn is not None:
+            beams.attn = beams.attn.index_select(0, rows)
+        beams.active = [beams.active[a] for a in keep]
 
 
 def decode(

@@ -16,10 +16,10 @@ from seq2seq.batches import make_batches
 from seq2seq.config import Config, from_dict, load_config
 from seq2seq.data import download
 from seq2seq.errors import UserError
+from seq2seq.loadrun import load_run
 from seq2seq.loop import Progress
 from seq2seq.tokenizer import train_tokenizers
 from seq2seq.training import build_trainer, train
-from seq2seq.translator import load_run
 
 
 def quiet(msg: str) -> None:
