@@ -139,8 +139,8 @@ def config_cmd(recipe, overrides, stamps):
     "--n-best",
     type=click.IntRange(1),
     default=1,
-    help="Hypotheses per input line (needs --format json "
-    "or prints them tab-separated with scores when above 1).",
+    help="Hypotheses per input line, at most --beam-size (with --sampling: samples); above 1 they are "
+    "printed tab-separated with scores (or use --format json).",
 )
 @click.option(
     "--format",
@@ -157,6 +157,9 @@ def config_cmd(recipe, overrides, stamps):
     type=float,
     default=None,
     help="Longest output: this many times the source pieces + decode.max_len_offset (default: the run's).",
+)
+@click.option(
+    "--max-len-offset", type=int, default=None, help="The offset of the longest output (default: the run's)."
 )
 @click.option(
     "--no-repeat-ngram", type=int, default=None, metavar="N", help="No n-gram of N pieces twice in an output."
