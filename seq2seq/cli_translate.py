@@ -49,8 +49,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
     "--n-best",
     type=Setting("decode.n_best"),
     default=1,
-    help="Hypotheses per input line (needs --format json "
-    "or prints them tab-separated with scores when above 1).",
+    help="Hypotheses per input line, at most --beam-size (with --sampling: samples); above 1 they are "
+    "printed tab-separated with scores (or use --format json).",
 )
 @click.option(
     "--format",
@@ -74,6 +74,12 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
     type=Setting("decode.max_len_ratio"),
     default=None,
     help="Longest output: this many times the source pieces + decode.max_len_offset (default: the run's).",
+)
+@click.option(
+    "--max-len-offset",
+    type=Setting("decode.max_len_offset"),
+    default=None,
+    help="The offset of the longest output (default: the run's).",
 )
 @click.option(
     "--no-repeat-ngram",

@@ -10,6 +10,7 @@ from seq2seq.errors import UserError
 from seq2seq.fileio import AtomicOutput
 from seq2seq.monitor import read_metrics
 
+CHAR_INCHES = 0.085  # about the width of a character of the 9-point tick labels
 SPACE_MARK = "␣"  # what SentencePiece's word-start marker "▁" is shown as (DejaVu Sans has the glyph)
 
 
@@ -95,8 +96,8 @@ class Heatmap:
 def label_layout(labels: list[str]) -> tuple[float, bool]:
     """(inches per column, whether the labels stay horizontal): each column as wide as the longest
     label needs, unless pieces or lines are so long that the figure would get too wide (then 45°)."""
-    col = max(0.42, 0.075 * max(len(x) for x in labels) + 0.05)
-    flat = col <= 0.9 and col * len(labels) <= 16
+    col = max(0.42, CHAR_INCHES * max(len(x) for x in labels) + 0.12)
+    flat = col <= 1.0 and col * len(labels) <= 18
     return (col if flat else 0.42), flat
 
 
@@ -106,7 +107,9 @@ def heatmap_png(h: Heatmap, out: Path) -> Path:
     plt = _pyplot()
     src, tgt = [piece_label(p) for p in h.src], [piece_label(p) for p in h.tgt]
     col, flat = label_layout(src)
-    fig, ax = plt.subplots(figsize=(max(5.0, col * len(src) + 2.5), max(3.0, 0.36 * len(tgt) + 1.8)))
+    left = CHAR_INCHES * max(len(x) for x in tgt) + 0.6  # the output pieces' labels and the axis title
+    fig, ax = plt.subplots(figsize=(max(5.0, col * len(src) + left + 1.6), max(3.0, 0.36 * len(tgt) + 1.8)))
+    ax.tick_params(labelsize=9)
     image = ax.imshow(h.weights[:, : len(src)], cmap="viridis", aspect="auto", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
     if flat:

@@ -154,5 +154,5 @@ def test_attention_labels_are_readable():
 
     assert piece_label("▁the") == "␣the" and piece_label("s") == "s"
     assert label_layout(["␣on", "␣F", "eb", "ru", "ary", "</s>"])[1]  # short pieces: horizontal
-    assert label_layout(["␣nineteen"] * 12) == (0.05 + 0.075 * 9, True)  # wider columns, still horizontal
+    assert label_layout(["␣nineteen"] * 12) == (0.12 + 0.085 * 9, True)  # wider columns, still horizontal
     assert not label_layout(["␣" + "x" * 30] * 3)[1]  # very long pieces: slanted, never 90 degrees

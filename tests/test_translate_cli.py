@@ -109,6 +109,12 @@ def test_decoding_flags(trained_run):
         assert len(set(toks)) == len(toks)
     short = pieces(ok(run(*base, "--max-len-ratio", "0.01", "--min-len", "50", input=LINES)).stdout)
     assert [len(t) for t in short] == [cfg.decode.max_len_offset] * 3  # int(0.01 * n) + offset pieces
+    shorter = pieces(
+        ok(
+            run(*base, "--max-len-ratio", "0.01", "--max-len-offset", "2", "--min-len", "50", input=LINES)
+        ).stdout
+    )
+    assert [len(t) for t in shorter] == [2] * 3
     sampled = [
         run("translate", cfg.run_path, "--sampling", "--topk", "5", "--temperature", "1.5", input=LINES * 4)
     ]
