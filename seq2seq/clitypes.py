@@ -26,7 +26,7 @@ class Setting(click.ParamType):
             return value
         flag = param.opts[-1] if param is not None else self.key
         items = value.split(",") if self.many else [value]
-        numbers = [check_setting(self.key, x, flag) for x in items]
+        numbers = [check_setting(self.key, x, f"{flag} ({self.key})") for x in items]
         return numbers if self.many else numbers[0]
 
 

@@ -47,8 +47,8 @@ def load_run_with_tokenizers(run_dir: Path, which: str = "best", device: Optiona
         )
     if ckpt.get("tokenizers") not in (None, tokenizers_fingerprint(*toks)):
         raise UserError(
-            f"{path} was trained with other tokenizers than those in {run_dir / 'spm'} (was the spm "
-            f"stage re-run?): restore spm/, or train again"
+            f"{path} was trained with other tokenizers (SentencePiece models) than those in {run_dir / 'spm'} "
+            f"(was the spm stage re-run?): restore spm/, or train again"
         )
     model = build_model(model_cfg, ckpt["src_vocab"], ckpt["tgt_vocab"])
     try:
