@@ -175,6 +175,9 @@ def download(
     cfg: Config, mirror: Optional[str | os.PathLike] = None, log: Callable[[str], None] = print
 ) -> dict:
     """:func:`_download` holding ``data_dir`` (the lock and ownership of seq2seq/rundir.py)."""
+    from seq2seq.evaluate import check_bleu_tokenizer
+
+    check_bleu_tokenizer(cfg)  # a BLEU tokenizer that cannot run fails now (before any folder is made)
     with rundir.claim(cfg.data_dir, cfg, "data", in_manifest=True):
         return _download(cfg, mirror, log)
 
@@ -187,9 +190,6 @@ def _download(
     Each split is streamed pair by pair into temporary files renamed into place at its end, so a
     corpus never has to fit in memory and a failure leaves earlier output as it was.
     """
-    from seq2seq.evaluate import check_bleu_tokenizer
-
-    check_bleu_tokenizer(cfg)  # a BLEU tokenizer that cannot run fails now, not at the first validation
     mirror_path = Path(mirror) if mirror else None
     streams = corpus_streams(cfg, mirror_path)
     out_dir = cfg.data_dir
