@@ -67,6 +67,9 @@ def tiny_recipe_dict(tmp_path: Path, **sections) -> dict:
             "dropout": 0.1,
         },
         "train": {
+            # fp32 whatever the CPU: the tests compare numbers across processes and batchings in fp32
+            # (precision auto would pick bf16 on a CPU with AVX512-BF16/AMX)
+            "precision": "fp32",
             "batch_tokens": 400,
             "max_steps": 12,
             "valid_every": 6,
