@@ -91,6 +91,13 @@ def stepped_forward(
     return dec.logits(torch.stack(feeds, dim=1))  # (B, T, V)
 
 
+def stepped_loss(model: Seq2Seq, smoothing: float, src, lengths, tgt_in, tgt_out):
+    """What a training step calls (seq2seq.loss.TrainingLoss's signature), over :func:`stepped_forward`
+    and the unfused output layer + cross-entropy."""
+    logits = stepped_forward(model, src, lengths, tgt_in)
+    return loss_fn(logits, tgt_out, smoothing), loss_fn(logits.detach(), tgt_out, 0.0)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML (default: %(default)s)")
@@ -221,7 +228,7 @@ class Bench:
         )
         parts = setup_parts(cfg, len(self.src_tok), len(self.tgt_tok), Dist(self.device))
         if mode == "stepped":
-            parts.forward = functools.partial(stepped_forward, parts.model)
+            parts.forward = functools.partial(stepped_loss, parts.model, cfg.train.label_smoothing)
         return parts
 
     def compile_shapes(self, parts) -> float:
@@ -238,8 +245,8 @@ class Bench:
             seen.add(key[:2])
             b = cpu_batch.to(self.device)
             with autocast(self.device, parts.amp_dtype):
-                logits = parts.forward(b.src, b.lengths, b.tgt_in)
-            loss_fn(logits, b.tgt_out, 0.0).backward()
+                loss, _ = parts.forward(b.src, b.lengths, b.tgt_in, b.tgt_out)
+            loss.backward()
             parts.model.zero_grad(set_to_none=True)
             info(f"  compiled shape bucket {key[:2]} ({len(seen)})")
         sync(self.device)
@@ -308,7 +315,7 @@ class Bench:
             else:
                 compiled = self.new_parts("fp32", "compiled")
                 compiled.model.eval()
-                other = compiled.forward(b.src, b.lengths, b.tgt_in)
+                other = compiled.model(b.src, b.lengths, b.tgt_in, loop=compiled.forward.loop)
             diff = (ref - other).abs().max()
         return diff.item()
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from seq2seq.batches import Batch, collate, make_batches
 from seq2seq.config import TrainConfig
 from seq2seq.distributed import Dist
+from seq2seq.loss import TrainingLoss
 from seq2seq.model import Seq2Seq
 from seq2seq.precision import autocast
 from seq2seq.schedule import Schedule
@@ -29,7 +30,7 @@ class Parts:
     """What a training step uses (built by :func:`seq2seq.training.setup_parts`)."""
 
     model: Seq2Seq
-    forward: Callable  # (src, lengths, tgt_in) -> logits (B, T, V): the model, DDP-wrapped and/or compiled
+    forward: Callable  # (src, lengths, tgt_in, tgt_out) -> summed loss, NLL: TrainingLoss, maybe DDP-wrapped
     no_sync: Callable[[], ContextManager]  # DDP's no_sync (gradient accumulation), else a null context
     optimizer: torch.optim.Optimizer
     schedule: Schedule
@@ -64,13 +65,12 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> tor
 def dev_loss(parts: Parts, data: TrainData, batch_tokens: int) -> float:
     """Cross-entropy per target token of the dev pairs, under the training's autocast (model in the
     mode the caller set)."""
-    total, ntok = 0.0, 0
+    total, ntok, objective = 0.0, 0, TrainingLoss(parts.model, 0.0)
     lengths = [len(s) for s in data.dev_src], [len(t) for t in data.dev_tgt]
     for idx in make_batches(*lengths, batch_tokens, shuffle=False):
         b = collate([data.dev_src[i] for i in idx], [data.dev_tgt[i] for i in idx]).to(parts.device)
         with autocast(parts.device, parts.amp_dtype):
-            logits = parts.model(b.src, b.lengths, b.tgt_in)  # (B, T, V)
-        total += loss_fn(logits, b.tgt_out, 0.0).item()
+            total += objective(b.src, b.lengths, b.tgt_in, b.tgt_out)[1].item()
         ntok += b.ntokens
     return total / max(ntok, 1)
 
@@ -87,7 +87,7 @@ def train_step(
     accumulated batch. Each batch's summed loss x weight is scaled by ``scale`` (world / global target
     tokens) before backward. Returns (summed loss, gradient norm); both stay on the device (no sync).
     ``nll``: a device scalar the summed NLL without label smoothing is added to (comparable with the dev
-    loss; one more reduction over the logits when label smoothing is on)."""
+    loss; the fused loss gives it for free)."""
     for group in parts.optimizer.param_groups:
         group["lr"] = lr
     parts.optimizer.zero_grad(set_to_none=True)
@@ -97,12 +97,11 @@ def train_step(
         b = (batch if not cuda or batch.src.is_pinned() else batch.pin_memory()).to(parts.device)  # async
         with contextlib.nullcontext() if j == len(shares) - 1 else parts.no_sync():
             with autocast(parts.device, parts.amp_dtype):
-                logits = parts.forward(b.src, b.lengths, b.tgt_in)  # (B, T, V)
-            loss = loss_fn(logits, b.tgt_out, tc.label_smoothing) * weight
-            parts.scaler.scale(loss * scale).backward()
-        loss_sum += loss.detach()
+                loss, batch_nll = parts.forward(b.src, b.lengths, b.tgt_in, b.tgt_out)  # summed over tokens
+            parts.scaler.scale(loss * (weight * scale)).backward()
+        loss_sum += loss.detach() * weight
         if nll is not None:
-            nll += loss_fn(logits.detach(), b.tgt_out, 0.0) * weight if tc.label_smoothing else loss.detach()
+            nll += batch_nll * weight
     parts.scaler.unscale_(parts.optimizer)
     clip = tc.clip_norm if tc.clip_norm > 0 else math.inf
     norm = torch.nn.utils.clip_grad_norm_(parts.model.parameters(), clip)

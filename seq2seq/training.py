@@ -7,7 +7,6 @@ in small functions and hand them to the loop in :mod:`seq2seq.loop`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import random
 from typing import Callable, Optional
 
@@ -20,6 +19,7 @@ from seq2seq.data import read_split
 from seq2seq.distributed import Dist, pick_device
 from seq2seq.errors import UserError
 from seq2seq.loop import Progress, Trainer
+from seq2seq.loss import TrainingLoss
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.precision import choose_precision, fast_fp32_matmul, grad_scaler
 from seq2seq.schedule import Schedule
@@ -55,18 +55,14 @@ def setup_parts(
     model: Seq2Seq = build_model(cfg.model, src_vocab, tgt_vocab).to(dist.device)
     if init is not None:
         model.load_state_dict(init)
-    forward, no_sync = model, None
+    forward, no_sync = TrainingLoss(model, tc.label_smoothing, training_loop(model, tc.compile)), None
     if dist.world > 1:
         forward = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+            forward, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
         no_sync = forward.no_sync
-    loop = training_loop(model, tc.compile)
-    if loop is not None:
-        forward = functools.partial(forward, loop=loop)
-    optimizer = torch.optim.Adam(  # fused on CUDA: one kernel for all parameters, no host syncs
-        model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=dist.device.type == "cuda"
-    )
+    # fused: one kernel for all parameters (CUDA: no host syncs; CPU: a third of foreach Adam's time)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
     amp_dtype, precision = choose_precision(tc.precision, dist.device)
     return Parts(
         model=model,

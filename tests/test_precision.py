@@ -15,6 +15,7 @@ from seq2seq import precision
 from seq2seq.batches import collate
 from seq2seq.config import Config, TrainConfig
 from seq2seq.errors import UserError
+from seq2seq.loss import TrainingLoss
 from seq2seq.model import run_positions
 from seq2seq.precision import choose_precision, grad_scaler, load_scaler_state
 from seq2seq.schedule import Schedule
@@ -100,7 +101,7 @@ def test_the_encoder_gru_runs_without_autocast_inside_a_training_step():
     )
     parts = Parts(
         model=model,
-        forward=model,
+        forward=TrainingLoss(model, 0.1),
         no_sync=contextlib.nullcontext,
         optimizer=torch.optim.Adam(model.parameters()),
         schedule=Schedule(TrainConfig()),

@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_recipe_dict
+from conftest import random_ids, tiny_model, tiny_recipe_dict
 
 from seq2seq import checkpoint as ckpt_io
-from seq2seq.batches import make_batches
+from seq2seq.batches import collate, make_batches
 from seq2seq.config import Config, from_dict, load_config
 from seq2seq.data import download
 from seq2seq.errors import UserError
 from seq2seq.loadrun import load_run
 from seq2seq.loop import Progress
+from seq2seq.step import loss_fn
 from seq2seq.tokenizer import train_tokenizers
 from seq2seq.training import build_trainer, train
 
@@ -405,3 +406,20 @@ def test_logged_nll_beside_the_loss(reference_run):
     _, run_a = reference_run
     nlls, losses = logged_nlls(run_a), logged_losses(run_a)
     assert len(nlls) == len(losses) == 4 and nlls != losses
+
+
+def test_fused_adam_on_the_cpu_equals_the_foreach_implementation():
+    """setup_parts uses fused Adam on every device; on the CPU it must match the default (foreach)."""
+    models = [tiny_model(seed=4).train() for _ in range(2)]
+    optims = [
+        torch.optim.Adam(models[0].parameters(), lr=1e-2, fused=True),
+        torch.optim.Adam(models[1].parameters(), lr=1e-2, foreach=True),
+    ]
+    b = collate(random_ids(5, seed=1), random_ids(5, seed=2))
+    for _ in range(3):
+        for model, opt in zip(models, optims):
+            opt.zero_grad()
+            loss_fn(model(b.src, b.lengths, b.tgt_in), b.tgt_out, 0.1).backward()
+            opt.step()
+    for p, q in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,109 @@
+"""The training objective: the output layer fused with label-smoothed cross-entropy.
+
+Why fused: the output layer's scores are the largest tensor of a step (positions x vocabulary, 137 MB
+for a 4096-token batch and 8k pieces). Unfused, that tensor and its log-softmax are written and read
+back several times (log-softmax, the smoothing sum, the NLL the log reports, softmax backward). Here
+the scores of a block of rows are computed, turned into the loss *and* their gradient while they are
+in cache, and dropped: the gradient of a summed loss is known in the forward pass, so backward only
+scales what forward kept (the gradients of the rows, the weight and the bias). Same numbers as
+``F.linear`` + ``F.cross_entropy(label_smoothing=...)`` up to float rounding
+(tests/test_loss.py).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seq2seq.tokenizer import PAD
+
+# scores per block: 16 MiB in fp32 on a CPU (stays in the last-level cache); GPUs want large matmuls
+CHUNK_ELEMENTS = {"cpu": 2**22, "cuda": 2**26}
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, target, smoothing: float, need_grad: bool = True):
+        """x (N, E), weight (V, E), bias (V,) or None, target (N,) with PAD ignored -> summed loss and
+        summed NLL (scalars, fp32). ``need_grad``: also the gradients (forward runs in no-grad mode, so
+        the caller says)."""
+        V = weight.size(0)
+        rows = max(1, CHUNK_ELEMENTS.get(x.device.type, 2**26) // V)
+        loss = torch.zeros((), dtype=torch.float32, device=x.device)
+        nll = torch.zeros((), dtype=torch.float32, device=x.device)
+        gx = torch.empty_like(x) if need_grad else None
+        gw = torch.zeros(weight.shape, dtype=torch.float32, device=x.device) if need_grad else None
+        gb = torch.zeros(V, dtype=torch.float32, device=x.device) if need_grad and bias is not None else None
+        for start in range(0, x.size(0), rows):
+            xc, yc = x[start : start + rows], target[start : start + rows]  # (n, E), (n,)
+            z = F.linear(xc, weight, bias).float()  # (n, V), autocast dtype matmul, fp32 softmax
+            real = (yc != PAD).unsqueeze(1)  # (n, 1)
+            y = yc.clamp(min=0).unsqueeze(1)
+            lse = torch.logsumexp(z, dim=1, keepdim=True)  # (n, 1)
+            nll_rows = (lse - z.gather(1, y)).masked_fill(~real, 0.0)
+            nll += nll_rows.sum()
+            if smoothing:
+                smooth_rows = (lse - z.mean(dim=1, keepdim=True)).masked_fill(~real, 0.0)
+                loss += (1.0 - smoothing) * nll_rows.sum() + smoothing * smooth_rows.sum()
+            else:
+                loss += nll_rows.sum()
+            if not need_grad:
+                continue
+            # d loss / d z = softmax(z) - (1 - eps) onehot(y) - eps / V, zero at padding
+            g = z.sub_(lse).exp_()
+            g.scatter_add_(1, y, torch.full_like(lse, smoothing - 1.0))
+            if smoothing:
+                g.sub_(smoothing / V)
+            g.mul_(real)
+            gm = g.to(xc.dtype) if not torch.is_autocast_enabled(x.device.type) else g
+            gx[start : start + rows] = torch.mm(gm, weight).to(x.dtype)
+            gw += torch.mm(gm.t(), xc).float()
+            if gb is not None:
+                gb += g.sum(0)
+        ctx.save_for_backward(gx, gw, gb)
+        ctx.mark_non_differentiable(nll)
+        return loss, nll
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_nll):
+        gx, gw, gb = ctx.saved_tensors
+        return (
+            gx * grad_loss.to(gx.dtype) if ctx.needs_input_grad[0] else None,
+            gw * grad_loss if ctx.needs_input_grad[1] else None,
+            gb * grad_loss if gb is not None and ctx.needs_input_grad[2] else None,
+            None,
+            None,
+            None,
+        )
+
+
+def linear_cross_entropy(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    target: torch.Tensor,
+    smoothing: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed label-smoothed cross-entropy of ``F.linear(x, weight, bias)`` against ``target`` and the
+    summed plain NLL (for the log; no gradient). x (..., E), target (...) with PAD positions ignored."""
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    x, target = x.reshape(-1, x.size(-1)), target.reshape(-1)
+    return _LinearCrossEntropy.apply(x, weight, bias, target, smoothing, need_grad)
+
+
+class TrainingLoss(nn.Module):
+    """What a training step calls (and DDP wraps): a model and its objective.
+    (src, lengths, tgt_in, tgt_out) -> summed label-smoothed loss, summed NLL over real target tokens."""
+
+    def __init__(self, model: nn.Module, smoothing: float, loop=None):
+        super().__init__()
+        self.model, self.smoothing, self.loop = model, smoothing, loop
+
+    def forward(self, src, lengths, tgt_in, tgt_out):
+        dec = self.model.decoder
+        feeds = dec(tgt_in, self.model.encode(src, lengths), self.loop)  # (B, T, H)
+        x = dec.pre_output(feeds) if dec.pre_output is not None else feeds  # (B, T, E)
+        return linear_cross_entropy(x, dec.output.weight, dec.output.bias, tgt_out, self.smoothing)
