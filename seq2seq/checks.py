@@ -28,8 +28,21 @@ def check_relations(cfg: Config) -> None:
             f"config key 'decode.n_best' ({cfg.decode.n_best}) must not exceed decode.beam_size "
             f"({cfg.decode.beam_size})"
         )
-    if cfg.model.attention == "dot" and cfg.model.dec_hidden != 2 * cfg.model.enc_hidden:
-        raise UserError("config key 'model.attention': dot attention needs dec_hidden == 2 * enc_hidden")
+    check_model(cfg)
+
+
+def check_model(cfg: Config) -> None:
+    """The architecture keys against each other, and the decode keys that need some architecture."""
+    m = cfg.model
+    if m.attention == "dot" and m.dec_hidden != m.memory_dim:
+        need = "2 * enc_hidden" if m.bidirectional else "enc_hidden (encoder not bidirectional)"
+        raise UserError(f"config key 'model.attention': dot attention needs dec_hidden == {need}")
+    if m.coverage and m.attention != "additive":
+        raise UserError(f"config key 'model.coverage' needs model.attention: additive, not {m.attention}")
+    if cfg.decode.coverage_penalty > 0 and m.attention == "none":
+        raise UserError(
+            "config key 'decode.coverage_penalty' needs attention weights, and model.attention is none"
+        )
 
 
 def check_data(cfg: Config) -> None:

@@ -46,6 +46,12 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
     help="GNMT length penalty alpha (default: the run's).",
 )
 @click.option(
+    "--coverage-penalty",
+    type=Setting("decode.coverage_penalty"),
+    default=None,
+    help="GNMT coverage penalty beta, beam search only (default: the run's; 0 = off).",
+)
+@click.option(
     "--n-best",
     type=Setting("decode.n_best"),
     default=1,

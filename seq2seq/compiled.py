@@ -77,7 +77,7 @@ def pad_state(state: DecoderState, rows: int, length: int) -> DecoderState:
     """``state`` (B rows, S positions) padded to (rows, length).
 
     Padded rows copy row 0 (finite numbers everywhere, so zero gradients stay zero); padded
-    source positions have zero memory/keys and mask False.
+    source positions have zero memory/keys/coverage and mask False.
     """
     B, S = state.memory.size(0), state.memory.size(1)
     if rows > B:
@@ -97,6 +97,7 @@ def pad_state(state: DecoderState, rows: int, length: int) -> DecoderState:
             F.pad(state.memory, (0, 0, 0, length - S)),
             F.pad(state.keys, (0, 0, 0, length - S)),
             F.pad(state.mask, (0, length - S)),
+            None if state.coverage is None else F.pad(state.coverage, (0, length - S)),
         )
     return state
 
@@ -178,12 +179,12 @@ class CompiledDecoder:
             prev = torch.cat([prev, prev.new_full((rows - n,), BOS)])
         if self.graphs:  # nothing of an earlier replay is read after this point: it was cloned
             torch.compiler.cudagraph_mark_step_begin()
-        out = self.step(prev, p.h, p.c, p.feed, p.memory, p.keys, p.mask)
+        out = self.step(prev, p.h, p.c, p.feed, p.memory, p.keys, p.mask, p.coverage)
         if self.graphs:  # out of the graph's memory pool, which the next replay overwrites
-            out = [t.clone(memory_format=torch.contiguous_format) for t in out]
+            out = [None if t is None else t.clone(memory_format=torch.contiguous_format) for t in out]
         else:  # inductor may return views into one buffer: a new layout would mean a recompile
-            out = [t.contiguous() for t in out]
-        logp, h, c, feed, weights = out
-        new = BucketState(DecoderState(h, c, feed, p.memory, p.keys, p.mask), n, state.length)
+            out = [None if t is None else t.contiguous() for t in out]
+        logp, h, c, feed, weights, coverage = out  # coverage: None without model.coverage
+        new = BucketState(DecoderState(h, c, feed, p.memory, p.keys, p.mask, coverage), n, state.length)
         logp = logp[:n] if self.graphs else logp[:n].clone()  # search writes into it
         return logp, new, weights[:n, : state.length]

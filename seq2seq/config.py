@@ -64,15 +64,25 @@ class ModelConfig:
     emb_dim: int = 256
     enc_hidden: int = 256  # per direction
     enc_layers: int = 2
+    enc_cell: str = "gru"  # gru | lstm | rnn (tanh): the encoder's recurrence
+    bidirectional: bool = True  # encoder in both directions (memory 2 * enc_hidden wide), else forward only
     dec_hidden: int = 512
     dec_layers: int = 1
-    attention: str = "additive"  # additive | dot | general
+    dec_cell: str = "lstm"  # lstm | gru | rnn (tanh): the decoder's recurrence
+    # none: the plain encoder-decoder (Cho et al. 2014), the encoder's final state is every step's context
+    attention: str = "additive"  # additive | dot | general | none
     attn_dim: int = 256  # additive attention's hidden size
+    coverage: bool = False  # additive attention also scores the attention summed so far (Tu et al. 2016)
     input_feeding: bool = True
     tie_embeddings: bool = True  # target input embedding = output projection
     share_embeddings: bool = False  # source embedding = target embedding (needs a joint SPM)
     dropout: float = 0.3
     word_dropout: float = 0.0  # probability of replacing a source token by <unk> in training
+
+    @property
+    def memory_dim(self) -> int:
+        """Width of the encoder outputs the decoder attends to: enc_hidden per direction."""
+        return self.enc_hidden * (2 if self.bidirectional else 1)
 
 
 @dataclass
@@ -120,6 +130,8 @@ class TrainConfig:
 class DecodeConfig:
     beam_size: int = 5
     length_penalty: float = 1.0  # GNMT alpha: score / ((5 + len) / 6) ** alpha
+    # GNMT beta (beam search only; 0 = off): + beta * sum over source pieces of log(min(attention sum, 1))
+    coverage_penalty: float = 0.0
     max_len_ratio: float = 2.0  # max output length = ratio * source length + offset
     max_len_offset: int = 10
     batch_size: int = 64  # sentences per decoding batch
@@ -181,7 +193,9 @@ SECTIONS = {
 CHOICES = {
     "data.source": ("embedded", "hub", "text", "tsv", "jsonl"),
     "spm.model_type": ("unigram", "bpe"),
-    "model.attention": ("additive", "dot", "general"),
+    "model.enc_cell": ("gru", "lstm", "rnn"),
+    "model.dec_cell": ("lstm", "gru", "rnn"),
+    "model.attention": ("additive", "dot", "general", "none"),
     "train.lr_schedule": ("plateau", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.compile": ("off", "default", "reduce-overhead", "max-autotune"),
@@ -254,6 +268,7 @@ RANGES = {
     "train.keep_checkpoints": "[0, inf)",
     "decode.beam_size": "[1, inf)",
     "decode.length_penalty": "[0, 10]",
+    "decode.coverage_penalty": "[0, 10]",
     "decode.max_len_ratio": "(0, 10]",
     "decode.max_len_offset": "[0, 1000]",
     "decode.batch_size": "[1, inf)",

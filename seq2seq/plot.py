@@ -35,16 +35,26 @@ def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def plot_curves(run_dir: Path, out: Path) -> Path:
-    """Three panels -> ``out`` (PNG): train and dev NLL per target token (comparable: neither has label
-    smoothing; the label-smoothed loss that training minimizes is drawn dashed), dev BLEU, and the
-    learning rate."""
+    """Four panels -> ``out`` (PNG): see :func:`curves_figure`."""
+    plt = _pyplot()
+    fig = curves_figure(run_dir)
+    _save(fig, out)
+    plt.close(fig)
+    return out
+
+
+def curves_figure(run_dir: Path):
+    """The learning curves' matplotlib figure, four panels: train and dev NLL per target token
+    (comparable: neither has label smoothing; the label-smoothed loss that training minimizes is drawn
+    dashed), dev BLEU, the learning rate, and the gradient norm (before clipping: what train.log's
+    "grad norm" says, the mean over each log window; train.clip_norm drawn dotted)."""
     metrics = read_metrics(run_dir)
     train = [m for m in metrics if m["kind"] == "train"]
     dev = [m for m in metrics if m["kind"] == "dev"]
     if not train and not dev:
         raise UserError(f"{run_dir} has no {run_dir / 'metrics.jsonl'} entries: train it first")
     plt = _pyplot()
-    fig, (ax_loss, ax_bleu, ax_lr) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (ax_loss, ax_bleu, ax_lr, ax_norm) = plt.subplots(1, 4, figsize=(19, 4.2))
     if any("nll" in m for m in train):
         ax_loss.plot(*_series(train, "nll"), color="tab:blue", label="train NLL (dropout on)")
         ax_loss.plot(
@@ -71,13 +81,33 @@ def plot_curves(run_dir: Path, out: Path) -> Path:
     ax_bleu.set(xlabel="step", ylabel="BLEU", title="dev BLEU")
     ax_lr.set(xlabel="step", ylabel="learning rate", title="learning rate")
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-    for ax in (ax_loss, ax_bleu, ax_lr):
+    if any("grad_norm" in m for m in train):
+        ax_norm.plot(*_series(train, "grad_norm"), color="tab:red", label="gradient norm")
+        clip = _clip_norm(run_dir)
+        if clip:
+            ax_norm.axhline(clip, linestyle=":", color="gray", label=f"clip_norm {clip:g}")
+        ax_norm.legend(fontsize=8)
+    else:
+        ax_norm.text(0.5, 0.5, "not logged", transform=ax_norm.transAxes, ha="center", color="gray")
+    ax_norm.set(xlabel="step", ylabel="L2 norm (before clipping)", title="gradient norm")
+    for ax in (ax_loss, ax_bleu, ax_lr, ax_norm):
         ax.grid(alpha=0.3)
     fig.suptitle(run_dir.name if run_dir.name != "run" else run_dir.parent.name)
     fig.tight_layout()
-    _save(fig, out)
-    plt.close(fig)
-    return out
+    return fig
+
+
+def _clip_norm(run_dir: Path) -> float:
+    """train.clip_norm of the run's config.yaml (0: none, or no readable config)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))["train"][
+            "clip_norm"
+        ]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return 0.0
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def piece_label(piece: str) -> str:

@@ -56,8 +56,10 @@ def format_info(info: dict) -> str:
     lines = [
         f"run: {info['run_dir']} (recipe name {info['name']})",
         f"data: {d['source']} {d['src_lang']}->{d['tgt_lang']}, splits {', '.join(d['splits'])}",
-        f"model: emb {m['emb_dim']}, bi-GRU {m['enc_layers']}x{m['enc_hidden']}, LSTM "
-        f"{m['dec_layers']}x{m['dec_hidden']}, {m['attention']} attention, input feeding {m['input_feeding']}, "
+        f"model: emb {m['emb_dim']}, {'bi-' if m.get('bidirectional', True) else ''}"
+        f"{m.get('enc_cell', 'gru').upper()} {m['enc_layers']}x{m['enc_hidden']}, "
+        f"{m.get('dec_cell', 'lstm').upper()} {m['dec_layers']}x{m['dec_hidden']}, {m['attention']} attention"
+        f"{' with coverage' if m.get('coverage') else ''}, input feeding {m['input_feeding']}, "
         f"tied {m['tie_embeddings']}, dropout {m['dropout']}",
     ]
     if "parameters" in info:

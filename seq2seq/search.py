@@ -8,6 +8,11 @@ independently of the others in its batch: the output does not depend on the batc
 batch's other sentences (sampling excepted: its random draws follow the batch order). :class:`Rules`
 (a minimum length, no repeated n-grams) mask the log-probabilities of every step the same way in all
 searches.
+
+Beam search's coverage penalty (GNMT, Wu et al. 2016; ``decode.coverage_penalty`` beta, 0 = off) adds
+beta * sum over the real source positions i of log(min(sum_t a_{t,i}, 1)) to the length-normalised score
+of each finished hypothesis (a_{t,i}: the attention weights of its steps, the EOS step included); it
+only re-ranks what finishes. Greedy search and sampling ignore it.
 """
 
 from __future__ import annotations
@@ -27,17 +32,19 @@ from seq2seq.tokenizer import BOS, EOS, PAD
 class Hypothesis:
     tokens: list[int]  # output ids without BOS/EOS
     logprob: float  # sum of token log-probabilities (EOS included when it was produced)
-    score: float  # logprob / length penalty, used for ranking
+    score: float  # logprob / length penalty (+ coverage penalty), used for ranking
     attention: Optional[torch.Tensor] = field(default=None, repr=False)  # (len(tokens) [+1], S)
     eos: bool = True  # ended with EOS (False: cut at the length limit)
+    coverage_penalty: float = 0.0  # beam search's beta * sum_i log(min(coverage_i, 1)) <= 0, in the score
 
     def rescore(self, alpha: float) -> float:
-        """The score under length penalty ``alpha``: the length counts EOS when it was produced."""
-        return self.logprob / length_penalty(len(self.tokens) + self.eos, alpha)
+        """The score under length penalty ``alpha``: the length counts EOS when it was produced; the
+        coverage penalty stays as decoded."""
+        return self.logprob / length_penalty(len(self.tokens) + self.eos, alpha) + self.coverage_penalty
 
 
-def _finished(tokens: list[int], logprob: float, alpha: float, attention, eos: bool) -> Hypothesis:
-    hyp = Hypothesis(tokens, logprob, 0.0, attention, eos)
+def _finished(tokens: list[int], logprob: float, alpha: float, attention, eos: bool, cp: float) -> Hypothesis:
+    hyp = Hypothesis(tokens, logprob, 0.0, attention, eos, cp)
     hyp.score = hyp.rescore(alpha)
     return hyp
 
@@ -129,6 +136,17 @@ class _Beams:
     attn: Optional[torch.Tensor]  # (A*K, t, S) attention history, when asked for
     active: list[int]  # original index of each active sentence
     finished: list[list[Hypothesis]]  # per original sentence
+    # (A*K, S) attention summed over each beam's steps, 1 at source padding (log 1 = 0); None: beta = 0
+    coverage: Optional[torch.Tensor] = None
+    beta: float = 0.0  # coverage penalty weight
+
+    def coverage_penalties(self, rows: list[int]) -> list[float]:
+        """beta * sum_i log(min(coverage_i, 1)) of beam rows ``rows`` (0.0 each without the penalty)."""
+        if self.coverage is None or not rows:
+            return [0.0] * len(rows)
+        index = torch.tensor(rows, dtype=torch.long, device=self.coverage.device)
+        cov = self.coverage.index_select(0, index).clamp(max=1.0)  # (N, S)
+        return (self.beta * cov.log().sum(1)).tolist()
 
 
 @torch.no_grad()
@@ -143,6 +161,7 @@ def beam_search(
     n_best: int = 1,
     return_attention: bool = False,
     rules: Rules = NO_RULES,
+    coverage_penalty: float = 0.0,
 ) -> list[list[Hypothesis]]:
     """Batched beam search over sentences x beams; returns the ``n_best`` hypotheses per sentence.
 
@@ -150,7 +169,8 @@ def beam_search(
     flattened scores). Candidates ending in EOS among the top K are finished; the best K others
     continue. A sentence stops when it has K finished hypotheses or reaches its maximum length
     (its live beams are then finished as they are), and leaves the active batch. With K = 1 this
-    is exactly :func:`greedy`.
+    is exactly :func:`greedy`. ``coverage_penalty`` beta > 0 adds GNMT's coverage penalty to the scores
+    of finished hypotheses (see the module's docstring).
     """
     B, K, device = src.size(0), beam_size, src.device
     state = model.encode(src, lengths)
@@ -165,6 +185,8 @@ def beam_search(
         attn=torch.empty(B * K, 0, src.size(1), device=device) if return_attention else None,
         active=list(range(B)),
         finished=[[] for _ in range(B)],
+        coverage=(src == PAD).float().repeat_interleave(K, dim=0) if coverage_penalty > 0 else None,
+        beta=coverage_penalty,
     )
     t = 0
     while beams.active:
@@ -182,6 +204,8 @@ def _advance(model, beams: _Beams, K: int, alpha: float, rules: Rules, t: int) -
     V = logp.size(1)
     if beams.attn is not None:
         beams.attn = torch.cat([beams.attn, attn.float().unsqueeze(1)], dim=1)  # (A*K, t+1, S)
+    if beams.coverage is not None:
+        beams.coverage = beams.coverage + attn.float()  # (A*K, S)
     cand = (beams.scores.unsqueeze(2) + logp.view(A, K, V)).view(A, K * V)
     top_scores, top_idx = cand.topk(min(2 * K, K * V), dim=1)  # (A, 2K), best first
     top_beam, top_tok = top_idx // V, top_idx % V
@@ -195,6 +219,8 @@ def _advance(model, beams: _Beams, K: int, alpha: float, rules: Rules, t: int) -
     beams.tokens = torch.cat([beams.tokens.index_select(0, rows), new_tok.view(-1, 1)], dim=1)
     if beams.attn is not None:
         beams.attn = beams.attn.index_select(0, rows)
+    if beams.coverage is not None:
+        beams.coverage = beams.coverage.index_select(0, rows)
     beams.state, beams.scores, beams.prev = state.reorder(rows), top_scores.gather(1, pick), new_tok.view(-1)
 
 
@@ -214,10 +240,11 @@ def _finish_eos(beams: _Beams, K: int, alpha: float, is_eos, eos_scores, eos_bea
     needed = sorted({row for _, row, _ in ends})
     index = torch.tensor(needed, dtype=torch.long, device=beams.prev.device)
     history = dict(zip(needed, beams.tokens.index_select(0, index).tolist()))
+    penalty = dict(zip(needed, beams.coverage_penalties(needed)))
     for b, row, lp in ends:
         if len(beams.finished[b]) < K:
             h_attn = beams.attn[row].cpu() if beams.attn is not None else None
-            beams.finished[b].append(_finished(history[row], lp, alpha, h_attn, eos=True))
+            beams.finished[b].append(_finished(history[row], lp, alpha, h_attn, True, penalty[row]))
 
 
 def _finish_and_shrink(beams: _Beams, K: int, alpha: float, at_limit: list[bool]) -> None:
@@ -230,11 +257,13 @@ def _finish_and_shrink(beams: _Beams, K: int, alpha: float, at_limit: list[bool]
         if at_limit[a]:  # out of length: the live beams finish as they are
             live_scores = live_scores if live_scores is not None else beams.scores.tolist()
             live_tokens = live_tokens if live_tokens is not None else beams.tokens.tolist()
+            penalty = beams.coverage_penalties([a * K + k for k in range(K)])
             for k in range(K):
                 lp = live_scores[a][k]
                 if lp > float("-inf"):
                     h_attn = beams.attn[a * K + k].cpu() if beams.attn is not None else None
-                    beams.finished[b].append(_finished(live_tokens[a * K + k], lp, alpha, h_attn, eos=False))
+                    hyp = _finished(live_tokens[a * K + k], lp, alpha, h_attn, False, penalty[k])
+                    beams.finished[b].append(hyp)
             continue
         keep.append(a)
     if len(keep) < len(beams.active):
@@ -245,6 +274,8 @@ def _finish_and_shrink(beams: _Beams, K: int, alpha: float, at_limit: list[bool]
         beams.tokens, beams.scores = beams.tokens.index_select(0, rows), beams.scores.index_select(0, index)
         if beams.attn is not None:
             beams.attn = beams.attn.index_select(0, rows)
+        if beams.coverage is not None:
+            beams.coverage = beams.coverage.index_select(0, rows)
         beams.active = [beams.active[a] for a in keep]
 
 
@@ -257,7 +288,8 @@ def decode(
     generator: Optional[torch.Generator] = None,
 ) -> list[list[Hypothesis]]:
     """The ``cfg.n_best`` best hypotheses per sentence: :func:`greedy` for beam 1 / 1-best, else
-    :func:`beam_search` (which equals greedy at beam 1); with ``cfg.sampling``, :func:`sample`.
+    :func:`beam_search` (which equals greedy at beam 1; the only one with ``cfg.coverage_penalty``);
+    with ``cfg.sampling``, :func:`sample`.
     src (B, S), lengths (B,)."""
     if cfg.sampling:
         return sample(model, src, lengths, cfg, return_attention, generator)
@@ -283,6 +315,7 @@ def decode(
         n_best=cfg.n_best,
         return_attention=return_attention,
         rules=Rules.of(cfg),
+        coverage_penalty=cfg.coverage_penalty,
     )
 
 

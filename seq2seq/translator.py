@@ -289,7 +289,8 @@ class Translator:
 
 def join_parts(parts: list[list[Hypothesis]], alpha: float) -> list[Hypothesis]:
     """The n-best lists of a line's consecutive parts as one n-best list: the k-th hypothesis joins the
-    k-th of every part (tokens and log-probabilities added, attention block-diagonal)."""
+    k-th of every part (tokens, log-probabilities and coverage penalties added, attention
+    block-diagonal)."""
     out = []
     for k in range(min(len(h) for h in parts)):
         hs = [h[k] for h in parts]
@@ -300,6 +301,7 @@ def join_parts(parts: list[list[Hypothesis]], alpha: float) -> list[Hypothesis]:
             score=0.0,
             attention=torch.block_diag(*attn) if all(a is not None for a in attn) else None,
             eos=all(h.eos for h in hs),
+            coverage_penalty=sum(h.coverage_penalty for h in hs),  # each part's own source positions
         )
         joined.score = joined.rescore(alpha)
         out.append(joined)

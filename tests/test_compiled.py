@@ -185,7 +185,7 @@ def test_the_replay_double_does_break_a_state_fed_back_uncloned():
     step = Replays().wrap(model.step_tensors)
     prev = torch.full((4,), 1)
     with torch.no_grad():
-        _, h, c, feed, _ = step(prev, state.h, state.c, state.feed, state.memory, state.keys, state.mask)
+        _, h, c, feed, _, _ = step(prev, state.h, state.c, state.feed, state.memory, state.keys, state.mask)
         logp, *_ = step(prev, h, c, feed, state.memory, state.keys, state.mask)
     assert torch.isnan(logp).all()
 
@@ -206,6 +206,20 @@ def test_search_through_cuda_graph_replays_equals_eager_search(replays, mode):
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
         assert all(torch.allclose(x.attention, y.attention, atol=1e-6) for x, y in zip(a, b))
     assert replays.calls > 20  # every step went through the double
+
+
+def test_cuda_graph_replays_of_the_other_architectures_equal_eager_search(replays):
+    """A GRU decoder's empty cell state and the coverage (cloned out of the pool like h and c) survive
+    replays (the tests above replay a state without coverage)."""
+    src, lengths = source_tensor(random_ids(5, vocab=30, seed=5, max_len=12))
+    model = tiny_model(seed=4, vocab=30, dec_cell="gru", coverage=True)
+    fast = CompiledDecoder(model, "reduce-overhead", backend=BACKEND)
+    plain = beam_search(model, src, lengths, 3, 1.0, n_best=2, coverage_penalty=0.5)
+    comp = beam_search(fast, src, lengths, 3, 1.0, n_best=2, coverage_penalty=0.5)
+    for a, b in zip(plain, comp):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+    assert replays.calls > 20
 
 
 def test_ensemble_through_cuda_graph_replays_equals_the_eager_ensemble(replays):

@@ -273,6 +273,8 @@ def test_checkpoint_must_be_a_plain_name(tiny_recipe: Path):
         ("model_type=word", "spm.model_type"),
         ("precision=fp8", "train.precision"),
         ("lr_schedule=step", "train.lr_schedule"),
+        ("enc_cell=transformer", "model.enc_cell"),
+        ("dec_cell=LSTM", "model.dec_cell"),
     ],
 )
 def test_bad_choice(tiny_recipe: Path, override: str, key: str):
@@ -298,6 +300,11 @@ def test_bad_choice(tiny_recipe: Path, override: str, key: str):
         (["embedded_sizes={train: 5, dev: 5}"], "data.embedded_sizes"),
         (["source=hub"], "data.dataset"),
         (["source=jsonl"], "data.src_field"),
+        (["attention=dot", "bidirectional=false", "dec_hidden=32"], "model.attention"),  # memory is 16 wide
+        (["coverage=true", "attention=general"], "model.coverage"),
+        (["coverage=true", "attention=none"], "model.coverage"),
+        (["attention=none", "coverage_penalty=0.2"], "decode.coverage_penalty"),
+        (["coverage_penalty=-0.1"], "decode.coverage_penalty"),
     ],
 )
 def test_validation_errors_name_key(tiny_recipe: Path, overrides: list[str], key: str):
@@ -309,6 +316,23 @@ def test_validation_errors_name_key(tiny_recipe: Path, overrides: list[str], key
 def test_dot_attention_with_matching_sizes_is_valid(tiny_recipe: Path):
     cfg = load_config(tiny_recipe, ["attention=dot", "dec_hidden=32"])
     assert cfg.model.attention == "dot"
+    cfg = load_config(tiny_recipe, ["attention=dot", "dec_hidden=16", "bidirectional=false"])
+    assert cfg.model.memory_dim == 16
+
+
+def test_architecture_keys_default_to_the_original_model(tiny_recipe: Path):
+    m = load_config(tiny_recipe).model
+    assert (m.enc_cell, m.dec_cell, m.bidirectional, m.attention, m.coverage) == (
+        "gru",
+        "lstm",
+        True,
+        "additive",
+        False,
+    )
+    assert load_config(tiny_recipe).decode.coverage_penalty == 0.0
+    cfg = load_config(tiny_recipe, ["enc_cell=rnn", "dec_cell=gru", "attention=none", "coverage_penalty=0"])
+    assert (cfg.model.enc_cell, cfg.model.dec_cell, cfg.model.attention) == ("rnn", "gru", "none")
+    assert load_config(tiny_recipe, ["coverage=true", "coverage_penalty=0.4"]).model.coverage
 
 
 def test_null_for_string_key_is_not_the_string_none(tmp_path: Path):

@@ -130,9 +130,9 @@ def test_decoder_lstm_state_is_fp32_under_autocast(dec_layers):
         seen.append((state.h.dtype, state.c.dtype))
 
         def step(*args):
-            feed, h, c = model.decoder.recur_step(*args)
+            feed, h, c, coverage = model.decoder.recur_step(*args)
             seen.append((h.dtype, c.dtype))
-            return feed, h, c
+            return feed, h, c, coverage
 
         return run_positions(step, gates_x, w_rec, state)
 

@@ -149,6 +149,61 @@ def test_learning_curves_compare_nlls_and_read_older_metrics(trained, tmp_path):
     assert plot_curves(old, tmp_path / "b.png").stat().st_size > 5000
 
 
+def test_learning_curves_plot_the_logged_gradient_norm_and_the_clip(trained, tmp_path):
+    from seq2seq.plot import curves_figure
+
+    cfg, _ = trained
+    train_rows = [m for m in map(json.loads, (cfg.run_path / "metrics.jsonl").read_text().splitlines())]
+    train_rows = [m for m in train_rows if m["kind"] == "train"]
+    fig = curves_figure(cfg.run_path)
+    (ax,) = [a for a in fig.axes if a.get_title() == "gradient norm"]
+    norm, clip = ax.lines
+    assert list(norm.get_xdata()) == [m["step"] for m in train_rows]  # every log line's "grad norm"
+    assert list(norm.get_ydata()) == [m["grad_norm"] for m in train_rows] and train_rows
+    assert list(clip.get_ydata()) == [cfg.train.clip_norm] * 2  # train.clip_norm, dotted
+    old = tmp_path / "old"  # no grad_norm logged, no config: the panel says so
+    old.mkdir()
+    (old / "metrics.jsonl").write_text(
+        json.dumps({"kind": "train", "step": 3, "loss": 2.0, "lr": 1e-3}) + "\n"
+    )
+    (ax,) = [a for a in curves_figure(old).axes if a.get_title() == "gradient norm"]
+    assert not ax.lines and [t.get_text() for t in ax.texts] == ["not logged"]
+
+
+def test_clip_norm_zero_turns_clipping_off():
+    import contextlib
+
+    from conftest import random_ids, tiny_model
+
+    from seq2seq.batches import collate
+    from seq2seq.config import TrainConfig
+    from seq2seq.precision import grad_scaler
+    from seq2seq.schedule import Schedule
+    from seq2seq.step import Parts, train_step
+
+    batch = collate(random_ids(4, seed=2), random_ids(4, seed=3))
+    grads = {}
+    for clip in (0.0, 1e-3):
+        model = tiny_model(seed=1).train()
+        tc = TrainConfig(clip_norm=clip)
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        parts = Parts(
+            model,
+            model,
+            contextlib.nullcontext,
+            opt,
+            Schedule(tc),
+            grad_scaler(None),
+            None,
+            torch.device("cpu"),
+        )
+        _, norm = train_step(parts, [(batch, 1.0)], 1.0 / batch.ntokens, 1.0, tc)
+        grads[clip] = (norm.item(), torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item())
+    assert grads[0.0][0] == pytest.approx(grads[1e-3][0])  # the norm before clipping is what is logged
+    assert grads[0.0][1] == pytest.approx(grads[0.0][0], rel=1e-5) and grads[0.0][1] > 1e-2  # unclipped
+    assert grads[1e-3][1] == pytest.approx(1e-3, rel=1e-3)
+
+
 def test_attention_labels_are_readable():
     from seq2seq.plot import label_layout, piece_label
 

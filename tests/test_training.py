@@ -200,6 +200,47 @@ def test_resume_is_exact_across_epoch_boundaries(tiny_recipe, tmp_path, batch_to
     assert (a["progress"]["epoch"], a["progress"]["batch"]) == (epoch, 12 - epoch * n)
 
 
+@pytest.mark.parametrize(
+    "arch",
+    [
+        ["enc_cell=lstm", "dec_cell=gru", "dec_layers=2", "coverage=true", "coverage_penalty=0.3"],
+        ["enc_cell=rnn", "dec_cell=rnn", "bidirectional=false", "attention=none", "input_feeding=false"],
+    ],
+    ids=["lstm-gru-coverage", "rnn-rnn-unidirectional-none"],
+)
+def test_resume_is_exact_for_other_architectures(reference_run, tmp_path, arch):
+    """The architecture keys' runs resume exactly too, load from their run directory, and translate with
+    attention output (attention none: weights 0); validation's beam search uses the coverage penalty."""
+    from seq2seq.plot import plot_attention
+    from seq2seq.translator import Translator
+
+    recipe, run_a = reference_run
+    common = arch + ["valid_every=3", "log_every=2", "valid_beam=2"]
+    cfg_a = prepare(recipe, common + [f"run_dir={tmp_path / 'A'}", "max_steps=6"], spm_from=run_a)
+    train(cfg_a)  # (a log function of its own would leave no train.log)
+    cfg_b = prepare(recipe, common + [f"run_dir={tmp_path / 'B'}", "max_steps=3"], spm_from=run_a)
+    train(cfg_b, log=quiet)
+    train(load_config(recipe, common + [f"run_dir={tmp_path / 'B'}", "max_steps=6"]), log=quiet)
+    a, b = ckpt(cfg_a.run_path), ckpt(cfg_b.run_path)
+    assert_same_tensors(a["model"], b["model"])
+    assert_same_optimizer(a["optimizer"], b["optimizer"])
+    assert a["progress"] == b["progress"] and a["progress"]["step"] == 6
+    assert all(0 < x < 20 for x in logged_losses(cfg_a.run_path))
+
+    loaded_cfg, model = load_run(cfg_a.run_path, "last")
+    assert loaded_cfg.model == cfg_a.model
+    assert_same_tensors(model.state_dict(), a["model"])
+    translator = Translator.from_run_dirs([cfg_a.run_path], "last", "cpu")
+    dc = translator.decode_config(beam_size=2, n_best=2)
+    (found,) = translator.translations(translator.src_tok.encode(["two plus three"]), dc, attention=True)
+    assert (
+        len(found) == 2 and found[0].attention.size(1) == len(translator.src_tok.pieces("two plus three")) + 1
+    )
+    if cfg_a.model.attention == "none":
+        assert (found[0].attention == 0).all()
+    assert plot_attention(translator, "two plus three", tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_validation_does_not_change_training(reference_run, tmp_path):
     """Validating more often (with no LR plateau reductions possible) leaves the parameters unchanged."""
     recipe, run_a = reference_run
