@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import sacrebleu
 
+from seq2seq import checkpoint as ckpt_io
 from seq2seq import rundir
 from seq2seq.config import Config, check_setting
 from seq2seq.data import read_split
@@ -99,7 +100,7 @@ def _evaluate(cfg: Config, checkpoint: Optional[str], log: Callable[[str], None]
     dc = cfg.decode
     results = {
         "run_dir": str(run),
-        "checkpoint": str(run / "checkpoints" / f"{which}.pt"),
+        "checkpoint": str(ckpt_io.resolve(run, which)),
         "decode": asdict(dc),
         "device": str(translator.device),
         "tests": {},

@@ -13,6 +13,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import random_ids, tiny_model
 
 from seq2seq import checkpoint as ckpt_io
@@ -197,3 +198,28 @@ def test_generator_state_round_trip_on_the_own_device(device):
 def test_tf32_for_fp32_matmuls_on_cuda_only(device):
     Translator([tiny_model().to(device)], None, None, Config(), device)
     assert torch.get_float32_matmul_precision() == ("high" if device.type == "cuda" else "highest")
+
+
+@pytest.mark.parametrize("amp", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_fused_loss_gives_the_cpus_loss_and_gradients(device, amp):
+    """seq2seq.loss on the device (CUDA: its own block size) against the unfused path on the CPU."""
+    from seq2seq.loss import linear_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    x, w, b = (
+        torch.randn(300, 16, generator=g),
+        torch.randn(VOCAB, 16, generator=g),
+        torch.randn(VOCAB, generator=g),
+    )
+    y = torch.randint(0, VOCAB, (300,), generator=g)
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    want = loss_fn(F.linear(*leaves), y, 0.1)
+    want_grads = torch.autograd.grad(want, leaves)
+    on_device = [t.to(device).requires_grad_() for t in (x, w, b)]
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        loss, _ = linear_cross_entropy(on_device[0], on_device[1], on_device[2], y.to(device), 0.1)
+    grads = torch.autograd.grad(loss, on_device)
+    rtol = tol(device) if amp is None else 2e-2
+    torch.testing.assert_close(loss.cpu(), want.detach(), rtol=rtol, atol=rtol)
+    for got, ref in zip(grads, want_grads):
+        torch.testing.assert_close(got.cpu().float(), ref, rtol=rtol * 5, atol=rtol * 5)

@@ -177,6 +177,7 @@ def test_clip_norm_zero_turns_clipping_off():
 
     from seq2seq.batches import collate
     from seq2seq.config import TrainConfig
+    from seq2seq.loss import TrainingLoss
     from seq2seq.precision import grad_scaler
     from seq2seq.schedule import Schedule
     from seq2seq.step import Parts, train_step
@@ -189,7 +190,7 @@ def test_clip_norm_zero_turns_clipping_off():
         opt = torch.optim.SGD(model.parameters(), lr=1.0)
         parts = Parts(
             model,
-            model,
+            TrainingLoss(model, tc.label_smoothing),
             contextlib.nullcontext,
             opt,
             Schedule(tc),
