@@ -26,6 +26,23 @@ DEFAULT_MIRROR = ROOT / ".." / "shared" / "corpora" / "multi30k"
 DEFAULT_WORKDIR = ROOT / "data" / "bench"
 
 
+def data_arguments(parser, workdir: Path = DEFAULT_WORKDIR) -> None:
+    """--recipe, --mirror and --workdir, the same in every benchmark script."""
+    parser.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML (default: %(default)s)")
+    parser.add_argument(
+        "--mirror",
+        default=str(DEFAULT_MIRROR),
+        help="folder holding the recipe's corpus files (default: ../shared/corpora/multi30k "
+        "relative to the repository root)",
+    )
+    parser.add_argument(
+        "--workdir",
+        default=str(workdir),
+        help="the corpus goes to <workdir>/corpus, the run (SentencePiece model, checkpoints) to "
+        "<workdir>/run or <workdir>/<row>/run (default: %(default)s)",
+    )
+
+
 def info(msg: str) -> None:
     """Progress and diagnostics: stderr only, so stdout stays one JSON object per line."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -77,13 +94,15 @@ class CpuShare:
 
     other_busy = (all CPUs' busy time - this process's CPU time) / (wall time x CPUs), 0..1: the
     share of the machine someone else used while we measured. None where /proc/stat is missing.
+    ``children``: also count the CPU time of this process's waited-for children as its own (a
+    benchmark that runs the measured program as a subprocess).
     """
 
-    def __init__(self):
+    def __init__(self, children: bool = False):
+        self.children = children
         self.start = self._snap()
 
-    @staticmethod
-    def _snap():
+    def _snap(self):
         import resource
 
         try:
@@ -93,8 +112,9 @@ class CpuShare:
         busy = (f[0] + f[1] + f[2] + sum(f[5:8])) / os.sysconf(
             "SC_CLK_TCK"
         )  # user nice system irq softirq steal
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        return time.perf_counter(), busy, ru.ru_utime + ru.ru_stime
+        whose = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) if self.children else (resource.RUSAGE_SELF,)
+        own = sum(resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime for w in whose)
+        return time.perf_counter(), busy, own
 
     def other_busy(self) -> Optional[float]:
         end = self._snap()

@@ -26,10 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-from _common import DEFAULT_MIRROR, DEFAULT_RECIPE, ROOT, emit, info, resolve
+from _common import ROOT, data_arguments, emit, info, resolve
 
 from seq2seq.config import load_config, with_decode
 from seq2seq.data import MANIFEST, download, read_split
+from seq2seq.errors import UserError
 from seq2seq.evaluate import evaluate, score, tune_decode
 from seq2seq.model import build_model, count_parameters
 from seq2seq.tokenizer import spm_paths, train_tokenizers
@@ -60,9 +61,7 @@ COVERAGE_PENALTIES = (0.1, 0.2, 0.4)
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default=str(DEFAULT_RECIPE))
-    p.add_argument("--mirror", default=str(DEFAULT_MIRROR))
-    p.add_argument("--workdir", default=str(ROOT / "data" / "ablation"))
+    data_arguments(p, ROOT / "data" / "ablation")
     p.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names (default: all)")
     p.add_argument("--steps", type=int, default=500, help="training steps per row (default: 500)")
     p.add_argument("--batch-tokens", type=int, default=4096)
@@ -224,9 +223,17 @@ def markdown(records: list[dict], cpu: str) -> str:
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return run_table(args)
+    except UserError as e:  # a bad override or budget: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run_table(args) -> int:
     from _common import cpu_name
 
-    args = parse_args(argv)
     workdir = resolve(args.workdir)
     first = row_config(args, workdir, "default")
     if not (first.data_dir / MANIFEST).is_file():

@@ -33,25 +33,22 @@ import argparse
 import json
 import os
 import re
-import resource
 import shlex
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 import yaml
 from _common import (
-    DEFAULT_MIRROR,
-    DEFAULT_RECIPE,
-    DEFAULT_WORKDIR,
     ROOT,
+    CpuShare,
     bench_config,
     busy_warning,
     cpu_name,
+    data_arguments,
     emit,
     info,
     loadavg,
@@ -116,18 +113,7 @@ MODEL_DIFFERENCES = [
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML (default: %(default)s)")
-    p.add_argument(
-        "--mirror",
-        default=str(DEFAULT_MIRROR),
-        help="folder holding the recipe's corpus files (default: ../shared/corpora/multi30k "
-        "relative to the repository root)",
-    )
-    p.add_argument(
-        "--workdir",
-        default=str(DEFAULT_WORKDIR),
-        help="corpus, SentencePiece model and JoeyNMT's files go under it (default: data/bench)",
-    )
+    data_arguments(p)
     p.add_argument(
         "--venv", default="", help="JoeyNMT's venv, created when missing (default: <workdir>/joeynmt-venv)"
     )
@@ -174,33 +160,6 @@ def cpu_info() -> dict:
         "logical_cpus": os.cpu_count(),
         "torch_capability": torch.backends.cpu.get_cpu_capability(),
     }
-
-
-class OtherBusy:
-    """Share (0..1) of all CPUs used by processes other than this one and its waited-for children."""
-
-    def __init__(self):
-        self.start = self._snap()
-
-    @staticmethod
-    def _snap():
-        try:
-            f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        except (OSError, ValueError):
-            return None
-        busy = (f[0] + f[1] + f[2] + sum(f[5:8])) / os.sysconf("SC_CLK_TCK")
-        own = 0.0
-        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-            ru = resource.getrusage(who)
-            own += ru.ru_utime + ru.ru_stime
-        return time.perf_counter(), busy, own
-
-    def share(self) -> Optional[float]:
-        end = self._snap()
-        if self.start is None or end is None or end[0] <= self.start[0]:
-            return None
-        other = (end[1] - self.start[1]) - (end[2] - self.start[2])
-        return round(min(1.0, max(0.0, other / ((end[0] - self.start[0]) * (os.cpu_count() or 1)))), 3)
 
 
 # ------------------------------------------------------------------------------------------ JoeyNMT venv
@@ -422,7 +381,7 @@ def run_joey(args, cfg, venv: Path, exported: dict, folder: Path, batching: str)
     if batching == "ours":
         cmd += ["--batches", str(exported["batches"])]
     info(f"JoeyNMT, {'our batches' if batching == 'ours' else 'its own batches'}: {updates} updates ({conf})")
-    busy = OtherBusy()
+    busy = CpuShare(children=True)
     log = folder / f"driver-{batching}.log"
     with log.open("w", encoding="utf-8") as fh:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -431,7 +390,7 @@ def run_joey(args, cfg, venv: Path, exported: dict, folder: Path, batching: str)
             if "Step:" in line or "Error" in line or "Traceback" in line:
                 info("  joeynmt: " + line.split(" - ")[-1].rstrip())
         rc = proc.wait()
-    share = busy.share()
+    share = busy.other_busy()
     if rc or not out.is_file():
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
         print("\n".join(tail), file=sys.stderr)
@@ -509,9 +468,9 @@ def run_ours(args) -> dict:
         *shlex.split(args.extra_ours_args),
     ]
     info(f"ours: {shlex.join(cmd[1:])}")
-    busy = OtherBusy()
+    busy = CpuShare(children=True)
     res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    share = busy.share()
+    share = busy.other_busy()
     if res.returncode:
         raise SystemExit(f"error: train_throughput.py failed (exit {res.returncode})")
     lines = [json.loads(x) for x in res.stdout.splitlines() if x.strip().startswith("{")]

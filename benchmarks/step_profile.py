@@ -26,12 +26,10 @@ from pathlib import Path
 
 import torch
 from _common import (
-    DEFAULT_MIRROR,
-    DEFAULT_RECIPE,
-    DEFAULT_WORKDIR,
     CpuShare,
     bench_config,
     busy_warning,
+    data_arguments,
     emit,
     environment,
     info,
@@ -61,9 +59,7 @@ BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default=str(DEFAULT_RECIPE))
-    p.add_argument("--mirror", default=str(DEFAULT_MIRROR))
-    p.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
+    data_arguments(p)
     p.add_argument("--steps", type=int, default=5, help="profiled steps (default: 5)")
     p.add_argument("--warmup", type=int, default=2, help="unprofiled steps first (default: 2)")
     p.add_argument("--precision", default="fp32")

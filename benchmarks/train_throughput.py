@@ -38,14 +38,12 @@ from pathlib import Path
 
 import torch  # noqa: E402
 from _common import (
-    DEFAULT_MIRROR,
-    DEFAULT_RECIPE,
-    DEFAULT_WORKDIR,
     CpuShare,
     bench_config,
     busy_warning,
     csv_list,
     current_rss_mib,
+    data_arguments,
     emit,
     environment,
     info,
@@ -100,18 +98,7 @@ def stepped_loss(model: Seq2Seq, smoothing: float, src, lengths, tgt_in, tgt_out
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML (default: %(default)s)")
-    p.add_argument(
-        "--mirror",
-        default=str(DEFAULT_MIRROR),
-        help="folder holding the recipe's corpus files (default: ../shared/corpora/multi30k "
-        "relative to the repository root)",
-    )
-    p.add_argument(
-        "--workdir",
-        default=str(DEFAULT_WORKDIR),
-        help="corpus + SentencePiece model go to <workdir>/corpus and <workdir>/run (default: data/bench)",
-    )
+    data_arguments(p)
     p.add_argument("--steps", type=int, default=20, help="timed training steps per variant (default: 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before them (default: 3)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")

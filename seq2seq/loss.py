@@ -43,13 +43,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
             real = (yc != PAD).unsqueeze(1)  # (n, 1)
             y = yc.clamp(min=0).unsqueeze(1)
             lse = torch.logsumexp(z, dim=1, keepdim=True)  # (n, 1)
-            nll_rows = (lse - z.gather(1, y)).masked_fill(~real, 0.0)
-            nll += nll_rows.sum()
-            if smoothing:
-                smooth_rows = (lse - z.mean(dim=1, keepdim=True)).masked_fill(~real, 0.0)
-                loss += (1.0 - smoothing) * nll_rows.sum() + smoothing * smooth_rows.sum()
+            nll_c = (lse - z.gather(1, y)).masked_fill(~real, 0.0).sum()
+            nll += nll_c
+            if smoothing:  # -mean log p over the vocabulary = lse - mean z
+                smooth_c = (lse - z.mean(dim=1, keepdim=True)).masked_fill(~real, 0.0).sum()
+                loss += (1.0 - smoothing) * nll_c + smoothing * smooth_c
             else:
-                loss += nll_rows.sum()
+                loss += nll_c
             if not need_grad:
                 continue
             # d loss / d z = softmax(z) - (1 - eps) onehot(y) - eps / V, zero at padding
