@@ -123,6 +123,13 @@ def parse_args(argv=None):
         "--batch-tokens", type=int, default=0, help="override train.batch_tokens (0: the recipe's)"
     )
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a recipe override (repeatable), e.g. --set model.dec_hidden=256",
+    )
+    p.add_argument(
         "--repeats",
         type=int,
         default=1,
@@ -148,7 +155,7 @@ class Bench:
             torch.set_num_threads(args.threads)
         self.device = pick_device(args.device)
         workdir = resolve(args.workdir)
-        overrides = [f"train.batch_tokens={args.batch_tokens}"] if args.batch_tokens else []
+        overrides = [*args.set, *([f"train.batch_tokens={args.batch_tokens}"] if args.batch_tokens else [])]
         self.cfg = bench_config(Path(args.recipe), workdir, overrides)
         prepare(self.cfg, resolve(args.mirror) if args.mirror else None)
         self.src_tok, self.tgt_tok = load_tokenizers(self.cfg.run_path)
@@ -183,12 +190,16 @@ class Bench:
                 k: getattr(m, k)
                 for k in (
                     "emb_dim",
+                    "enc_cell",
+                    "bidirectional",
                     "enc_hidden",
                     "enc_layers",
+                    "dec_cell",
                     "dec_hidden",
                     "dec_layers",
                     "attention",
                     "attn_dim",
+                    "coverage",
                     "input_feeding",
                     "tie_embeddings",
                     "dropout",

@@ -141,11 +141,14 @@ class _Beams:
     beta: float = 0.0  # coverage penalty weight
 
     def coverage_penalties(self, rows: list[int]) -> list[float]:
-        """beta * sum_i log(min(coverage_i, 1)) of beam rows ``rows`` (0.0 each without the penalty)."""
+        """beta * sum_i log(min(coverage_i, 1)) of beam rows ``rows`` (0.0 each without the penalty). A
+        source position that got no attention at all (underflow) counts as the smallest normal float's
+        log, about -87, not -inf: such hypotheses still rank by their other terms."""
         if self.coverage is None or not rows:
             return [0.0] * len(rows)
         index = torch.tensor(rows, dtype=torch.long, device=self.coverage.device)
-        cov = self.coverage.index_select(0, index).clamp(max=1.0)  # (N, S)
+        cov = self.coverage.index_select(0, index)  # (N, S)
+        cov = cov.clamp(min=torch.finfo(cov.dtype).tiny, max=1.0)
         return (self.beta * cov.log().sum(1)).tolist()
 
 

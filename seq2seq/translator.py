@@ -19,6 +19,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from seq2seq.batches import source_tensor
+from seq2seq.checks import check_model
 from seq2seq.compiled import CompiledDecoder
 from seq2seq.config import Config, DecodeConfig, with_decode
 from seq2seq.distributed import pick_device
@@ -243,8 +244,16 @@ class Translator:
 
     def decode_config(self, dc: Optional[DecodeConfig] = None, **overrides) -> DecodeConfig:
         """``dc`` (default: the run's decode settings) with ``overrides`` (None keeps a value), checked as a
-        recipe's are (config.with_decode)."""
-        return with_decode(replace(self.cfg, decode=dc or self.cfg.decode), **overrides).decode
+        recipe's are (config.with_decode), and against every ensemble member's architecture (a coverage
+        penalty needs attention weights from each)."""
+        cfg = with_decode(replace(self.cfg, decode=dc or self.cfg.decode), **overrides)
+        for i, model in enumerate(self.models, start=1):
+            try:
+                check_model(replace(cfg, model=model.cfg))
+            except UserError as e:
+                n = len(self.models)
+                raise (UserError(f"ensemble member {i} of {n}: {e}") if n > 1 else e) from None
+        return cfg.decode
 
     def translations(
         self, ids: list[list[int]], dc: DecodeConfig, attention: bool = False, progress: bool = False

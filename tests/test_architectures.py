@@ -16,10 +16,11 @@ from torch import nn
 from seq2seq import cells
 from seq2seq.batches import collate, pad, source_tensor
 from seq2seq.compiled import CompiledDecoder, pad_state, training_loop
-from seq2seq.config import DecodeConfig
+from seq2seq.config import Config, DecodeConfig
+from seq2seq.errors import UserError
 from seq2seq.search import beam_search, decode, greedy
 from seq2seq.tokenizer import BOS, EOS, PAD
-from seq2seq.translator import Ensemble, decode_ids
+from seq2seq.translator import Ensemble, Translator, decode_ids
 
 VOCAB = 40
 ATOL = 1e-5
@@ -369,6 +370,31 @@ def test_coverage_penalty_ignores_padding_and_is_for_beam_search_only():
         model, *ONE, dataclasses.replace(dc, sampling=True), generator=torch.Generator().manual_seed(0)
     )
     assert all(h.coverage_penalty == 0.0 for h in sampled[0])
+
+
+def test_coverage_penalty_of_an_unattended_source_position_is_finite():
+    model = Scripted()  # attends to the first 3 positions only: positions 3 and 4 of this source get 0
+    hyps = beam_search(model, *source_tensor([[6, 7, 8, 9]]), 2, 0.0, n_best=2, coverage_penalty=0.2)[0]
+    floor = math.log(torch.finfo(torch.float32).tiny)
+    cov = [0.98 + 0.01, 0.01 + 0.5, 0.01 + 0.49]  # Y then EOS, the penalised best
+    assert hyps[0].tokens == [Y]
+    assert hyps[0].coverage_penalty == pytest.approx(0.2 * (sum(map(math.log, cov)) + 2 * floor), rel=1e-6)
+    assert all(math.isfinite(h.score) for h in hyps) and hyps[0].score > hyps[1].score
+
+
+def test_coverage_penalty_is_refused_when_any_ensemble_member_has_no_attention():
+    plain, none = tiny_model(0, VOCAB), tiny_model(1, VOCAB, attention="none")
+    for models in ([plain, none], [none, plain]):
+        translator = Translator(models, None, None, Config(), torch.device("cpu"))
+        assert translator.decode_config(coverage_penalty=0.0).coverage_penalty == 0.0
+        member = 1 + models.index(none)
+        with pytest.raises(UserError, match=f"ensemble member {member} of 2: .*model.attention is none"):
+            translator.decode_config(coverage_penalty=0.2)
+    alone = Translator([none], None, None, Config(), torch.device("cpu"))
+    with pytest.raises(UserError, match="^config key 'decode.coverage_penalty' needs attention weights"):
+        alone.decode_config(coverage_penalty=0.2)
+    both = Translator([plain, copy.deepcopy(plain)], None, None, Config(), torch.device("cpu"))
+    assert both.decode_config(coverage_penalty=0.2).coverage_penalty == 0.2
 
 
 def test_coverage_penalty_zero_changes_nothing():
