@@ -221,7 +221,8 @@ class Trainer:
         p, stats = self.progress, w.stats(self.dist, self.optimizer.param_groups[0]["lr"])
         self.log(
             f"step {p.step} epoch {p.epoch + 1}: loss {stats['loss']:.4f} nll {stats['nll']:.4f} "
-            f"{stats['tokens_per_s']:,.0f} tgt tok/s lr {stats['lr']:.2e} grad norm {stats['grad_norm']:.2f}"
+            f"{stats['tokens_per_s']:,.0f} tgt tok/s lr {stats['lr']:.2e} grad norm {stats['grad_norm']:.2f} "
+            f"(max {stats['grad_norm_max']:.2f})"
         )
         if self.monitor is not None:
             self.monitor.scalars("train", p.step, stats)

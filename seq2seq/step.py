@@ -135,6 +135,7 @@ class Window:
     loss: torch.Tensor
     norm: torch.Tensor
     nll: Optional[torch.Tensor] = None  # summed NLL without label smoothing (train_step's ``nll``)
+    norm_max: Optional[torch.Tensor] = None  # the largest single step's gradient norm (before clipping)
     tokens: int = 0
     steps: int = 0
     start: float = dataclasses.field(default_factory=time.perf_counter)
@@ -142,23 +143,27 @@ class Window:
     def add(self, loss: torch.Tensor, norm: torch.Tensor, tokens: int) -> None:
         self.loss += loss
         self.norm += norm
+        torch.maximum(self.norm_max, norm, out=self.norm_max)
         self.tokens, self.steps = self.tokens + tokens, self.steps + 1
 
     def stats(self, dist: Dist, lr: float) -> dict:
         """Loss and unsmoothed NLL per target token (over every rank), tokens/s, ``lr``, mean gradient
-        norm: host syncs."""
+        norm and the largest step's: host syncs."""
         return {
             "loss": dist.sum(self.loss).item() / self.tokens,
             "nll": dist.sum(self.nll).item() / self.tokens,
             "tokens_per_s": self.tokens / (time.perf_counter() - self.start),
             "lr": lr,
             "grad_norm": self.norm.item() / self.steps,
+            "grad_norm_max": self.norm_max.item(),
         }
 
     def __post_init__(self) -> None:
         if self.nll is None:
             self.nll = torch.zeros_like(self.loss)
+        if self.norm_max is None:
+            self.norm_max = torch.zeros_like(self.norm)
 
     def reset(self) -> None:
-        self.loss.zero_(), self.norm.zero_(), self.nll.zero_()
+        self.loss.zero_(), self.norm.zero_(), self.nll.zero_(), self.norm_max.zero_()
         self.tokens, self.steps, self.start = 0, 0, time.perf_counter()

@@ -464,3 +464,21 @@ def test_fused_adam_on_the_cpu_equals_the_foreach_implementation():
             opt.step()
     for p, q in zip(models[0].parameters(), models[1].parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_log_window_reports_the_mean_and_the_largest_step_gradient_norm(monkeypatch):
+    """The log line's "grad norm" is the window's mean; grad_norm_max its largest single step (what
+    a run without clipping wants to know), restarting with each window."""
+    from seq2seq.distributed import Dist
+    from seq2seq.step import Window
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    dist = Dist(torch.device("cpu"))
+    w = Window(torch.zeros(()), torch.zeros(()))
+    for norm in (1.0, 7.5, 1.5):
+        w.add(torch.tensor(1.0), torch.tensor(norm), tokens=10)
+    stats = w.stats(dist, lr=0.1)
+    assert stats["grad_norm"] == pytest.approx(10 / 3) and stats["grad_norm_max"] == 7.5
+    w.reset()
+    w.add(torch.tensor(1.0), torch.tensor(0.5), tokens=10)
+    assert w.stats(dist, lr=0.1)["grad_norm_max"] == 0.5
