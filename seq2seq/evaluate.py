@@ -261,6 +261,13 @@ def tune_decode(
         return _tune(cfg, beams, alphas, split, checkpoint, log)
 
 
+def best_setting(rows: list[dict]) -> dict:
+    """The tune-decode row to use: the highest BLEU; as scores are rounded to 2 decimals, ties are
+    common and go to the higher chrF, then the smaller beam, then the first row (the smaller alpha
+    in the order given)."""
+    return max(rows, key=lambda r: (r["bleu"], r["chrf"], -r["beam_size"]))
+
+
 def _tune(cfg: Config, beams, alphas, split: str, checkpoint: Optional[str], log) -> dict:
     import dataclasses
 
@@ -284,7 +291,7 @@ def _tune(cfg: Config, beams, alphas, split: str, checkpoint: Optional[str], log
         f"{r['beam_size']}\t{r['length_penalty']}\t{r['bleu']}\t{r['chrf']}\n" for r in rows
     )
     atomic_write_text(cfg.run_path / f"tune-decode.{split}.tsv", table)
-    best = max(rows, key=lambda r: (r["bleu"], -r["beam_size"]))
+    best = best_setting(rows)
     log(
         f"best on {split}: beam_size={best['beam_size']} length_penalty={best['length_penalty']} "
         f"(BLEU {best['bleu']:.2f}); written {cfg.run_path / f'tune-decode.{split}.tsv'}"

@@ -120,6 +120,18 @@ def test_tune_decode_table_matches_real_decoding(trained):
         assert score(translator.translate(src, dc), ref)["bleu"] == float(bleu)
 
 
+def test_tune_decode_breaks_a_bleu_tie_by_chrf_then_the_smaller_beam():
+    from seq2seq.evaluate import best_setting
+
+    def row(beam, alpha, bleu, chrf):
+        return {"beam_size": beam, "length_penalty": alpha, "bleu": bleu, "chrf": chrf}
+
+    rows = [row(5, 1.0, 52.38, 68.89), row(5, 1.5, 52.38, 68.94), row(8, 1.0, 52.34, 69.5)]
+    assert best_setting(rows) == rows[1]  # same BLEU: the higher chrF; a lower BLEU never wins
+    rows = [row(8, 1.0, 30.0, 50.0), row(5, 1.0, 30.0, 50.0), row(5, 2.0, 30.0, 50.0)]
+    assert best_setting(rows) == rows[1]  # all tied: the smaller beam, then the first alpha
+
+
 def test_translate_attention_png(trained, tmp_path):
     cfg, _ = trained
     out = tmp_path / "attn" / "line-000002.png"  # --attention DIR: a PNG per non-empty line
