@@ -95,20 +95,45 @@ TOKEN_COUNTING = {
     "4096 is included), so its batches hold fewer real tokens and more padding",
 }
 
-MODEL_DIFFERENCES = [
-    "JoeyNMT's decoder runs nn.LSTM once per target position (embedding + attentional vector fed "
-    "each step); ours hoists the input projection out of the loop (see train_throughput --baseline)",
-    "output layer: ours ties it to the target embedding through a 512->256 projection; JoeyNMT's "
-    "tied_softmax needs embedding_dim == decoder hidden_size (256 != 512), so its output layer is an "
-    "untied 512x8000 matrix (about twice the output-layer FLOPs per target token)",
-    "tied_embeddings: JoeyNMT shares one embedding between source and target (joint vocabulary); ours "
-    "has separate source and target embeddings (share_embeddings false), the target one tied to the "
-    "output",
-    "attention: JoeyNMT's Bahdanau attention has the decoder's hidden size (512) and no bias; ours "
-    "attn_dim 256",
-    "dropout 0.3 on embeddings and before the attentional layer on both; JoeyNMT has none on the "
-    "encoder outputs, ours does",
-]
+
+def joey_ties_softmax(m) -> bool:
+    """JoeyNMT ties its output layer to the target embedding only when embedding_dim == decoder
+    hidden_size (its output layer reads the hidden-sized attentional vector); ours ties whenever asked."""
+    return m.tie_embeddings and m.emb_dim == m.dec_hidden
+
+
+def describe_models(m) -> tuple[str, list[str]]:
+    """(the model both sides train, how the two implementations of it differ), from the recipe's model."""
+    enc = f"{'bi-' if m.bidirectional else ''}{m.enc_cell.upper()} {m.enc_layers}x{m.enc_hidden}"
+    model = (
+        f"emb {m.emb_dim}, {enc} encoder, {m.dec_cell.upper()} {m.dec_hidden} decoder ({m.dec_layers} "
+        f"layer{'s' if m.dec_layers > 1 else ''}), {m.attention} attention, "
+        f"{'' if m.input_feeding else 'no '}input feeding, bridge init, dropout {m.dropout}"
+    )
+    if joey_ties_softmax(m):
+        output = (
+            f"output layer: both tie it to the target embedding (<vocab>x{m.emb_dim}); ours reads it "
+            f"through a {m.dec_hidden}->{m.emb_dim} projection, JoeyNMT straight from its attentional vector"
+        )
+    else:
+        output = (
+            f"output layer: ours ties it to the target embedding through a {m.dec_hidden}->{m.emb_dim} "
+            f"projection; JoeyNMT's tied_softmax needs embedding_dim == decoder hidden_size ({m.emb_dim} "
+            f"!= {m.dec_hidden}), so its output layer is an untied {m.dec_hidden}x<vocab> matrix"
+        )
+    differences = [
+        "JoeyNMT's decoder runs nn.LSTM once per target position (embedding + attentional vector fed "
+        "each step); ours hoists the input projection out of the loop (see train_throughput --baseline)",
+        output,
+        "tied_embeddings: JoeyNMT shares one embedding between source and target (joint vocabulary); ours "
+        "has separate source and target embeddings (share_embeddings false), the target one tied to the "
+        "output",
+        f"attention: JoeyNMT's Bahdanau attention has the decoder's hidden size ({m.dec_hidden}) and no "
+        f"bias; ours attn_dim {m.attn_dim}",
+        f"dropout {m.dropout} on embeddings and before the attentional layer on both; JoeyNMT has none "
+        "on the encoder outputs, ours does",
+    ]
+    return model, differences
 
 
 def parse_args(argv=None):
@@ -338,7 +363,7 @@ def joey_config(cfg, exported: dict, model_dir: Path, updates: int) -> dict:
             "embed_initializer": "xavier_uniform",
             "bias_initializer": "zeros",
             "tied_embeddings": True,  # one joint vocabulary: source and target share an embedding
-            "tied_softmax": False,  # JoeyNMT needs embedding_dim == decoder hidden_size for it
+            "tied_softmax": joey_ties_softmax(m),  # as ours, where JoeyNMT can (see joey_ties_softmax)
             "encoder": {
                 "type": "recurrent",
                 "rnn_type": "gru",
@@ -580,9 +605,8 @@ def main(argv=None) -> int:
                 and (ours is None or ours["timed_tgt_tokens"] == exported["ours_timed_tgt_tokens"])
             ),
             "ours_batches": exported.get("ours_batches"),
-            "model": "emb 256, bi-GRU 2x256 encoder, LSTM 512 decoder (1 layer), additive/Bahdanau "
-            "attention, input feeding, bridge init, dropout 0.3",
-            "model_differences": MODEL_DIFFERENCES,
+            "model": describe_models(cfg.model)[0],
+            "model_differences": describe_models(cfg.model)[1],
             "params": {
                 "ours": ours["params"] if ours else None,
                 **{f"joeynmt_{k}_batches": v["params"] for k, v in joey.items()},

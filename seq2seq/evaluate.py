@@ -263,8 +263,8 @@ def tune_decode(
 
 def best_setting(rows: list[dict]) -> dict:
     """The tune-decode row to use: the highest BLEU; as scores are rounded to 2 decimals, ties are
-    common and go to the higher chrF, then the smaller beam, then the first row (the smaller alpha
-    in the order given)."""
+    common and go to the higher chrF, then the smaller beam, then the row that came first (alphas in
+    the order given)."""
     return max(rows, key=lambda r: (r["bleu"], r["chrf"], -r["beam_size"]))
 
 
