@@ -52,9 +52,9 @@ def emit(record: dict) -> None:
     print(json.dumps(record, ensure_ascii=False), flush=True)
 
 
-def cpu_name() -> str:
-    """The CPU's model name and, on x86, its family/model numbers: a VM may call every generation
-    "AMD EPYC", and Zen 1 (family 23 model 1) does half the fp32 FMAs per cycle of Zen 2 and later."""
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ("model name", "cpu family", "flags", ...);
+    empty where there is none."""
     fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -64,6 +64,14 @@ def cpu_name() -> str:
             fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    return fields
+
+
+def cpu_name() -> str:
+    """The CPU's model name and, on x86, its family/model numbers: a VM may call every generation
+    "AMD EPYC", and Zen 1 (family 23 model 1) has half the FMA width of Zen 2 and later (2 x 128
+    against 2 x 256 bits per cycle: the microarchitecture's, not measured here)."""
+    fields = cpuinfo()
     name = fields.get("model name") or platform.processor() or platform.machine()
     if "cpu family" in fields and "model" in fields:
         name += f" (family {fields['cpu family']} model {fields['model']})"

@@ -48,6 +48,7 @@ from _common import (
     bench_config,
     busy_warning,
     cpu_name,
+    cpuinfo,
     data_arguments,
     emit,
     info,
@@ -96,6 +97,21 @@ TOKEN_COUNTING = {
 }
 
 
+JOEY_ATTENTION = {"additive": "bahdanau", "general": "luong"}  # JoeyNMT's two attentions
+
+
+def joey_cannot(m) -> str:
+    """Why JoeyNMT cannot build the recipe's model ('' when it can): its recurrent encoder and decoder
+    are GRU or LSTM, its attention Bahdanau (additive) or Luong (general), without coverage."""
+    if m.enc_cell not in ("gru", "lstm") or m.dec_cell not in ("gru", "lstm"):
+        return f"JoeyNMT has GRU and LSTM cells only, not model.enc_cell={m.enc_cell} dec_cell={m.dec_cell}"
+    if m.attention not in JOEY_ATTENTION or m.coverage:
+        return f"JoeyNMT has additive and general attention only, without coverage, not {m.attention}" + (
+            " with coverage" if m.coverage else ""
+        )
+    return ""
+
+
 def joey_ties_softmax(m) -> bool:
     """JoeyNMT ties its output layer to the target embedding only when embedding_dim == decoder
     hidden_size (its output layer reads the hidden-sized attentional vector); ours ties whenever asked."""
@@ -110,7 +126,9 @@ def describe_models(m) -> tuple[str, list[str]]:
         f"layer{'s' if m.dec_layers > 1 else ''}), {m.attention} attention, "
         f"{'' if m.input_feeding else 'no '}input feeding, bridge init, dropout {m.dropout}"
     )
-    if joey_ties_softmax(m):
+    if not m.tie_embeddings:
+        output = f"output layer: untied on both, {m.dec_hidden}x<vocab>"
+    elif joey_ties_softmax(m):
         output = (
             f"output layer: both tie it to the target embedding (<vocab>x{m.emb_dim}); ours reads it "
             f"through a {m.dec_hidden}->{m.emb_dim} projection, JoeyNMT straight from its attentional vector"
@@ -121,13 +139,18 @@ def describe_models(m) -> tuple[str, list[str]]:
             f"projection; JoeyNMT's tied_softmax needs embedding_dim == decoder hidden_size ({m.emb_dim} "
             f"!= {m.dec_hidden}), so its output layer is an untied {m.dec_hidden}x<vocab> matrix"
         )
+    ours_embeddings = (
+        "ours too (share_embeddings true)"
+        if m.share_embeddings
+        else "ours has separate source and target embeddings (share_embeddings false)"
+    )
     differences = [
-        "JoeyNMT's decoder runs nn.LSTM once per target position (embedding + attentional vector fed "
-        "each step); ours hoists the input projection out of the loop (see train_throughput --baseline)",
+        f"JoeyNMT's decoder runs nn.{m.dec_cell.upper()} once per target position (embedding + attentional "
+        "vector fed each step); ours hoists the input projection out of the loop (see train_throughput "
+        "--baseline)",
         output,
-        "tied_embeddings: JoeyNMT shares one embedding between source and target (joint vocabulary); ours "
-        "has separate source and target embeddings (share_embeddings false), the target one tied to the "
-        "output",
+        f"tied_embeddings: JoeyNMT shares one embedding between source and target (joint vocabulary); "
+        f"{ours_embeddings}",
         f"attention: JoeyNMT's Bahdanau attention has the decoder's hidden size ({m.dec_hidden}) and no "
         f"bias; ours attn_dim {m.attn_dim}",
         f"dropout {m.dropout} on embeddings and before the attentional layer on both; JoeyNMT has none "
@@ -171,17 +194,9 @@ def parse_args(argv=None):
 
 
 def cpu_info() -> dict:
-    flags: list[str] = []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = sorted(f for f in line.split(":", 1)[1].split() if CPU_FLAGS.match(f))
-                break
-    except OSError:
-        pass
     return {
         "model": cpu_name(),
-        "flags": flags,
+        "flags": sorted(f for f in cpuinfo().get("flags", "").split() if CPU_FLAGS.match(f)),
         "logical_cpus": os.cpu_count(),
         "torch_capability": torch.backends.cpu.get_cpu_capability(),
     }
@@ -366,22 +381,22 @@ def joey_config(cfg, exported: dict, model_dir: Path, updates: int) -> dict:
             "tied_softmax": joey_ties_softmax(m),  # as ours, where JoeyNMT can (see joey_ties_softmax)
             "encoder": {
                 "type": "recurrent",
-                "rnn_type": "gru",
+                "rnn_type": m.enc_cell,
                 "embeddings": emb,
                 "hidden_size": m.enc_hidden,
-                "bidirectional": True,
+                "bidirectional": m.bidirectional,
                 "num_layers": m.enc_layers,
                 "dropout": m.dropout,
             },
             "decoder": {
                 "type": "recurrent",
-                "rnn_type": "lstm",
+                "rnn_type": m.dec_cell,
                 "embeddings": emb,
                 "hidden_size": m.dec_hidden,
                 "num_layers": m.dec_layers,
                 "dropout": m.dropout,
                 "hidden_dropout": m.dropout,
-                "attention": "bahdanau" if m.attention == "additive" else "luong",
+                "attention": JOEY_ATTENTION[m.attention],  # joey_cannot() has checked it
                 "input_feeding": m.input_feeding,
                 "init_hidden": "bridge",
             },
@@ -534,6 +549,8 @@ def main(argv=None) -> int:
     workdir = resolve(args.workdir)
     venv = resolve(args.venv) if args.venv else workdir / "joeynmt-venv"
     cfg = bench_config(Path(args.recipe), workdir)
+    if not args.ours_only and joey_cannot(cfg.model):
+        raise SystemExit(f"joeynmt_compare: {joey_cannot(cfg.model)} (--ours-only runs ours alone)")
     prepare(cfg, resolve(args.mirror) if args.mirror else None)
     src_model, _ = spm_paths(cfg.run_path)
     base = {"figure": "joeynmt_compare", "joeynmt_version": None}
@@ -567,6 +584,7 @@ def main(argv=None) -> int:
     ours = None if args.joey_only else run_ours(args)
 
     own, same = joey.get("own"), joey.get("ours")
+    model, differences = describe_models(cfg.model)
     o = ours["tgt_tok_per_s"] if ours else None
     rec = {
         **base,
@@ -605,8 +623,8 @@ def main(argv=None) -> int:
                 and (ours is None or ours["timed_tgt_tokens"] == exported["ours_timed_tgt_tokens"])
             ),
             "ours_batches": exported.get("ours_batches"),
-            "model": describe_models(cfg.model)[0],
-            "model_differences": describe_models(cfg.model)[1],
+            "model": model,
+            "model_differences": differences,
             "params": {
                 "ours": ours["params"] if ours else None,
                 **{f"joeynmt_{k}_batches": v["params"] for k, v in joey.items()},
