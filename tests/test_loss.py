@@ -78,3 +78,32 @@ def test_training_loss_equals_the_models_logits_through_cross_entropy():
     torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
     for got, want in zip(grads, ref_grads):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3])  # 1e3: scores thousands apart, softmax underflows to 0
+def test_far_apart_scores_give_the_exact_loss_not_an_underflow(scale):
+    """The log-sum-exp comes from softmax's largest probability (>= 1/V), never from a tiny one."""
+    x, w, b, y = leaves(seed=2)
+    with torch.no_grad():
+        w.mul_(scale)
+    ref_loss, ref_nll = reference(x, w, b, y, 0.1)
+    loss, nll = linear_cross_entropy(x, w, b, y, 0.1)
+    assert torch.isfinite(loss) and torch.isfinite(nll)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(nll, ref_nll, rtol=1e-5, atol=1e-3)
+    (gx,) = torch.autograd.grad(loss, [x])
+    (ref_gx,) = torch.autograd.grad(ref_loss, [x])
+    torch.testing.assert_close(gx, ref_gx, rtol=1e-5, atol=1e-3 * scale)
+
+
+def test_padding_rows_are_skipped_and_get_zero_gradient():
+    """Only real rows enter the matmuls; a padding row's gradient is exactly zero, all-padding gives 0."""
+    x, w, b, y = leaves()
+    loss, _ = linear_cross_entropy(x, w, b, y, 0.1)
+    (gx,) = torch.autograd.grad(loss, [x])
+    assert (gx[y == PAD] == 0).all() and (gx[y != PAD] != 0).any()
+    pad = torch.full_like(y, PAD)
+    loss, nll = linear_cross_entropy(x, w, b, pad, 0.1)
+    grads = torch.autograd.grad(loss, [x, w, b])
+    assert loss.item() == 0.0 and nll.item() == 0.0
+    assert all((g == 0).all() for g in grads)
