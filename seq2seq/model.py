@@ -31,6 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seq2seq import cells
 from seq2seq.attention import Attention
 from seq2seq.config import ModelConfig
+from seq2seq.dropout import Dropout
 from seq2seq.tokenizer import EOS, PAD, UNK
 
 
@@ -84,7 +85,7 @@ class Encoder(nn.Module):
             cfg.bidirectional,
             cfg.dropout if cfg.enc_layers > 1 else 0.0,
         )
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.layers, self.directions = cfg.enc_layers, 2 if cfg.bidirectional else 1
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +123,7 @@ class Decoder(nn.Module):
         self.combine = nn.Linear(M + H, H, bias=False)  # attentional vector tanh(W [ctx; h])
         self.pre_output = nn.Linear(H, E, bias=False) if cfg.tie_embeddings else None
         self.output = nn.Linear(E if cfg.tie_embeddings else H, vocab)  # tied to embed by build_model
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def init_state(self, memory: torch.Tensor, final: torch.Tensor, mask: torch.Tensor) -> DecoderState:
         B = memory.size(0)
