@@ -1,16 +1,17 @@
-"""Dropout whose CPU masks come from 16-bit random numbers: ~5x faster than ``nn.Dropout`` on a CPU.
+"""Dropout whose CPU masks come from 16-bit random numbers instead of one Bernoulli draw per element.
 
 Why: on a CPU, ``nn.Dropout`` draws one Bernoulli sample per element from the serial Mersenne
-Twister generator (~15 ns an element on a 2-core AVX2 EPYC: ~40 ms of a ~600 ms training step of the
-CPU recipes' model). Here one full-range 64-bit draw of the same generator gives four 16-bit numbers,
-and an element is dropped when its number falls in the lowest ``round(p * 65536)`` of the 65536
-values: the drop probability is ``p`` rounded to a multiple of 1/65536 (0.3 -> 0.300003; at most
-65535/65536), and kept
-elements are scaled by the inverse of the keep probability, as ``nn.Dropout`` scales them.
+Twister generator (~14 ns an element on a 2-core AVX2 EPYC, 2 threads: 14 ms for a 1M-element mask).
+Here one full-range 64-bit draw of the same generator gives four 16-bit numbers (1.7 ms for 1M
+elements), and an element is dropped when its number falls in the lowest ``round(p * 65536)`` of the
+65536 values: the drop probability is ``p`` rounded to a multiple of 1/65536 (0.3 -> 0.300003; at
+most 65535/65536), and kept elements are scaled by the inverse of the keep probability, as
+``nn.Dropout`` scales them. Figures: ``benchmarks/dropout_masks.py``.
 
-Same rules as ``nn.Dropout``: identity in eval mode or at ``p = 0``; the masks use the default CPU
-generator, so seeding, checkpointed RNG state and exact resume work as before. Other devices (CUDA's
-fused Philox dropout is fast) and compiled graphs (inductor draws its own) use ``F.dropout``.
+Same rules as ``nn.Dropout``: identity in eval mode or at ``p = 0`` (or below 1/131072, which rounds
+to 0); the masks use the default CPU generator, so seeding, checkpointed RNG state and exact resume
+work as before. Other devices (CUDA's fused Philox dropout is fast) and compiled graphs (inductor
+draws its own) use ``F.dropout``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_model
 
+import seq2seq.dropout
 from seq2seq.dropout import LEVELS, Dropout, keep_mask
 
 
@@ -78,3 +80,33 @@ def test_p_close_to_one_drops_almost_everything_without_dividing_by_zero():
 def test_bf16_input_keeps_its_dtype():
     x = torch.randn(8, 8, dtype=torch.bfloat16)
     assert Dropout(0.3).train()(x).dtype == torch.bfloat16
+
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_rate_on_each_device(device):
+    torch.manual_seed(7)
+    y = Dropout(0.3).train()(torch.ones(200_000, device=device))
+    assert y.device.type == device
+    assert abs((y == 0).float().mean().item() - 0.3) < 5e-3
+
+
+def test_compiled_graphs_and_other_devices_use_torch_dropout(monkeypatch):
+    """Inside torch.compile (and off the CPU) the mask is F.dropout's, never keep_mask's."""
+    monkeypatch.setattr(
+        seq2seq.dropout, "keep_mask", lambda *a: pytest.fail("keep_mask used while compiling")
+    )
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    torch.manual_seed(8)
+    y = Dropout(0.3).train()(torch.ones(10_000))
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.03
+
+
+def test_the_model_drops_with_it():
+    model = tiny_model(dropout=0.3)
+    assert isinstance(model.encoder.drop, Dropout) and isinstance(model.decoder.drop, Dropout)
