@@ -43,7 +43,7 @@ class Dropout(nn.Module):
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0 or round(self.p * LEVELS) == 0:
+        if not self.training or round(self.p * LEVELS) == 0:  # p = 0, or too small to drop anything
             return x
         if x.device.type != "cpu" or torch.compiler.is_compiling():
             return F.dropout(x, self.p, True)
