@@ -56,6 +56,7 @@ from _common import (
 from seq2seq.batches import collate, make_batches  # noqa: E402
 from seq2seq.compiled import bucket_len, bucket_rows  # noqa: E402
 from seq2seq.config import CHOICES  # noqa: E402
+from seq2seq.cpumem import keep_freed_memory  # noqa: E402
 from seq2seq.distributed import Dist, pick_device  # noqa: E402
 from seq2seq.errors import UserError  # noqa: E402
 from seq2seq.model import DecoderState, Seq2Seq, count_parameters, lstm_cell  # noqa: E402
@@ -154,6 +155,8 @@ class Bench:
         if args.threads:
             torch.set_num_threads(args.threads)
         self.device = pick_device(args.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # as training's setup_process does
         workdir = resolve(args.workdir)
         overrides = [*args.set, *([f"train.batch_tokens={args.batch_tokens}"] if args.batch_tokens else [])]
         self.cfg = bench_config(Path(args.recipe), workdir, overrides)

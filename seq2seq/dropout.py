@@ -16,6 +16,8 @@ draws its own) use ``F.dropout``.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,12 +44,21 @@ class Dropout(nn.Module):
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
 
+    def active(self) -> bool:
+        """False where forward is the identity: eval mode, p = 0 or too small to drop anything."""
+        return self.training and round(self.p * LEVELS) > 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or round(self.p * LEVELS) == 0:  # p = 0, or too small to drop anything
+        if not self.active():
             return x
         if x.device.type != "cpu" or torch.compiler.is_compiling():
             return F.dropout(x, self.p, True)
         return x * keep_mask(x.shape, self.p, x.dtype)
+
+    def scales(self, shape: torch.Size, dtype: torch.dtype) -> Optional[torch.Tensor]:
+        """What a CPU forward of an input of ``shape`` multiplies it by (a :func:`keep_mask`), None where
+        forward is the identity: for code that applies the mask itself (seq2seq.teacher_forcing)."""
+        return keep_mask(shape, self.p, dtype) if self.active() else None
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seq2seq import cells
+from seq2seq import cells, teacher_forcing
 from seq2seq.attention import Attention
 from seq2seq.config import ModelConfig
 from seq2seq.dropout import Dropout
+from seq2seq.encoder_gru import padded_gru
 from seq2seq.tokenizer import EOS, PAD, UNK
 
 
@@ -86,20 +87,25 @@ class Encoder(nn.Module):
             cfg.dropout if cfg.enc_layers > 1 else 0.0,
         )
         self.drop = Dropout(cfg.dropout)
+        self.between_layers = Dropout(self.rnn.dropout)  # the CPU GRU's (seq2seq.encoder_gru)
         self.layers, self.directions = cfg.enc_layers, 2 if cfg.bidirectional else 1
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """src (B, S) ids, lengths (B,) -> outputs (B, S, M) zero at padding, final (B, M); M = 2He
         (bidirectional) or He. final: the last layer's last hidden state of each direction.
 
-        Packed sequences: the padding never enters the recurrence, in either direction.
+        The padding never enters the recurrence, in either direction: packed sequences, or on the CPU
+        a GRU's padded recurrence that skips it (:mod:`seq2seq.encoder_gru`, same numbers, faster).
         """
         x = self.drop(self.embed(src)).float()  # (B, S, E)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         with torch.autocast(src.device.type, enabled=False):  # fp32 (TF32 on GPUs), never fp16
-            out, h = self.rnn(packed)  # h: (layers * directions, B, He); an LSTM's is (h, c)
+            if src.device.type == "cpu" and isinstance(self.rnn, nn.GRU):
+                out, h = padded_gru(self.rnn, x, lengths, self.between_layers)  # (B, S, M)
+            else:
+                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                out, h = self.rnn(packed)  # h: (layers * directions, B, He); an LSTM's is (h, c)
+                out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))  # (B, S, M)
         h = h[0] if isinstance(h, tuple) else h
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))  # (B, S, M)
         last = h.view(self.layers, self.directions, h.size(1), h.size(2))[-1]  # (dirs, B, He): last layer
         return self.drop(out), torch.cat([last[0], last[1]], dim=1) if self.directions == 2 else last[0]
 
@@ -164,8 +170,9 @@ class Decoder(nn.Module):
         Why it exists: training hoists what does not depend on the previous step. Layer 0's input
         projection of all embeddings (and both biases) is one matmul; each position then adds one
         matmul of [feed; h] against the concatenated recurrent weights (:meth:`recur_step`).
-        ``loop(gates_x, w_rec, state) -> feeds`` runs the positions: :func:`run_positions` over
-        :meth:`recur_step` by default; seq2seq.compiled passes one with a compiled step.
+        ``loop(gates_x, w_rec, state) -> feeds`` runs the positions: by default on the CPU the default
+        decoder's one-node loop (:mod:`seq2seq.teacher_forcing`, same numbers, faster backward), else
+        :func:`run_positions` over :meth:`recur_step`; seq2seq.compiled passes one with a compiled step.
         """
         cell, E = self.cells[0], self.emb_dim
         emb = self.drop(self.embed(tgt_in))  # (B, T, E)
@@ -177,6 +184,8 @@ class Decoder(nn.Module):
         device = tgt_in.device.type
         if torch.is_autocast_enabled(device):  # cast once: autocast caches casts of leaf weights only
             w_rec = w_rec.to(torch.get_autocast_dtype(device))
+        if loop is None and teacher_forcing.applies(self, tgt_in.device):
+            return teacher_forcing.run(self, gates_x, w_rec, state)
         if loop is None:
             return run_positions(self.recur_step, gates_x, w_rec, state)
         return loop(gates_x, w_rec, state)

@@ -15,6 +15,7 @@ import torch
 from seq2seq import finetune, rundir
 from seq2seq.compiled import training_loop
 from seq2seq.config import Config, TrainConfig
+from seq2seq.cpumem import keep_freed_memory
 from seq2seq.data import read_split
 from seq2seq.distributed import Dist, pick_device
 from seq2seq.errors import UserError
@@ -35,11 +36,14 @@ def seed_everything(seed: int) -> None:
 
 
 def setup_process(tc: TrainConfig) -> Dist:
-    """Seeds, CPU threads, device (TF32 for fp32 matmuls on CUDA) and (under torchrun) the process group."""
+    """Seeds, CPU threads, device (TF32 for fp32 matmuls on CUDA), the C library's memory reuse and
+    (under torchrun) the process group."""
     seed_everything(tc.seed)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     dist = Dist(pick_device(tc.device))
+    if dist.device.type == "cpu":
+        keep_freed_memory()  # large tensors reuse the pages of freed ones (seq2seq.cpumem)
     fast_fp32_matmul(dist.device)
     if dist.world > 1:
         torch.manual_seed(tc.seed + dist.rank)  # different dropout masks per rank

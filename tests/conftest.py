@@ -119,3 +119,19 @@ def trained_run(tmp_path_factory):
     train_tokenizers(cfg, log=quiet)
     train(cfg, log=quiet)
     return cfg, recipe
+
+
+def record_encoder_rnn(model, monkeypatch, seen: list, device_type: str = "cpu") -> None:
+    """Append (autocast enabled, output dtype) to ``seen`` each time the encoder's recurrence runs:
+    nn.GRU/LSTM/RNN's forward on other devices, seq2seq.encoder_gru's padded GRU on the CPU."""
+    from seq2seq import encoder_gru
+
+    def padded(*args):
+        out, h = encoder_gru.padded_gru(*args)
+        seen.append((torch.is_autocast_enabled(device_type), out.dtype))
+        return out, h
+
+    monkeypatch.setattr("seq2seq.model.padded_gru", padded)
+    model.encoder.rnn.register_forward_hook(
+        lambda m, args, out: seen.append((torch.is_autocast_enabled(device_type), out[0].data.dtype))
+    )

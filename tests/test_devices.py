@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_ids, tiny_model
+from conftest import random_ids, record_encoder_rnn, tiny_model
 
 from seq2seq import checkpoint as ckpt_io
 from seq2seq import rng
@@ -134,16 +134,14 @@ def test_training_steps_learn_and_match_the_cpu(device):
     assert first["cpu"] == pytest.approx(first[device.type], abs=1e-3)
 
 
-def test_autocast_training_keeps_the_recurrences_in_fp32(device):
+def test_autocast_training_keeps_the_recurrences_in_fp32(device, monkeypatch):
     """Under the autocast auto picks (bf16 on an A100/H100; fp32 on a CPU without native bf16, then
     bf16 is forced): the GRU runs outside autocast and the LSTM state is fp32 (findings 7 and 8)."""
     dtype = choose_precision("auto", device)[0] or torch.bfloat16
     cfg, parts = _parts(device)
     model = parts.model
     seen = []
-    model.encoder.rnn.register_forward_hook(
-        lambda m, args, out: seen.append((torch.is_autocast_enabled(device.type), out[0].data.dtype))
-    )
+    record_encoder_rnn(model, monkeypatch, seen, device.type)
     b = collate(random_ids(5, VOCAB, seed=7), random_ids(5, VOCAB, seed=8)).to(device)
     with torch.autocast(device.type, dtype=dtype):
         logits = model(b.src, b.lengths, b.tgt_in)

@@ -110,3 +110,15 @@ def test_compiled_graphs_and_other_devices_use_torch_dropout(monkeypatch):
 def test_the_model_drops_with_it():
     model = tiny_model(dropout=0.3)
     assert isinstance(model.encoder.drop, Dropout) and isinstance(model.decoder.drop, Dropout)
+
+
+def test_scales_are_what_forward_multiplies_by():
+    """For code that applies the mask itself (seq2seq.teacher_forcing): the same draws as forward."""
+    drop = Dropout(0.3).train()
+    x = torch.randn(6, 8)
+    torch.manual_seed(5)
+    expected = drop(x)
+    torch.manual_seed(5)
+    assert torch.equal(x * drop.scales(x.shape, x.dtype), expected)
+    assert drop.eval().scales(x.shape, x.dtype) is None
+    assert Dropout(0.0).train().scales(x.shape, x.dtype) is None

@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 import torch
-from conftest import random_ids, tiny_model
+from conftest import random_ids, record_encoder_rnn, tiny_model
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from seq2seq import precision
@@ -93,12 +93,10 @@ def test_an_empty_scaler_state_is_skipped_by_an_enabled_scaler():
 # ---- finding 7: the encoder's GRU never runs under autocast --------------------------------------
 
 
-def test_the_encoder_gru_runs_without_autocast_inside_a_training_step():
+def test_the_encoder_gru_runs_without_autocast_inside_a_training_step(monkeypatch):
     model = tiny_model(seed=1).train()
     seen = []
-    model.encoder.rnn.register_forward_hook(
-        lambda module, args, out: seen.append((torch.is_autocast_enabled("cpu"), args[0].data.dtype))
-    )
+    record_encoder_rnn(model, monkeypatch, seen)
     parts = Parts(
         model=model,
         forward=TrainingLoss(model, 0.1),
