@@ -19,7 +19,8 @@ if str(ROOT) not in sys.path:  # run from anywhere, even without the editable in
 
 import torch  # noqa: E402
 
-from seq2seq.config import Config, load_config  # noqa: E402
+from seq2seq.config.load import load_config  # noqa: E402
+from seq2seq.config.schema import Config  # noqa: E402
 
 DEFAULT_RECIPE = ROOT / "recipes" / "multi30k-de-en.yaml"
 DEFAULT_MIRROR = ROOT / ".." / "shared" / "corpora" / "multi30k"
@@ -156,8 +157,8 @@ def bench_config(recipe: Path, workdir: Path, overrides: list[str] = ()) -> Conf
 
 def prepare(cfg: Config, mirror: Optional[Path]) -> None:
     """Download (from the mirror) and train the SentencePiece model(s), each only when missing."""
-    from seq2seq.data import MANIFEST, download
-    from seq2seq.tokenizer import spm_paths, train_tokenizers
+    from seq2seq.data.corpus import MANIFEST, download
+    from seq2seq.data.tokenizer import spm_paths, train_tokenizers
 
     if not (cfg.data_dir / MANIFEST).is_file():
         info(f"preparing corpus in {cfg.data_dir} from mirror {mirror}")

@@ -28,13 +28,15 @@ from pathlib import Path
 
 from _common import ROOT, data_arguments, emit, info, resolve
 
-from seq2seq.config import load_config, with_decode
-from seq2seq.data import MANIFEST, download, read_split
+from seq2seq.config.load import load_config, with_decode
+from seq2seq.data.corpus import MANIFEST, download, read_split
+from seq2seq.data.tokenizer import spm_paths, train_tokenizers
 from seq2seq.errors import UserError
-from seq2seq.evaluate import evaluate, score, tune_decode
-from seq2seq.model import build_model, count_parameters
-from seq2seq.tokenizer import spm_paths, train_tokenizers
-from seq2seq.training import train
+from seq2seq.evaluation.metrics import score
+from seq2seq.evaluation.stage import evaluate
+from seq2seq.evaluation.tune import tune_decode
+from seq2seq.model.network import build_model, count_parameters
+from seq2seq.training.setup import train
 
 # row name -> (what it changes, recipe overrides); the default row's model also serves the coverage
 # penalty row, which changes decoding only
@@ -136,7 +138,7 @@ def logged(cfg) -> tuple[float, float, float | None]:
 def choose_coverage_penalty(cfg, best: dict, log) -> tuple[float, float]:
     """Dev BLEU of each coverage penalty at the dev-chosen beam (> 1) and length penalty -> the best
     (beta, BLEU)."""
-    from seq2seq.translator import Translator
+    from seq2seq.decode.translator import Translator
 
     translator = Translator.from_run_dirs([cfg.run_path], cfg.decode.checkpoint, cfg.train.device)
     src, ref = read_split(cfg, "dev")
@@ -155,7 +157,7 @@ def choose_coverage_penalty(cfg, best: dict, log) -> tuple[float, float]:
 
 
 def test_scores(cfg, split: str) -> dict:
-    from seq2seq.translator import Translator
+    from seq2seq.decode.translator import Translator
 
     translator = Translator.from_run_dirs([cfg.run_path], cfg.decode.checkpoint, cfg.train.device)
     src, ref = read_split(cfg, split)
@@ -206,7 +208,7 @@ def run_row(args, workdir: Path, row: str) -> dict:
 
 
 def vocab_sizes(cfg) -> tuple[int, int]:
-    from seq2seq.tokenizer import load_tokenizers
+    from seq2seq.data.tokenizer import load_tokenizers
 
     src, tgt = load_tokenizers(cfg.run_path)
     return len(src), len(tgt)

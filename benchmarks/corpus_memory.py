@@ -1,9 +1,9 @@
 """Peak memory and time of the data path on a large synthetic corpus (default 5 million pairs).
 
-Generates English/German number sentences with seq2seq.embedded (streamed to disk), then runs each
+Generates English/German number sentences with seq2seq.data.embedded (streamed to disk), then runs each
 stage in its own process and reports its wall time and peak RSS: the download stage (local files,
 streamed), SentencePiece training on a sample (spm.input_sentence_size), building the memory-mapped
-token ids (seq2seq.shards), and iterating one epoch of length-bucketed batches (collated tensors).
+token ids (seq2seq.data.token_ids), and iterating one epoch of length-bucketed batches (collated tensors).
 One JSON line per stage on stdout.
 
     .venv/bin/python benchmarks/corpus_memory.py --pairs 5000000
@@ -24,16 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 STAGES = {
     "download": "from seq2seq.data import download; download(cfg, log=lambda *_: None)",
-    "spm": "from seq2seq.tokenizer import train_tokenizers; train_tokenizers(cfg, log=lambda *_: None)",
+    "spm": "from seq2seq.data.tokenizer import train_tokenizers; train_tokenizers(cfg, log=lambda *_: None)",
     "token_ids": (
-        "from seq2seq.tokenizer import load_tokenizers; from seq2seq.shards import build_pairs\n"
-        "from seq2seq.tokenizer import tokenizers_fingerprint\n"
+        "from seq2seq.data.tokenizer import load_tokenizers; from seq2seq.data.token_ids import build_pairs\n"
+        "from seq2seq.data.tokenizer import tokenizers_fingerprint\n"
         "s, t = load_tokenizers(cfg.run_path)\n"
         "build_pairs(cfg, s, t, tokenizers_fingerprint(s, t), log=lambda *_: None)"
     ),
     "epoch_of_batches": (
-        "from seq2seq.tokenizer import load_tokenizers; from seq2seq.shards import build_pairs\n"
-        "from seq2seq.tokenizer import tokenizers_fingerprint; from seq2seq.batches import make_batches, collate\n"
+        "from seq2seq.data.tokenizer import load_tokenizers; from seq2seq.data.token_ids import build_pairs\n"
+        "from seq2seq.data.tokenizer import tokenizers_fingerprint\n"
+        "from seq2seq.data.batches import make_batches, collate\n"
         "s, t = load_tokenizers(cfg.run_path)\n"
         "src, tgt = build_pairs(cfg, s, t, tokenizers_fingerprint(s, t), log=lambda *_: None)\n"
         "n = 0\n"
@@ -45,7 +46,7 @@ STAGES = {
 
 
 def generate(folder: Path, pairs: int, seed: int = 7) -> None:
-    from seq2seq.embedded import _sentence
+    from seq2seq.data.embedded import _sentence
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Decoding speed: sentences/s and output tokens/s, greedy and beam search, on Multi30k test_2016_flickr.
 
-End to end as seq2seq.translator.Translator.translate does it: SentencePiece encoding of the source
+End to end as seq2seq.decode.translator.Translator.translate does it: SentencePiece encoding of the source
 lines, decode_ids (length-sorted batches of --batch-size sentences, greedy for beam 1, beam_search
 otherwise), SentencePiece decoding of the best hypotheses. One untimed warm-up batch first.
 
-The model is a trained run directory (--run-dir, via seq2seq.loadrun.load_run) or, by default,
+The model is a trained run directory (--run-dir, via seq2seq.decode.loading.load_run) or, by default,
 a random-weight model of the recipe's architecture. A random model rarely emits EOS, so nearly every
 output runs to the length limit (int(max_len_ratio * source length) + max_len_offset, source length
 counting its EOS): the JSON shows mean output length and the share of outputs at that limit, and
@@ -45,17 +45,17 @@ from _common import (
     sync,
 )
 
-from seq2seq.config import CHOICES  # noqa: E402
-from seq2seq.data import read_split  # noqa: E402
-from seq2seq.distributed import pick_device  # noqa: E402
+from seq2seq.config.schema import CHOICES  # noqa: E402
+from seq2seq.data.corpus import read_split  # noqa: E402
+from seq2seq.data.tokenizer import load_tokenizers  # noqa: E402
+from seq2seq.decode.loading import load_run  # noqa: E402
+from seq2seq.decode.search import max_lengths  # noqa: E402
+from seq2seq.decode.translator import Translator  # noqa: E402
 from seq2seq.errors import UserError  # noqa: E402
-from seq2seq.loadrun import load_run  # noqa: E402
-from seq2seq.model import build_model, count_parameters  # noqa: E402
-from seq2seq.precision import autocast_dtype  # noqa: E402
-from seq2seq.search import max_lengths  # noqa: E402
-from seq2seq.tokenizer import load_tokenizers  # noqa: E402
-from seq2seq.training import seed_everything  # noqa: E402
-from seq2seq.translator import Translator  # noqa: E402
+from seq2seq.model.device import pick_device  # noqa: E402
+from seq2seq.model.network import build_model, count_parameters  # noqa: E402
+from seq2seq.model.precision import autocast_dtype  # noqa: E402
+from seq2seq.training.setup import seed_everything  # noqa: E402
 
 
 def parse_args(argv=None):

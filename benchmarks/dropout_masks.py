@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Dropout on the CPU: ``nn.Dropout`` against seq2seq.dropout.Dropout, forward + backward, per shape.
+"""Dropout on the CPU: ``nn.Dropout`` against seq2seq.model.dropout.Dropout, forward + backward, per shape.
 
 The shapes are what one 2048-token training step of the CPU recipes' model drops (~110 sentences,
 ~20 source and ~18 target positions): the source embeddings (B, S, 256), the encoder's outputs
@@ -22,7 +22,7 @@ import time
 import torch
 from _common import CpuShare, busy_warning, emit, environment, info
 
-from seq2seq.dropout import Dropout
+from seq2seq.model.dropout import Dropout
 
 # (name, shape, calls per training step) for 110 sentences, 20 source / 18 target positions
 SHAPES = [

@@ -57,10 +57,10 @@ from _common import (
     resolve,
 )
 
-from seq2seq.batches import make_batches  # noqa: E402
-from seq2seq.data import read_split  # noqa: E402
-from seq2seq.shards import drop_reason  # noqa: E402
-from seq2seq.tokenizer import load_tokenizers, spm_paths  # noqa: E402
+from seq2seq.data.batches import make_batches  # noqa: E402
+from seq2seq.data.corpus import read_split  # noqa: E402
+from seq2seq.data.token_ids import drop_reason  # noqa: E402
+from seq2seq.data.tokenizer import load_tokenizers, spm_paths  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 JOEY_SPEC = "joeynmt==2.3.*"
@@ -89,7 +89,7 @@ TOKEN_COUNTING = {
     "TrainManager._train_step to its log call (forward, loss, backward, clipping, Adam, scheduler). "
     "joeynmt_tgt_tok_per_s_as_logged: JoeyNMT's own interval (its train.log), which also covers "
     "fetching the next batch: SentencePiece encoding on the fly, length lookups and collation",
-    "batch_size_ours": "seq2seq.batches.make_batches: length-sorted buckets; sentences x (longest side + 1) "
+    "batch_size_ours": "seq2seq.data.batches.make_batches: length-sorted buckets; sentences x (longest side + 1) "
     "<= batch_tokens, the longest side being the longer of source and target pieces, +1 for EOS",
     "batch_size_joeynmt": "TokenBatchSampler, batch_type token: random order, no length bucketing; a batch "
     "closes once sentences x max(src + 1, trg + 1) >= batch_size (the sentence that crosses "

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Where a training step's time goes: torch.profiler over the real training step, grouped by part.
 
-The step is seq2seq.step.train_step's, taken apart into labelled pieces (same calls, same order):
+The step is seq2seq.training.step.train_step's, taken apart into labelled pieces (same calls, same order):
 batch preparation (collating the sentences into tensors), the encoder (embedding, bi-GRU, bridge,
 attention keys), the decoder's time loop without attention, the attention inside it, the output layer
-and loss (seq2seq.loss: fused, with the unsmoothed train NLL the log reports), backward, gradient clipping and Adam.
+and loss (seq2seq.training.loss: fused, with the unsmoothed train NLL the log reports), backward,
+gradient clipping and Adam.
 Backward time is given to the forward part that created each autograd node (the profiler's
 sequence numbers link a backward node to its forward op). "python / dispatch" is the step's wall
 time minus the time inside aten ops: interpreter, module calls, autograd bookkeeping (the profiler
@@ -39,14 +40,15 @@ from _common import (
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
-from seq2seq import teacher_forcing
-from seq2seq.batches import collate, make_batches
-from seq2seq.cpumem import keep_freed_memory
-from seq2seq.distributed import Dist, pick_device
-from seq2seq.loss import linear_cross_entropy
-from seq2seq.precision import autocast
-from seq2seq.tokenizer import load_tokenizers
-from seq2seq.training import load_pairs, seed_everything, setup_parts
+from seq2seq.data.batches import collate, make_batches
+from seq2seq.data.tokenizer import load_tokenizers
+from seq2seq.model import teacher_forcing
+from seq2seq.model.device import pick_device
+from seq2seq.model.precision import autocast
+from seq2seq.training.cpumem import keep_freed_memory
+from seq2seq.training.distributed import Dist
+from seq2seq.training.loss import linear_cross_entropy
+from seq2seq.training.setup import load_pairs, seed_everything, setup_parts
 
 PARTS = (
     "batch preparation",
@@ -88,14 +90,14 @@ class Scope:
 
 
 def profiled_step(parts, model, idx, src, tgt, lr, tc):
-    """seq2seq.step.train_step for one batch, in labelled ranges."""
+    """seq2seq.training.step.train_step for one batch, in labelled ranges."""
     with record_function("batch preparation"):
         b = collate([src[i] for i in idx], [tgt[i] for i in idx]).to(parts.device)
     for group in parts.optimizer.param_groups:
         group["lr"] = lr
     parts.optimizer.zero_grad(set_to_none=True)
     dec = model.decoder
-    with autocast(parts.device, parts.amp_dtype):  # seq2seq.loss.TrainingLoss.forward, in pieces
+    with autocast(parts.device, parts.amp_dtype):  # seq2seq.training.loss.TrainingLoss.forward, in pieces
         with record_function("encoder"):
             state = model.encode(b.src, b.lengths)
         with record_function("decoder steps (without attention)"):
@@ -140,7 +142,7 @@ def attribute(events) -> tuple[dict, dict, float]:
     for e in events:
         if e.name.startswith("aten::"):
             aten_self += e.self_cpu_time_total
-        # aten ops and the custom autograd nodes (seq2seq.encoder_gru, seq2seq.teacher_forcing)
+        # aten ops and the custom autograd nodes (seq2seq.model.encoder_gru, seq2seq.model.teacher_forcing)
         if (
             e.sequence_nr >= 0
             and not e.name.startswith(BACKWARD_PREFIX)

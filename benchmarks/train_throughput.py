@@ -11,7 +11,7 @@ Variants, each on the same batches from the same initial weights, side by side i
     called per target position, feeds stacked, then logits and loss once. A "hoisting_speedup"
     line gives hoisted / stepped tokens/s.
   * with --compile MODE, per precision also "compiled": the hoisted model with train.compile=MODE
-    (seq2seq.compiled: torch.compile of the decoder step on bucketed shapes; training never records
+    (seq2seq.model.compiled: torch.compile of the decoder step on bucketed shapes; training never records
     CUDA graphs, so reduce-overhead trains as default and max-autotune without its graphs). Every
     bucket shape of the batches is compiled before the clock starts (the compile time is reported);
     a "compile_speedup" line gives compiled / hoisted tokens/s and the largest logit difference from
@@ -53,17 +53,19 @@ from _common import (
     sync,
 )
 
-from seq2seq.batches import collate, make_batches  # noqa: E402
-from seq2seq.compiled import bucket_len, bucket_rows  # noqa: E402
-from seq2seq.config import CHOICES  # noqa: E402
-from seq2seq.cpumem import keep_freed_memory  # noqa: E402
-from seq2seq.distributed import Dist, pick_device  # noqa: E402
+from seq2seq.config.schema import CHOICES  # noqa: E402
+from seq2seq.data.batches import collate, make_batches  # noqa: E402
+from seq2seq.data.tokenizer import load_tokenizers  # noqa: E402
 from seq2seq.errors import UserError  # noqa: E402
-from seq2seq.model import DecoderState, Seq2Seq, count_parameters, lstm_cell  # noqa: E402
-from seq2seq.precision import autocast, autocast_dtype  # noqa: E402
-from seq2seq.step import loss_fn, train_step  # noqa: E402
-from seq2seq.tokenizer import load_tokenizers  # noqa: E402
-from seq2seq.training import load_pairs, seed_everything, setup_parts  # noqa: E402
+from seq2seq.model.cells import lstm_cell  # noqa: E402
+from seq2seq.model.compiled import bucket_len, bucket_rows  # noqa: E402
+from seq2seq.model.device import pick_device  # noqa: E402
+from seq2seq.model.network import DecoderState, Seq2Seq, count_parameters  # noqa: E402
+from seq2seq.model.precision import autocast, autocast_dtype  # noqa: E402
+from seq2seq.training.cpumem import keep_freed_memory  # noqa: E402
+from seq2seq.training.distributed import Dist  # noqa: E402
+from seq2seq.training.setup import load_pairs, seed_everything, setup_parts  # noqa: E402
+from seq2seq.training.step import loss_fn, train_step  # noqa: E402
 
 MODES = ("hoisted", "stepped")
 
@@ -91,7 +93,7 @@ def stepped_forward(
 
 
 def stepped_loss(model: Seq2Seq, smoothing: float, src, lengths, tgt_in, tgt_out):
-    """What a training step calls (seq2seq.loss.TrainingLoss's signature), over :func:`stepped_forward`
+    """What a training step calls (seq2seq.training.loss.TrainingLoss's signature), over :func:`stepped_forward`
     and the unfused output layer + cross-entropy."""
     logits = stepped_forward(model, src, lengths, tgt_in)
     return loss_fn(logits, tgt_out, smoothing), loss_fn(logits.detach(), tgt_out, 0.0)
@@ -269,7 +271,7 @@ class Bench:
         for k, b in enumerate(self.batches):
             sync(device)
             t0 = time.perf_counter()
-            # the real training step (seq2seq.loop.train_step): schedule, autocast, scaler, clipping, Adam
+            # the real training step (seq2seq.training.loop.train_step): schedule, autocast, scaler, clipping, Adam
             loss, _ = train_step(parts, [(b, 1.0)], 1.0 / b.ntokens, parts.schedule.lr(k + 1), tc)
             sync(device)
             dt = time.perf_counter() - t0

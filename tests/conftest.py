@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from seq2seq.config import ModelConfig
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.config.schema import ModelConfig
+from seq2seq.model.network import Seq2Seq, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MULTI30K = Path(os.environ.get("SEQ2SEQ_MULTI30K", ROOT.parent / "shared" / "corpora" / "multi30k"))
@@ -105,10 +105,10 @@ def multi30k_dir() -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """(config, recipe path) of a tiny run trained for 12 steps, shared by the tests that only read it."""
-    from seq2seq.config import load_config
-    from seq2seq.data import download
-    from seq2seq.tokenizer import train_tokenizers
-    from seq2seq.training import train
+    from seq2seq.config.load import load_config
+    from seq2seq.data.corpus import download
+    from seq2seq.data.tokenizer import train_tokenizers
+    from seq2seq.training.setup import train
 
     tmp = tmp_path_factory.mktemp("trained")
     recipe = tmp / "tiny.yaml"
@@ -123,15 +123,15 @@ def trained_run(tmp_path_factory):
 
 def record_encoder_rnn(model, monkeypatch, seen: list, device_type: str = "cpu") -> None:
     """Append (autocast enabled, output dtype) to ``seen`` each time the encoder's recurrence runs:
-    nn.GRU/LSTM/RNN's forward on other devices, seq2seq.encoder_gru's padded GRU on the CPU."""
-    from seq2seq import encoder_gru
+    nn.GRU/LSTM/RNN's forward on other devices, seq2seq.model.encoder_gru's padded GRU on the CPU."""
+    from seq2seq.model import encoder_gru
 
     def padded(*args):
         out, h = encoder_gru.padded_gru(*args)
         seen.append((torch.is_autocast_enabled(device_type), out.dtype))
         return out, h
 
-    monkeypatch.setattr("seq2seq.model.padded_gru", padded)
+    monkeypatch.setattr("seq2seq.model.network.padded_gru", padded)
     model.encoder.rnn.register_forward_hook(
         lambda m, args, out: seen.append((torch.is_autocast_enabled(device_type), out[0].data.dtype))
     )

@@ -20,7 +20,7 @@ DISTRIBUTIONS = {"yaml": "pyyaml", "huggingface_hub": "huggingface-hub"}
 
 def _third_party_imports() -> set[str]:
     names = set()
-    for path in (ROOT / "seq2seq").glob("*.py"):
+    for path in (ROOT / "seq2seq").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names |= {a.name.split(".")[0] for a in node.names}

@@ -1,0 +1,73 @@
+"""The ``seq2seq`` command line: parse, load the config, call one library function."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from seq2seq.cli.common import CONTEXT, Group, PipeClosed, silence_stdout
+from seq2seq.cli.pipeline import config_cmd, download, evaluate, spm, train
+from seq2seq.cli.recipes import new_recipe, recipes
+from seq2seq.cli.runs import average, info, plot, tune_decode
+from seq2seq.cli.serve import serve
+from seq2seq.cli.share import compare, export, push
+from seq2seq.cli.translate import translate
+from seq2seq.constants import VERSION as __version__
+from seq2seq.errors import UserError
+
+
+@click.group(cls=Group, context_settings=CONTEXT)
+@click.version_option(version=__version__, prog_name="seq2seq")
+def cli():
+    """Neural machine translation: bidirectional-GRU encoder, attention LSTM decoder.
+
+    Every stage takes a recipe YAML and optional KEY=VALUE overrides, e.g.
+    `seq2seq train recipes/default.yaml max_steps=200 model.dropout=0.2`.
+    A bare key works when it is unique across the recipe's sections.
+    """
+
+
+for command in (
+    download,
+    spm,
+    train,
+    evaluate,
+    config_cmd,
+    translate,
+    plot,
+    info,
+    average,
+    tune_decode,
+    new_recipe,
+    recipes,
+    compare,
+    export,
+    push,
+    serve,
+):
+    cli.add_command(command)
+
+
+def main(argv=None) -> None:
+    try:
+        cli.main(args=argv, prog_name="seq2seq", standalone_mode=False)
+    except UserError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt (no prompts are used)
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:  # usage errors: one line too
+        hint = f" (see {e.ctx.command_path} -h)" if isinstance(e, click.UsageError) and e.ctx else ""
+        click.echo(f"error: {e.format_message()}{hint}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except (PipeClosed, BrokenPipeError):  # like a Unix filter killed by SIGPIPE: quiet, 128 + 13
+        silence_stdout()
+        sys.exit(141)
+    except OSError as e:
+        click.echo(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
+        sys.exit(1)

@@ -1,0 +1,175 @@
+"""The ``seq2seq translate`` command (added to the group in :mod:`seq2seq.cli`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from seq2seq.cli.common import CONTEXT, Setting
+from seq2seq.config.schema import OUTPUT_FORMATS
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-i",
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Input file, one sentence per line (default: standard input).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Output file, one translation per input line (default: standard output).",
+)
+@click.option(
+    "-b",
+    "--beam-size",
+    type=Setting("decode.beam_size"),
+    default=None,
+    help="Beam size (default: the run's).",
+)
+@click.option(
+    "-a",
+    "--length-penalty",
+    type=Setting("decode.length_penalty"),
+    default=None,
+    help="GNMT length penalty alpha (default: the run's).",
+)
+@click.option(
+    "--coverage-penalty",
+    type=Setting("decode.coverage_penalty"),
+    default=None,
+    help="GNMT coverage penalty beta, beam search only (default: the run's; 0 = off).",
+)
+@click.option(
+    "--n-best",
+    type=Setting("decode.n_best"),
+    default=1,
+    help="Hypotheses per input line, at most --beam-size (with --sampling: samples); above 1 they are "
+    "printed tab-separated with scores (or use --format json).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="text",
+    help="text: one translation per line; json: one JSON object per line with the source pieces and the "
+    "hypotheses, their scores, pieces and attention.",
+)
+@click.option(
+    "--batch-size", type=Setting("decode.batch_size"), default=None, help="Sentences per decoding batch."
+)
+@click.option(
+    "--min-len",
+    type=Setting("decode.min_len"),
+    default=None,
+    help="No end of sentence before this many output pieces.",
+)
+@click.option(
+    "--max-len-ratio",
+    type=Setting("decode.max_len_ratio"),
+    default=None,
+    help="Longest output: this many times the source pieces + decode.max_len_offset (default: the run's).",
+)
+@click.option(
+    "--max-len-offset",
+    type=Setting("decode.max_len_offset"),
+    default=None,
+    help="The offset of the longest output (default: the run's).",
+)
+@click.option(
+    "--no-repeat-ngram",
+    type=Setting("decode.no_repeat_ngram"),
+    default=None,
+    metavar="N",
+    help="No n-gram of N pieces twice in an output.",
+)
+@click.option(
+    "--sampling/--no-sampling",
+    default=None,
+    help="Sample each piece instead of beam search (back-translation); --n-best N: N samples per line.",
+)
+@click.option(
+    "--temperature",
+    type=Setting("decode.temperature"),
+    default=None,
+    help="Sampling temperature (default 1).",
+)
+@click.option(
+    "--topk",
+    type=Setting("decode.topk"),
+    default=None,
+    help="Sample among the K most likely pieces (default: all).",
+)
+@click.option(
+    "--sampling-seed",
+    type=Setting("decode.sampling_seed"),
+    default=None,
+    help="Random seed of sampling (default 1).",
+)
+@click.option(
+    "--checkpoint",
+    default="best",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="Checkpoint name in <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--replace-invalid", is_flag=True, help="Replace undecodable bytes by U+FFFD instead of failing."
+)
+@click.option(
+    "--attention",
+    "attention_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Save an attention heatmap per input line: DIR/line-NNNNNN.png (NNNNNN: the line number).",
+)
+@click.option(
+    "--buffer-size",
+    type=click.IntRange(1),
+    default=2000,
+    show_default=True,
+    metavar="N",
+    help="Read, translate and write N lines at a time; 1 answers each line as soon as it arrives "
+    "(another program driving translate through a pipe).",
+)
+def translate(
+    run_dirs,
+    input_path,
+    output_path,
+    fmt,
+    checkpoint,
+    device,
+    replace_invalid,
+    attention_dir,
+    buffer_size,
+    **decode,
+):
+    """Translate with RUN_DIRS (several: an ensemble averaging log-probabilities).
+
+    Reads INPUT (or stdin) line by line, streaming in chunks of --buffer-size lines, and writes exactly
+    one output line per input line; empty lines stay empty. Output to a file is written atomically.
+    """
+    from seq2seq.decode.files import TranslateIO
+    from seq2seq.decode.files import translate as run
+
+    io = TranslateIO(
+        input=input_path,
+        output=output_path,
+        fmt=fmt,
+        replace_invalid=replace_invalid,
+        attention_dir=attention_dir,
+        interactive=input_path is None and sys.stdin is not None and sys.stdin.isatty(),
+        chunk=buffer_size,
+    )
+    run(list(run_dirs), io, checkpoint, device, **decode)

@@ -1,0 +1,251 @@
+"""Recipe configuration: the dataclasses of a recipe's sections, and the one table of every key's allowed
+choices (CHOICES) and numeric range (RANGES).
+
+A recipe has the sections ``data``, ``spm``, ``model``, ``train`` and ``decode`` plus a few
+top-level keys (``name``, ``run_dir``). :mod:`seq2seq.config.load` reads it from YAML with ``key=value``
+overrides; :mod:`seq2seq.config.rules` checks it against these tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from seq2seq.constants import corpus_dir, run_dir
+
+
+@dataclass
+class DataConfig:
+    # embedded | hub | text | tsv | jsonl
+    source: str = "embedded"
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    # our split name -> the source's split name (hub) or file stem (text/tsv/jsonl).
+    # "train" and "dev" are required; every other entry is a test set (none: nothing to score).
+    splits: dict = field(default_factory=lambda: {"train": "train", "dev": "dev", "test": "test"})
+    # hub: dataset id and config
+    dataset: str = ""
+    dataset_config: Optional[str] = None
+    # text/tsv/jsonl: where the files live (a folder or a URL prefix; "": file_pattern/splits hold the paths)
+    url: str = ""
+    # text: "{split}.{lang}" or "{split}.{lang}.gz"; tsv: "{split}.tsv"; jsonl: "{split}.jsonl";
+    # hub with a mirror: not needed (the Hub's file layouts are found), or a glob such as "{split}-*.parquet"
+    file_pattern: str = "{split}.{lang}"
+    # hub/jsonl: field names of the two sides ("translation.de" reaches into a dict column);
+    # tsv: column numbers ("0", "1") for a file without a header row, or the header row's names
+    src_field: str = ""
+    tgt_field: str = ""
+    # embedded corpus sizes and seed
+    embedded_sizes: dict = field(default_factory=lambda: {"train": 20000, "dev": 500, "test": 1000})
+    embedded_seed: int = 1
+    dir: str = ""  # default: data/<name>/corpus
+
+
+@dataclass
+class SpmConfig:
+    joint: bool = True
+    model_type: str = "unigram"  # unigram | bpe
+    vocab_size: int = 8000
+    character_coverage: float = 1.0
+    input_sentence_size: int = 0  # 0 = all training sentences
+
+
+@dataclass
+class ModelConfig:
+    emb_dim: int = 256
+    enc_hidden: int = 256  # per direction
+    enc_layers: int = 2
+    enc_cell: str = "gru"  # gru | lstm | rnn (tanh): the encoder's recurrence
+    bidirectional: bool = True  # encoder in both directions (memory 2 * enc_hidden wide), else forward only
+    dec_hidden: int = 512
+    dec_layers: int = 1
+    dec_cell: str = "lstm"  # lstm | gru | rnn (tanh): the decoder's recurrence
+    # none: the plain encoder-decoder (Cho et al. 2014), the encoder's final state is every step's context
+    attention: str = "additive"  # additive | dot | general | none
+    attn_dim: int = 256  # additive attention's hidden size
+    coverage: bool = False  # additive attention also scores the attention summed so far (Tu et al. 2016)
+    input_feeding: bool = True
+    tie_embeddings: bool = True  # target input embedding = output projection
+    share_embeddings: bool = False  # source embedding = target embedding (needs a joint SPM)
+    dropout: float = 0.3
+    word_dropout: float = 0.0  # probability of replacing a source token by <unk> in training
+
+    @property
+    def memory_dim(self) -> int:
+        """Width of the encoder outputs the decoder attends to: enc_hidden per direction."""
+        return self.enc_hidden * (2 if self.bidirectional else 1)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # auto: bf16 autocast where the hardware has it natively (CUDA compute capability 8.0+; CPUs with
+    # AVX512-BF16/AMX, about twice as fast there), else fp16 + loss scaling on CUDA and fp32 on CPU
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    batch_tokens: int = 4096  # global batch in (padded) tokens, whatever the number of processes
+    accum_steps: int = 1  # batches of batch_tokens accumulated into one optimizer step
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    label_smoothing: float = 0.1
+    max_steps: int = 0  # 0 = no step limit
+    max_epochs: int = 50
+    valid_every: int = 500
+    log_every: int = 100
+    patience: int = 10  # validations without dev BLEU improvement before stopping (0 = never stop early)
+    lr_schedule: str = "plateau"  # plateau: x lr_factor after lr_patience bad validations; cosine: to min_lr
+    warmup_steps: int = 0  # linear warm-up from 0 to lr
+    lr_patience: int = 3
+    lr_factor: float = 0.5
+    min_lr: float = 1e-5
+    valid_beam: int = 1  # beam size for dev BLEU (1 = greedy)
+    samples: int = 3  # sample dev translations logged per validation
+    max_len: int = 100  # drop longer training pairs (subword pieces); cut longer source lines in decoding
+    filter_ratio: float = 0.0  # drop pairs whose longer side exceeds this many times the shorter (0 = off)
+    dedupe: bool = False  # drop repeated (source, target) training pairs
+    threads: int = 0  # CPU threads, 0 = torch's default
+    keep_checkpoints: int = 0  # keep the parameters of the last N validations (for seq2seq average)
+    tensorboard: bool = True  # event files in <run_dir>/tensorboard
+    # torch.compile of the decoder step on bucketed shapes (seq2seq/model/compiled.py). Training never
+    # records CUDA graphs (a graph per target position per bucket, with memory/keys/weights copied
+    # into static inputs at every position): reduce-overhead trains as default, max-autotune without
+    # its graphs; decode.compile_search gets the graphs. Compiling costs time once per shape bucket
+    compile: str = "off"  # off | default | reduce-overhead | max-autotune
+    # fine-tuning: start from another run's weights (RUN_DIR: its best.pt, or a checkpoint file) with a
+    # fresh optimizer and schedule; the run then uses that run's SentencePiece models
+    init_from: str = ""
+
+
+@dataclass
+class DecodeConfig:
+    beam_size: int = 5
+    length_penalty: float = 1.0  # GNMT alpha: score / ((5 + len) / 6) ** alpha
+    # GNMT beta (beam search only; 0 = off): + beta * sum over source pieces of log(min(attention sum, 1))
+    coverage_penalty: float = 0.0
+    max_len_ratio: float = 2.0  # max output length = ratio * source length + offset
+    max_len_offset: int = 10
+    batch_size: int = 64  # sentences per decoding batch
+    n_best: int = 1
+    checkpoint: str = "best"  # best | last | average | step-NNNNNNNN (a file in <run_dir>/checkpoints)
+    # sacreBLEU tokenizer of BLEU (test scores and the dev BLEU of training): auto picks it from
+    # data.tgt_lang as sacreBLEU's -l/trg_lang does (zh -> zh, ja -> ja-mecab, ko -> ko-mecab, else 13a)
+    bleu_tokenize: str = "auto"  # auto | 13a | intl | zh | char | none | ja-mecab | ko-mecab | spm | ...
+    # as train.compile, for the search step (greedy and beam); reduce-overhead and max-autotune
+    # replay it as CUDA graphs
+    compile_search: str = "off"
+    min_len: int = 0  # no EOS before this many output pieces (the length limit still applies)
+    no_repeat_ngram: int = 0  # no n-gram of this many pieces twice in one output (0 = off)
+    # sampling (back-translation): draw each piece from the model's distribution instead of searching;
+    # n_best independent samples per line, beam_size unused
+    sampling: bool = False
+    temperature: float = 1.0  # sampling: log-probabilities divided by this (above 1: more diverse)
+    topk: int = 0  # sampling: only among the k most likely pieces (0 = all)
+    sampling_seed: int = 1  # sampling: the same seed, input and settings give the same samples
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    run_dir: str = ""  # default: data/<name>/run
+    data: DataConfig = field(default_factory=DataConfig)
+    spm: SpmConfig = field(default_factory=SpmConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    # not a setting: the recipe file load_config read (None for a config built in code); a run directory
+    # records it to tell its own recipe from another one of the same name (seq2seq/runs/ownership.py)
+    recipe_path = None
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data.dir) if self.data.dir else corpus_dir(self.name)
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else run_dir(self.name)
+
+    @property
+    def test_sets(self) -> list[str]:
+        return [s for s in self.data.splits if s not in ("train", "dev")]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+OUTPUT_FORMATS = ("text", "json")  # seq2seq translate --format
+SECTIONS = {
+    "data": DataConfig,
+    "spm": SpmConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+}
+CHOICES = {
+    "data.source": ("embedded", "hub", "text", "tsv", "jsonl"),
+    "spm.model_type": ("unigram", "bpe"),
+    "model.enc_cell": ("gru", "lstm", "rnn"),
+    "model.dec_cell": ("lstm", "gru", "rnn"),
+    "model.attention": ("additive", "dot", "general", "none"),
+    "train.lr_schedule": ("plateau", "cosine"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.compile": ("off", "default", "reduce-overhead", "max-autotune"),
+    "decode.compile_search": ("off", "default", "reduce-overhead", "max-autotune"),
+    # sacreBLEU's BLEU tokenizers (tests/evaluation/test_evaluate.py checks them against sacrebleu's list)
+    "decode.bleu_tokenize": ("auto", "13a", "intl", "zh", "char", "none", "ja-mecab", "ko-mecab")
+    + ("spm", "flores101", "flores200"),
+}
+
+
+# The allowed range of every number in a recipe, as an interval: "[" / "]" include the bound,
+# "(" / ")" exclude it. tests/config/test_config.py checks that every int and float field is listed.
+RANGES = {
+    "data.embedded_seed": "[0, inf)",
+    "spm.vocab_size": "[8, inf)",  # 4 special pieces + a few; the corpus's characters may need more
+    "spm.character_coverage": "(0, 1]",
+    "spm.input_sentence_size": "[0, inf)",
+    "model.emb_dim": "[1, inf)",
+    "model.enc_hidden": "[1, inf)",
+    "model.enc_layers": "[1, inf)",
+    "model.dec_hidden": "[1, inf)",
+    "model.dec_layers": "[1, inf)",
+    "model.attn_dim": "[1, inf)",
+    "model.dropout": "[0, 1)",
+    "model.word_dropout": "[0, 1)",
+    "train.seed": "[0, inf)",
+    "train.batch_tokens": "[1, inf)",
+    "train.accum_steps": "[1, inf)",
+    "train.lr": "(0, inf)",
+    "train.weight_decay": "[0, inf)",
+    "train.clip_norm": "[0, inf)",
+    "train.label_smoothing": "[0, 1)",
+    "train.max_steps": "[0, inf)",
+    "train.max_epochs": "[0, inf)",
+    "train.valid_every": "[1, inf)",
+    "train.log_every": "[1, inf)",
+    "train.patience": "[0, inf)",
+    "train.warmup_steps": "[0, inf)",
+    "train.lr_patience": "[1, inf)",
+    "train.lr_factor": "(0, 1]",
+    "train.min_lr": "[0, inf)",
+    "train.valid_beam": "[1, inf)",
+    "train.samples": "[0, inf)",
+    "train.max_len": "[1, inf)",
+    "train.filter_ratio": "[0, inf)",
+    "train.threads": "[0, inf)",
+    "train.keep_checkpoints": "[0, inf)",
+    "decode.beam_size": "[1, inf)",
+    "decode.length_penalty": "[0, 10]",
+    "decode.coverage_penalty": "[0, 10]",
+    "decode.max_len_ratio": "(0, 10]",
+    "decode.max_len_offset": "[0, 1000]",
+    "decode.batch_size": "[1, inf)",
+    "decode.n_best": "[1, inf)",
+    "decode.min_len": "[0, inf)",
+    "decode.no_repeat_ngram": "[0, inf)",
+    "decode.temperature": "(0, inf)",
+    "decode.topk": "[0, inf)",
+    "decode.sampling_seed": "[0, inf)",
+}

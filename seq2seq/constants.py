@@ -1,0 +1,70 @@
+"""What every layer shares: the special token ids, and the layout of a recipe's folder ``data/<name>/``.
+
+A recipe named ``NAME`` (its file's stem unless the recipe sets ``name``) keeps everything under
+``data/NAME/``::
+
+    data/NAME/corpus/        the download stage's text files per split and language, manifest.json
+    data/NAME/corpus/downloads/   files fetched from URLs
+    data/NAME/run/           the run directory (``run_dir`` moves it):
+        config.yaml          the settings the run was trained with
+        spm/                 SentencePiece models (joint.model, or src.model + tgt.model)
+        checkpoints/         best.pt, last.pt, step-N.pt, averaged ones
+        train.log, metrics.jsonl, tensorboard/
+        results.json, results.txt, hyp.<split>.<lang>
+    data/NAME/stamps/        per-stage settings files the Makefile compares
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+VERSION = "0.1.0"  # the package's version (pyproject.toml reads it here)
+
+# special ids: every SentencePiece model is trained with these, and the model relies on them
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+WORK_ROOT = "data"
+CORPUS = "corpus"
+RUN = "run"
+STAMPS = "stamps"
+
+# in a corpus folder
+MANIFEST = "manifest.json"
+DOWNLOADS = "downloads"
+
+# in a run directory
+CONFIG = "config.yaml"
+SPM = "spm"
+CHECKPOINTS = "checkpoints"
+TRAIN_LOG = "train.log"
+METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
+RESULTS_JSON = "results.json"
+RESULTS_TXT = "results.txt"
+CHECKPOINT_SUFFIX = ".pt"
+
+# in either: who owns the folder, and the stage lock
+LOCK = ".lock"
+OWNER = "owner.json"
+
+
+def corpus_dir(name: str) -> Path:
+    return Path(WORK_ROOT, name, CORPUS)
+
+
+def run_dir(name: str) -> Path:
+    return Path(WORK_ROOT, name, RUN)
+
+
+def checkpoints_dir(run: str | os.PathLike) -> Path:
+    return Path(run) / CHECKPOINTS
+
+
+def spm_dir(run: str | os.PathLike) -> Path:
+    return Path(run) / SPM
+
+
+def checkpoint_file(run: str | os.PathLike, name: str) -> Path:
+    """RUN/checkpoints/NAME.pt (``name`` is a checked name, no suffix)."""
+    return checkpoints_dir(run) / f"{name}{CHECKPOINT_SUFFIX}"

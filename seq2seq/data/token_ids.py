@@ -1,0 +1,157 @@
+"""The training split as token ids in flat binary files, memory-mapped: corpora larger than RAM.
+
+``build_pairs`` streams ``<data_dir>/train.<lang>`` once in chunks, encodes them with the run's
+SentencePiece models, drops empty, too long (``train.max_len``), badly proportioned
+(``train.filter_ratio``) and, with ``train.dedupe``, repeated pairs, and writes
+``<run_dir>/bin/train.{src,tgt}.bin`` (uint16 or int32 ids) plus their lengths. A ``meta.json``
+records what they were built from, so they are rebuilt only when that changes. ``drop_reason`` is
+the pair filter alone, a pure function for any caller that filters pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+from array import array
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from seq2seq.config.schema import Config
+from seq2seq.errors import UserError
+from seq2seq.fileio import AtomicOutput, atomic_write_bytes, atomic_write_text
+from seq2seq.constants import MANIFEST
+
+CHUNK = 20000  # lines encoded at a time
+
+
+class IdSeqs:
+    """A read-only sequence of id lists backed by a memory-mapped flat array and an offsets array."""
+
+    def __init__(self, data: Path, lengths: Path, dtype: str):
+        self.lengths = np.load(lengths)  # (N,) int32
+        self.offsets = np.zeros(len(self.lengths) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=self.offsets[1:])
+        size = int(self.offsets[-1])
+        self.data = np.memmap(data, dtype=dtype, mode="r", shape=(size,)) if size else np.zeros(0, dtype)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> list[int]:
+        return self.data[self.offsets[i] : self.offsets[i + 1]].tolist()
+
+
+def _meta(cfg: Config, fingerprint: str) -> dict:
+    manifest = cfg.data_dir / MANIFEST
+    files = json.loads(manifest.read_text(encoding="utf-8"))["files"] if manifest.is_file() else {}
+    return {
+        "tokenizers": fingerprint,
+        "max_len": cfg.train.max_len,
+        "filter_ratio": cfg.train.filter_ratio,
+        "dedupe": cfg.train.dedupe,
+        "train": {k: v.get("sha256") for k, v in files.items() if v.get("split") == "train"},
+    }
+
+
+def drop_reason(
+    s_ids: Sequence[int],
+    t_ids: Sequence[int],
+    max_len: Optional[int] = None,
+    filter_ratio: Optional[float] = None,
+) -> Optional[str]:
+    """Why a training pair is dropped: "empty", "too_long" (a side over ``max_len`` ids), "ratio" (the
+    longer side over ``filter_ratio`` times the shorter), or None to keep it. None / 0 turns a filter off."""
+    if not s_ids or not t_ids:
+        return "empty"
+    if max_len and (len(s_ids) > max_len or len(t_ids) > max_len):
+        return "too_long"
+    if filter_ratio and max(len(s_ids), len(t_ids)) > filter_ratio * min(len(s_ids), len(t_ids)):
+        return "ratio"
+    return None
+
+
+def _line_chunks(files: list[Path]) -> Iterator[tuple[list[str], list[str]]]:
+    """(source lines, target lines) of the two text files, CHUNK lines at a time."""
+    with (
+        open(files[0], encoding="utf-8", newline="\n") as fs,
+        open(files[1], encoding="utf-8", newline="\n") as ft,
+    ):
+        while True:
+            src_lines = [x.rstrip("\n") for x in itertools.islice(fs, CHUNK)]
+            tgt_lines = [x.rstrip("\n") for x in itertools.islice(ft, CHUNK)]
+            if len(src_lines) != len(tgt_lines):
+                raise UserError(f"{files[0]} and {files[1]} have different line counts: download again")
+            if not src_lines:
+                return
+            yield src_lines, tgt_lines
+
+
+def _write_ids(
+    cfg: Config, files: list[Path], src_tok, tgt_tok, outs: dict[str, AtomicOutput], dtype: str
+) -> tuple[dict[str, int], dict[str, array]]:
+    """Encode, filter and append the kept pairs' ids to ``outs``; returns (counts, lengths per side)."""
+    tc = cfg.train
+    seen: set[bytes] = set()
+    lens = {"src": array("i"), "tgt": array("i")}
+    stats = {"read": 0, "empty": 0, "too_long": 0, "ratio": 0, "duplicate": 0}
+    for src_lines, tgt_lines in _line_chunks(files):
+        stats["read"] += len(src_lines)
+        for s, t, a, b in zip(src_tok.encode(src_lines), tgt_tok.encode(tgt_lines), src_lines, tgt_lines):
+            reason = drop_reason(s, t, tc.max_len, tc.filter_ratio)
+            if reason is None and tc.dedupe:
+                key = hashlib.blake2b(f"{a}\t{b}".encode(), digest_size=12).digest()
+                reason = "duplicate" if key in seen else None
+                seen.add(key)
+            if reason is not None:
+                stats[reason] += 1
+                continue
+            for side, ids in (("src", s), ("tgt", t)):
+                outs[side].write(np.asarray(ids, dtype=dtype).tobytes())
+                lens[side].append(len(ids))
+    return stats, lens
+
+
+def build_pairs(
+    cfg: Config, src_tok, tgt_tok, fingerprint: str, log: Callable[[str], None] = print
+) -> tuple[IdSeqs, IdSeqs]:
+    """(source ids, target ids) of the filtered training pairs, built or reused under <run_dir>/bin."""
+    folder = cfg.run_path / "bin"
+    meta = _meta(cfg, fingerprint)
+    meta_path = folder / "meta.json"
+    dtype = "uint16" if max(len(src_tok), len(tgt_tok)) <= 65535 else "int32"
+    names = {
+        side: (folder / f"train.{side}.bin", folder / f"train.{side}.len.npy") for side in ("src", "tgt")
+    }
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text(encoding="utf-8"))
+        if {k: v for k, v in old.items() if k != "stats"} == meta:
+            return IdSeqs(*names["src"], dtype), IdSeqs(*names["tgt"], dtype)
+    files = [cfg.data_dir / f"train.{lang}" for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
+    for f in files:
+        if not f.is_file():
+            raise UserError(f"{f} not found: run the download stage first (seq2seq download / make data)")
+    outs = {side: AtomicOutput(names[side][0], binary=True) for side in names}
+    try:
+        stats, lens = _write_ids(cfg, files, src_tok, tgt_tok, outs, dtype)
+    except BaseException:
+        for out in outs.values():
+            out.discard()
+        raise
+    # meta.json marks a complete set: gone while the four files are swapped in, written last
+    meta_path.unlink(missing_ok=True)
+    for side in names:
+        outs[side].commit()
+        buf = io.BytesIO()
+        np.save(buf, np.frombuffer(lens[side], dtype=np.int32))
+        atomic_write_bytes(names[side][1], buf.getvalue())
+    kept = len(lens["src"])
+    atomic_write_text(meta_path, json.dumps({**meta, "stats": {**stats, "kept": kept}}, indent=2) + "\n")
+    log(
+        f"training pairs: {kept} of {stats['read']} kept (empty {stats['empty']}, longer than {cfg.train.max_len} "
+        f"{stats['too_long']}, length ratio {stats['ratio']}, duplicates {stats['duplicate']}) -> {folder}"
+    )
+    return IdSeqs(*names["src"], dtype), IdSeqs(*names["tgt"], dtype)

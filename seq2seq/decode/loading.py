@@ -1,0 +1,72 @@
+"""A trained run directory loaded as (config, model, tokenizers), each checked against the others."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from seq2seq.config.load import from_dict
+from seq2seq.config.schema import ModelConfig
+from seq2seq.data.tokenizer import load_tokenizers, tokenizers_fingerprint
+from seq2seq.decode.model_folder import is_model_folder
+from seq2seq.decode.model_folder import load as load_model_folder
+from seq2seq.errors import UserError
+from seq2seq.model.network import build_model
+from seq2seq.runs import checkpoint as ckpt_io
+from seq2seq.runs.ownership import load_run_config
+
+
+def load_run(run_dir: Path, which: str = "best", device: Optional[torch.device] = None):
+    """(config, model in eval mode) from a run directory.
+
+    The checkpoint is the truth for the model: it is built from the checkpoint's own model settings,
+    and a config.yaml that disagrees with them is an error; so are tokenizers in spm/ other than those
+    the checkpoint was trained with (their fingerprint)."""
+    return load_run_with_tokenizers(run_dir, which, device)[:2]
+
+
+def load_run_with_tokenizers(run_dir: Path, which: str = "best", device: Optional[torch.device] = None):
+    """(config, model, (source tokenizer, target tokenizer)) of a run, checked against each other; or
+    of a model folder (``seq2seq export``'s, or ``hf://OWNER/NAME[@REVISION]``: decode.model_folder)."""
+    if is_model_folder(run_dir):
+        return load_model_folder(run_dir, which, device)
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    path = ckpt_io.resolve(run_dir, which, "--checkpoint")
+    ckpt = ckpt_io.load(path)
+    model_cfg = checkpoint_model_config(ckpt, path)
+    disagree = {k: v for k, v in dataclasses.asdict(model_cfg).items() if getattr(cfg.model, k) != v}
+    if disagree:
+        key, value = next(iter(disagree.items()))
+        raise UserError(
+            f"{run_dir / 'config.yaml'} disagrees with {path} on model.{key} ({getattr(cfg.model, key)!r} "
+            f"there, {value!r} in the checkpoint): restore config.yaml; the checkpoint is what was trained"
+        )
+    toks = load_tokenizers(run_dir, cfg.spm.joint)
+    if (ckpt["src_vocab"], ckpt["tgt_vocab"]) != (len(toks[0]), len(toks[1])):
+        raise UserError(
+            f"{path}: vocabulary sizes {ckpt['src_vocab']}/{ckpt['tgt_vocab']} do not match the "
+            f"tokenizers in {run_dir / 'spm'} ({len(toks[0])}/{len(toks[1])})"
+        )
+    if ckpt.get("tokenizers") not in (None, tokenizers_fingerprint(*toks)):
+        raise UserError(
+            f"{path} was trained with other tokenizers (SentencePiece models) than those in {run_dir / 'spm'} "
+            f"(was the spm stage re-run?): restore spm/, or train again"
+        )
+    model = build_model(model_cfg, ckpt["src_vocab"], ckpt["tgt_vocab"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UserError(f"{path}: parameters do not match its config ({str(e).splitlines()[0]})") from None
+    return cfg, model.to(device or torch.device("cpu")).eval(), toks
+
+
+def checkpoint_model_config(ckpt: dict, path: Path) -> ModelConfig:
+    """The model settings a checkpoint was trained with."""
+    try:
+        return from_dict(ckpt["config"]).model
+    except (UserError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: its config is not readable by this version ({e})") from None

@@ -1,0 +1,318 @@
+"""Translate text with a trained run directory (or several: an ensemble); the Python API.
+
+``Translator.load`` needs only run directories: each holds config.yaml, its SentencePiece models
+under spm/ and checkpoints under checkpoints/::
+
+    from seq2seq import Translator
+    t = Translator.load("data/default/run")
+    t.translate(["I have twenty-one cats."], beam_size=5)        # ['Ich habe einundzwanzig Katzen.']
+    t.translate("two plus three is five", n_best=3, with_scores=True)  # [Translation(text=..., score=...), ...]
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+
+from seq2seq.config.load import with_decode
+from seq2seq.config.rules import check_model
+from seq2seq.config.schema import Config, DecodeConfig
+from seq2seq.data.batches import source_tensor
+from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.decode.loading import load_run_with_tokenizers
+from seq2seq.decode.search import Hypothesis, decode
+from seq2seq.errors import UserError
+from seq2seq.model.compiled import CompiledDecoder
+from seq2seq.model.device import pick_device
+from seq2seq.model.network import Seq2Seq
+from seq2seq.model.precision import fast_fp32_matmul
+
+
+@dataclass
+class Translation:
+    """One hypothesis as text: what translate's JSON output and ``translate(..., with_scores=True)`` give."""
+
+    text: str
+    score: float  # log-probability / length penalty: what ranks the n-best list
+    logprob: float  # sum of the pieces' log-probabilities (EOS included when produced)
+    tokens: list[str]  # output pieces
+    eos: bool = True  # False: cut at the length limit
+    attention: Optional[torch.Tensor] = field(
+        default=None, repr=False
+    )  # (len(tokens) [+1 EOS], source + EOS)
+
+
+LONG_LINE_PARTS = 4  # a source line is cut at this many times train.max_len pieces (see _parts)
+
+
+@dataclass
+class EnsembleState:
+    states: list
+
+    def select(self, index: torch.Tensor) -> "EnsembleState":
+        return EnsembleState([s.select(index) for s in self.states])
+
+    def reorder(self, index: torch.Tensor) -> "EnsembleState":
+        return EnsembleState([s.reorder(index) for s in self.states])
+
+
+class Ensemble:
+    """Several models that share a vocabulary, averaging their log-probabilities at each step."""
+
+    def __init__(self, models: list[Seq2Seq]):
+        self.models = models
+
+    def encode(self, src, lengths) -> EnsembleState:
+        return EnsembleState([m.encode(src, lengths) for m in self.models])
+
+    def decode_step(self, prev, state: EnsembleState):
+        outs = [m.decode_step(prev, s) for m, s in zip(self.models, state.states)]
+        logp = torch.stack([o[0] for o in outs]).mean(0)  # (B, V)
+        attn = torch.stack([o[2] for o in outs]).mean(0)  # (B, S)
+        return logp, EnsembleState([o[1] for o in outs]), attn
+
+
+def decode_ids(
+    model,
+    seqs: list[list[int]],
+    dc: DecodeConfig,
+    device: torch.device,
+    return_attention: bool = False,
+    progress: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> list[list[Hypothesis]]:
+    """n-best hypotheses for each (non-empty) id sequence, in input order; sorted by length into batches
+    of ``dc.batch_size``. ``model``: anything with encode/decode_step. ``progress``: a tqdm bar over
+    sentences on stderr when it is a terminal. ``generator``: the random draws of sampling."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out: list[Optional[list[Hypothesis]]] = [None] * len(seqs)
+    bar = None
+    if progress and sys.stderr.isatty() and len(seqs) > dc.batch_size:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(seqs), unit="sent", desc="decoding", leave=False, file=sys.stderr)
+    for start in range(0, len(order), dc.batch_size):
+        idx = order[start : start + dc.batch_size]
+        src, lengths = source_tensor([seqs[i] for i in idx])
+        for i, h in zip(idx, decode(model, src.to(device), lengths, dc, return_attention, generator)):
+            out[i] = h
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+    return out  # type: ignore[return-value]
+
+
+class Translator:
+    """Lines -> hypotheses with one model or an ensemble and its tokenizers: the one path that
+    translate, evaluate, validation and tune-decode use (empty lines, length-sorted batches, n-best,
+    compiled search)."""
+
+    def __init__(
+        self,
+        models: list[Seq2Seq],
+        src_tok: Tokenizer,
+        tgt_tok: Tokenizer,
+        cfg: Config,
+        device: torch.device,
+        compile_backend: str = "inductor",
+    ):
+        self.models, self.src_tok, self.tgt_tok, self.cfg, self.device = models, src_tok, tgt_tok, cfg, device
+        self.model = models[0] if len(models) == 1 else Ensemble(models)
+        self.compile_backend = compile_backend
+        fast_fp32_matmul(device)  # decoding runs in fp32: TF32 on CUDA
+        self._searchers: dict[str, object] = {}  # compile_search mode -> what search steps through
+        self.warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
+        self._rng: Optional[tuple[int, torch.Generator]] = None  # (seed, generator) of sampling
+
+    @classmethod
+    def load(
+        cls,
+        run_dirs: Union[str, Path, Sequence[Union[str, Path]]],
+        checkpoint: str = "best",
+        device: str = "auto",
+    ) -> "Translator":
+        """The Python API's entry: one run directory (or a list: an ensemble); ``checkpoint``: a name in
+        <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file; ``device``: auto, cpu,
+        cuda or cuda:N."""
+        dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+        return cls.from_run_dirs(dirs, checkpoint, device)
+
+    @classmethod
+    def from_run_dirs(
+        cls, run_dirs: list[str | Path], checkpoint: str = "best", device: str | torch.device = "auto"
+    ):
+        """Load the checkpoint ``checkpoint`` of each run directory; ``device``: a torch.device, or a
+        ``train.device`` value."""
+        dev = device if isinstance(device, torch.device) else pick_device(device)
+        models, toks, cfg = [], None, None
+        for run_dir in map(Path, run_dirs):
+            cfg_i, model, toks_i = load_run_with_tokenizers(run_dir, checkpoint, dev)
+            if toks is not None and [t.fingerprint() for t in toks] != [t.fingerprint() for t in toks_i]:
+                raise UserError(
+                    f"{run_dir}: its vocabulary differs from {run_dirs[0]}; an ensemble needs one vocabulary"
+                )
+            toks, cfg = toks or toks_i, cfg or cfg_i
+            models.append(model)
+        return cls(models, toks[0], toks[1], cfg, dev)
+
+    def searcher(self, mode: str):
+        """The model (or ensemble) that search steps through, its decoder step compiled when ``mode``
+        is not off; compiled once per mode and reused."""
+        if mode == "off":
+            return self.model
+        if mode not in self._searchers:
+            compiled = [CompiledDecoder(m, mode, self.compile_backend) for m in self.models]
+            self._searchers[mode] = compiled[0] if len(compiled) == 1 else Ensemble(compiled)
+        return self._searchers[mode]
+
+    def hypotheses(
+        self,
+        lines: list[str],
+        dc: Optional[DecodeConfig] = None,
+        return_attention: bool = False,
+        progress: bool = False,
+    ) -> list[list[Hypothesis]]:
+        """n-best Hypothesis lists per line ([] for empty lines)."""
+        return self.hypotheses_from_ids(self.src_tok.encode(lines), dc, return_attention, progress)
+
+    def hypotheses_from_ids(
+        self,
+        ids: list[list[int]],
+        dc: Optional[DecodeConfig] = None,
+        return_attention: bool = False,
+        progress: bool = False,
+    ) -> list[list[Hypothesis]]:
+        """Like :meth:`hypotheses` for already encoded lines. A line longer than ``train.max_len``
+        pieces (the longest the model was trained on) is cut, before any decoding and with a warning:
+        its first ``LONG_LINE_PARTS`` x ``train.max_len`` pieces are translated in near-equal parts of
+        at most ``train.max_len`` pieces, each decoded as a sentence of its own, and joined; the rest is
+        dropped. Time and memory per line stay bounded, whatever its length."""
+        dc = dc or self.cfg.decode
+        parts, owners = self._parts(ids)
+        hyps = decode_ids(
+            self.searcher(dc.compile_search),
+            parts,
+            dc,
+            self.device,
+            return_attention,
+            progress,
+            self._generator(dc),
+        )
+        joined: dict[int, list[list[Hypothesis]]] = {}
+        for i, h in zip(owners, hyps):
+            joined.setdefault(i, []).append(h)
+        out: list[list[Hypothesis]] = [
+            [] for _ in ids
+        ]  # no piece (blank, or only what SentencePiece drops): []
+        for i, h in joined.items():
+            out[i] = h[0] if len(h) == 1 else join_parts(h, dc.length_penalty)
+        return out
+
+    def _parts(self, ids: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+        """(sequences to decode, the line each belongs to): non-empty lines, long ones cut in parts."""
+        bound = self.cfg.train.max_len
+        cut = LONG_LINE_PARTS * bound
+        long = [len(x) for x in ids if len(x) > bound]
+        if long:
+            dropped = f"; pieces after the first {cut} are dropped" if max(long) > cut else ""
+            self.warn(
+                f"warning: {len(long)} input line(s) longer than the training limit (train.max_len {bound} "
+                f"pieces; the longest has {max(long)}): translated in parts of at most {bound}{dropped}"
+            )
+        parts, owners = [], []
+        for i, x in enumerate(ids):
+            x = x[:cut]
+            n = -(-len(x) // bound)  # 0 for an empty line
+            size = -(-len(x) // n) if n else 0
+            for start in range(0, len(x), size or 1):
+                parts.append(x[start : start + size])
+                owners.append(i)
+        return parts, owners
+
+    def _generator(self, dc: DecodeConfig) -> Optional[torch.Generator]:
+        """Sampling's random numbers: one generator per translator, seeded with decode.sampling_seed (the
+        same calls with the same settings give the same samples)."""
+        if not dc.sampling:
+            return None
+        if self._rng is None or self._rng[0] != dc.sampling_seed:
+            self._rng = (dc.sampling_seed, torch.Generator(self.device).manual_seed(dc.sampling_seed))
+        return self._rng[1]
+
+    def decode_config(self, dc: Optional[DecodeConfig] = None, **overrides) -> DecodeConfig:
+        """``dc`` (default: the run's decode settings) with ``overrides`` (None keeps a value), checked as a
+        recipe's are (config.with_decode), and against every ensemble member's architecture (a coverage
+        penalty needs attention weights from each)."""
+        cfg = with_decode(replace(self.cfg, decode=dc or self.cfg.decode), **overrides)
+        for i, model in enumerate(self.models, start=1):
+            try:
+                check_model(replace(cfg, model=model.cfg))
+            except UserError as e:
+                n = len(self.models)
+                raise (UserError(f"ensemble member {i} of {n}: {e}") if n > 1 else e) from None
+        return cfg.decode
+
+    def translations(
+        self, ids: list[list[int]], dc: DecodeConfig, attention: bool = False, progress: bool = False
+    ) -> list[list[Translation]]:
+        """The n-best list of each encoded line as :class:`Translation` ([] for lines without a piece)."""
+        hyps = self.hypotheses_from_ids(ids, dc, attention, progress)
+        texts = iter(self.tgt_tok.decode([h.tokens for hs in hyps for h in hs]))
+        return [
+            [
+                Translation(
+                    next(texts), h.score, h.logprob, self.tgt_tok.id_to_piece(h.tokens), h.eos, h.attention
+                )
+                for h in hs
+            ]
+            for hs in hyps
+        ]
+
+    def translate(
+        self,
+        lines: Union[str, list[str]],
+        dc: Optional[DecodeConfig] = None,
+        progress: bool = False,
+        *,
+        with_scores: bool = False,
+        **decode,
+    ):
+        """Translate ``lines`` (one string: one result) with the run's decode settings, ``dc``, and
+        keyword overrides of them (``beam_size=5, n_best=3, length_penalty=0.6, sampling=True, ...``).
+
+        Returns per line the best translation (a string; "" for empty lines); with ``n_best`` above 1 the
+        n-best strings; with ``with_scores`` a list of :class:`Translation` (text, score, logprob, pieces)."""
+        if isinstance(lines, str):
+            return self.translate([lines], dc, progress, with_scores=with_scores, **decode)[0]
+        dc = self.decode_config(dc, **decode)
+        found = self.translations(self.src_tok.encode(lines), dc, progress=progress)
+        if with_scores:
+            return found
+        if dc.n_best > 1:
+            return [[t.text for t in ts] for ts in found]
+        return [ts[0].text if ts else "" for ts in found]
+
+
+def join_parts(parts: list[list[Hypothesis]], alpha: float) -> list[Hypothesis]:
+    """The n-best lists of a line's consecutive parts as one n-best list: the k-th hypothesis joins the
+    k-th of every part (tokens, log-probabilities and coverage penalties added, attention
+    block-diagonal)."""
+    out = []
+    for k in range(min(len(h) for h in parts)):
+        hs = [h[k] for h in parts]
+        attn = [h.attention for h in hs]
+        joined = Hypothesis(
+            tokens=[t for h in hs for t in h.tokens],
+            logprob=sum(h.logprob for h in hs),
+            score=0.0,
+            attention=torch.block_diag(*attn) if all(a is not None for a in attn) else None,
+            eos=all(h.eos for h in hs),
+            coverage_penalty=sum(h.coverage_penalty for h in hs),  # each part's own source positions
+        )
+        joined.score = joined.rescore(alpha)
+        out.append(joined)
+    return out
