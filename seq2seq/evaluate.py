@@ -62,23 +62,34 @@ def check_bleu_tokenizer(cfg: Config) -> str:
     return name
 
 
-def score_refs(hyps: list[str], refs: list[list[str]], tgt_lang: str = "", tokenize: str = "auto") -> dict:
+def score_refs(
+    hyps: list[str], refs: list[list[str]], tgt_lang: str = "", tokenize: str = "auto", ter: bool = False
+) -> dict:
     """Corpus BLEU (cased, tokenizer by :func:`bleu_tokenizer`) and chrF of ``hyps`` against one or
-    more reference streams (each as long as ``hyps``), with their sacreBLEU signatures."""
+    more reference streams (each as long as ``hyps``), with their sacreBLEU signatures; ``ter``: also
+    sacreBLEU's TER (slower: test scores, not validation)."""
     bleu, chrf = bleu_metric(bleu_tokenizer(tgt_lang, tokenize)), sacrebleu.metrics.CHRF()
     b, c = bleu.corpus_score(hyps, refs), chrf.corpus_score(hyps, refs)
-    return {
+    out = {
         "bleu": round(b.score, 2),
         "chrf": round(c.score, 2),
         "bleu_signature": str(bleu.get_signature()),
         "chrf_signature": str(chrf.get_signature()),
         "bleu_detail": str(b),
     }
+    if ter:
+        metric = sacrebleu.metrics.TER()
+        out.update(
+            ter=round(metric.corpus_score(hyps, refs).score, 2), ter_signature=str(metric.get_signature())
+        )
+    return out
 
 
-def score(hyps: list[str], refs: list[str], tgt_lang: str = "", tokenize: str = "auto") -> dict:
+def score(
+    hyps: list[str], refs: list[str], tgt_lang: str = "", tokenize: str = "auto", ter: bool = False
+) -> dict:
     """:func:`score_refs` with one reference per hypothesis."""
-    return score_refs(hyps, [refs], tgt_lang, tokenize)
+    return score_refs(hyps, [refs], tgt_lang, tokenize, ter)
 
 
 def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
@@ -112,7 +123,7 @@ def _evaluate(cfg: Config, checkpoint: Optional[str], log: Callable[[str], None]
         hyps = translator.translate(src, dc, progress=True)
         seconds = time.perf_counter() - start
         outputs[run / f"hyp.{split}.{cfg.data.tgt_lang}"] = "".join(h + "\n" for h in hyps)
-        s = score(hyps, ref, cfg.data.tgt_lang, dc.bleu_tokenize)
+        s = score(hyps, ref, cfg.data.tgt_lang, dc.bleu_tokenize, ter=True)
         s.update(sentences=len(src), decode_seconds=round(seconds, 2))
         results["tests"][split] = s
         lines += format_scores(split, s, dc.beam_size)
@@ -159,8 +170,11 @@ def evaluate_files(
     from seq2seq.coerce import merge
     from seq2seq.config import SECTIONS, from_dict, parse_overrides
     from seq2seq.loadrun import load_run
+    from seq2seq.model_folder import describe, is_model_folder, resolve
     from seq2seq.translator import Translator
 
+    model_ref = describe(run_dir) if is_model_folder(run_dir) else None  # hf://...@COMMIT: pinned
+    run_dir = resolve(run_dir)[0]
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         load_run(run_dir)  # its one-line error: not a run directory, or not trained yet
@@ -179,11 +193,11 @@ def evaluate_files(
     seconds = time.perf_counter() - start
     results = {
         "run_dir": str(run_dir),
-        "checkpoint": str(run_dir / "checkpoints" / f"{which}.pt"),
+        "checkpoint": model_ref or str(run_dir / "checkpoints" / f"{which}.pt"),
         "source": str(src),
         "references": [str(r) for r in refs],
         "sentences": len(lines),
-        **score_refs(hyps, ref_lines, cfg.data.tgt_lang, cfg.decode.bleu_tokenize),
+        **score_refs(hyps, ref_lines, cfg.data.tgt_lang, cfg.decode.bleu_tokenize, ter=True),
         "decode_seconds": round(seconds, 2),
         "decode": asdict(cfg.decode),
     }
@@ -197,7 +211,7 @@ def format_scores(name: str, s: dict, beam: int) -> list[str]:
         f"beam {beam}, {s['decode_seconds']:.1f}s)",
         f"  {s['bleu_signature']}",
         f"  {s['chrf_signature']}",
-    ]
+    ] + ([f"  TER {s['ter']:.2f}  {s['ter_signature']}"] if "ter" in s else [])
 
 
 def evaluate_command(
@@ -211,7 +225,9 @@ def evaluate_command(
 ) -> dict:
     """``seq2seq evaluate``: a recipe file scores its test splits; a run directory scores ``src``
     against ``refs``. Prints text (scores and signatures) or, with ``fmt`` json, one JSON document."""
-    if target.is_dir():
+    from seq2seq.model_folder import is_hub
+
+    if target.is_dir() or is_hub(target):
         if src is None or not refs:
             raise UserError(
                 f"{target} is a run directory: give --src FILE --ref FILE (or a recipe, to score its test splits)"

@@ -12,6 +12,8 @@ from seq2seq import checkpoint as ckpt_io
 from seq2seq.config import ModelConfig, from_dict
 from seq2seq.errors import UserError
 from seq2seq.model import build_model
+from seq2seq.model_folder import is_model_folder
+from seq2seq.model_folder import load as load_model_folder
 from seq2seq.rundir import load_run_config
 from seq2seq.tokenizer import load_tokenizers, tokenizers_fingerprint
 
@@ -26,7 +28,10 @@ def load_run(run_dir: Path, which: str = "best", device: Optional[torch.device] 
 
 
 def load_run_with_tokenizers(run_dir: Path, which: str = "best", device: Optional[torch.device] = None):
-    """(config, model, (source tokenizer, target tokenizer)) of a run, checked against each other."""
+    """(config, model, (source tokenizer, target tokenizer)) of a run, checked against each other; or
+    of a model folder (seq2seq export's, or ``hf://OWNER/NAME[@REVISION]``: seq2seq.model_folder)."""
+    if is_model_folder(run_dir):
+        return load_model_folder(run_dir, which, device)
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     path = ckpt_io.resolve(run_dir, which, "--checkpoint")
