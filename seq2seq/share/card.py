@@ -200,7 +200,7 @@ def card_text(cfg: Config, facts: dict, license: str = "unknown", folder_name: s
     p = facts.get("progress") or {}
     if p:
         lines.append(
-            f"- {p.get('step', 0):,} steps ({p.get('epoch', 0) + 1} epochs begun), best dev BLEU "
+            f"- {p.get('step', 0):,} steps (in epoch {p.get('epoch', 0) + 1}), best dev BLEU "
             f"{p.get('best_bleu', 0):.2f} at step {p.get('best_step', 0):,}"
             + (", stopped early" if p.get("stopped_early") else "")
         )
