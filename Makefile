@@ -4,6 +4,7 @@
 #   make train                                   # embedded default recipe, offline
 #   make train RECIPE=recipes/multi30k-de-en.yaml MIRROR=../shared/corpora/multi30k ARGS="max_steps=200"
 #   make translate IN=in.de OUT=out.en RECIPE=...
+#   make serve RECIPE=... PORT=8080              # the trained run over HTTP (SERVE_ARGS: more options)
 #   make train NPROC=4                           # 4 processes (GPUs) on this machine via torchrun
 #   make test
 
@@ -24,7 +25,7 @@ VENV := .venv
 S2S := $(VENV)/bin/seq2seq
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup data spm train eval translate test lint-fix clean FORCE
+.PHONY: setup data spm train eval translate serve test lint-fix clean FORCE
 .DELETE_ON_ERROR:
 
 setup: $(INSTALLED)
@@ -69,6 +70,12 @@ train eval: $(RUN)/results.json
 translate: $(RUN)/checkpoints/best.pt
 	@test -n "$(IN)" || { echo "usage: make translate IN=input OUT=output [RECIPE=...]" >&2; exit 2; }
 	$(S2S) translate $(RUN) -i $(IN) $(if $(OUT),-o $(OUT))
+
+# the recipe's trained run over HTTP on 127.0.0.1 (docs/serving.md); Ctrl-C stops it
+PORT ?= 8080
+SERVE_ARGS ?=
+serve: $(RUN)/checkpoints/best.pt
+	$(S2S) serve $(RUN) --port $(PORT) $(SERVE_ARGS)
 
 # the linter first (style, imports, likely bugs), then the suite
 test: $(INSTALLED)

@@ -10,6 +10,7 @@ import click
 from seq2seq import __version__
 from seq2seq.cli_recipes import new_recipe, recipes
 from seq2seq.cli_runs import average, info, plot, tune_decode
+from seq2seq.cli_serve import serve
 from seq2seq.cli_translate import translate
 from seq2seq.clitypes import Group, PipeClosed, silence_stdout
 from seq2seq.config import OUTPUT_FORMATS
@@ -136,7 +137,7 @@ def config_cmd(recipe, overrides, stamps):
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), nl=False)
 
 
-for command in (translate, plot, info, average, tune_decode, new_recipe, recipes):
+for command in (translate, plot, info, average, tune_decode, new_recipe, recipes, serve):
     cli.add_command(command)
 
 
