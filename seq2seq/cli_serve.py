@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from seq2seq.clitypes import Setting
+
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
@@ -21,6 +23,12 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free port."
+)
+@click.option(
+    "--batch-size",
+    type=Setting("decode.batch_size"),
+    default=None,
+    help="Sentences per decoder call within a batch (default: the run's decode.batch_size).",
 )
 @click.option(
     "--max-batch-tokens",

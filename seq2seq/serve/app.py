@@ -3,8 +3,10 @@
 Routes (every answer JSON unless said; an error is ``{"error": "<one line>"}`` with its status):
 
 - ``POST /v1/translate``: ``{"text": [lines] | "text", "format": "text"|"json", <decoding>}`` ->
-  ``{"lines": [...], "translations": [...]}``; ``lines`` are exactly the lines ``seq2seq translate``
-  prints for the same input and settings (``--format``), ``translations`` the same as data.
+  ``{"lines": [...], "translations": [...]}``; ``lines`` are the lines ``seq2seq translate`` prints
+  for the same input and settings (``--format``; the same text, the scores and attention weights up to
+  the last printed digit: see batcher.py; ``"exact": true``: byte for byte), ``translations`` the same
+  as data.
 - ``POST /translate``, ``GET /languages``: LibreTranslate's API (``q``, ``source``, ``target``,
   ``format``, ``api_key``, ``alternatives`` -> ``translatedText``).
 - ``GET /health``: 200 ``{"status": "ready"}`` once the model is loaded, 503 before.
@@ -23,6 +25,7 @@ import contextlib
 import hmac
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 from urllib.parse import parse_qs
@@ -78,7 +81,8 @@ class Service:
     def decode_config(self, overrides: dict) -> DecodeConfig:
         """The run's decode settings with ``overrides``, checked as ``seq2seq translate`` checks its
         flags (n-best above 1 only asked for; an n-best list longer than the beam is an error)."""
-        overrides = {"n_best": 1, **overrides}  # translate's --n-best default
+        size = {"batch_size": self.settings.batch_size} if self.settings.batch_size else {}
+        overrides = {"n_best": 1, **size, **overrides}  # translate's --n-best default
         key = tuple(sorted(overrides.items()))
         if key not in self._configs:
             try:
@@ -124,11 +128,13 @@ class Service:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def decode(self, request: Request, lines: list[str], dc: DecodeConfig, attention: bool):
+    async def decode(
+        self, request: Request, lines: list[str], dc: DecodeConfig, attention: bool, alone: bool = False
+    ):
         """The n-best lists of ``lines`` through the batcher; dropped when the client disconnects."""
         translator = self.ready()
         ids = translator.src_tok.encode(lines)
-        work = asyncio.ensure_future(self.batcher.translate(ids, dc, attention))
+        work = asyncio.ensure_future(self.batcher.translate(ids, dc, attention, alone))
         gone = asyncio.ensure_future(_disconnected(request))
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -195,7 +201,9 @@ def create_app(
         req = parse_v1(body, settings)
         translator = service.ready()
         dc = service.decode_config(req.overrides)
-        found = await service.decode(request, req.lines, dc, req.fmt == "json")
+        if req.exact or dc.sampling:  # translate's batches (sampling draws follow them)
+            dc = replace(dc, batch_size=translator.cfg.decode.batch_size)
+        found = await service.decode(request, req.lines, dc, req.fmt == "json", req.exact)
         lines = [format_line(translator, src, ts, req.fmt, dc.n_best) for src, ts in zip(req.lines, found)]
         if req.fmt == "json":
             translations = [json.loads(x) for x in lines]
@@ -284,8 +292,9 @@ def create_app(
                 service.on_fatal(f"could not load the model: {type(e).__name__}: {e}")
                 return
             service.batcher.start(translator)
-            service.info = summary
             service.translator = translator
+            summary.setdefault("decoding", {})["batch_size"] = service.decode_config({}).batch_size
+            service.info = summary
 
         task = loop.create_task(load_model())
         try:

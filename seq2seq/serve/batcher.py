@@ -11,6 +11,13 @@ batches while smaller requests ride along. A line is decoded whole (translate cu
 the model's training limit into parts itself), so every line's result is exactly what ``seq2seq
 translate`` gives: beam search decodes each sentence independently of its batch.
 
+Beam search decodes each sentence independently of its batch (the same tokens in any batch), but the
+floating-point sums behind scores and attention weights depend on the batch's shape (matrix kernels
+block by batch size; padding changes reductions' lengths): a score printed to 4 decimals can differ
+in its last digit from the one ``seq2seq translate`` prints, as translate's own figures differ between
+two ``--batch-size`` values. A request with ``"exact": true`` is decoded alone and whole, in the
+batches ``seq2seq translate`` makes of the same lines: byte for byte its output.
+
 Sampling draws its random numbers in batch order from one generator seeded with
 ``decode.sampling_seed`` (translate's rule), so a sampling request is decoded alone and whole, with a
 fresh generator: the same samples as ``seq2seq translate`` of the same lines.
@@ -47,6 +54,7 @@ class Job:
     dc: DecodeConfig
     attention: bool
     future: asyncio.Future
+    alone: bool = False  # decoded by itself and whole (sampling, or a request asking for exactness)
     results: list = field(default_factory=list)  # per line: list[Translation] once decoded
     next: int = 0  # first line not yet handed to a batch
     done: int = 0  # lines decoded
@@ -56,9 +64,8 @@ class Job:
 
     def __post_init__(self):
         self.results = [None] * len(self.ids)
-        self.key = (
-            (dataclasses.astuple(self.dc), self.attention) if not self.dc.sampling else ("alone", next(_ids))
-        )
+        self.alone = self.alone or self.dc.sampling
+        self.key = ("alone", next(_ids)) if self.alone else (dataclasses.astuple(self.dc), self.attention)
 
 
 class Batcher:
@@ -95,9 +102,10 @@ class Batcher:
         return max(1, min(len(ids), self._cut))
 
     async def translate(
-        self, ids: list[list[int]], dc: DecodeConfig, attention: bool
+        self, ids: list[list[int]], dc: DecodeConfig, attention: bool, alone: bool = False
     ) -> list[list[Translation]]:
-        """The n-best lists of ``ids`` (one per line), decoded in the batches this batcher builds.
+        """The n-best lists of ``ids`` (one per line), decoded in the batches this batcher builds;
+        ``alone``: in batches of their own, as ``seq2seq translate`` of just these lines decodes them.
         Raises :class:`Overloaded` when the lines do not fit in the pending limit; cancelling the
         awaiting task drops the job's remaining lines."""
         if self.pending and self.pending + len(ids) > self.max_pending:
@@ -105,7 +113,9 @@ class Batcher:
         if not ids:
             return []
         now = time.monotonic()
-        job = Job(ids, dc, attention, asyncio.get_running_loop().create_future(), turn=now, arrived=now)
+        job = Job(
+            ids, dc, attention, asyncio.get_running_loop().create_future(), alone, turn=now, arrived=now
+        )
         self.jobs.append(job)
         self._count(len(ids))
         self._wake.set()
@@ -187,7 +197,7 @@ class Batcher:
         """(job, line) pairs of the next batch: the least recently served job's settings, one line of
         each such job in turn until the token budget is spent (at least one line)."""
         first = min(self.jobs, key=lambda j: j.turn)
-        if first.dc.sampling:  # alone and whole: its draws follow the batch's order
+        if first.alone:  # by itself and whole: the batches (and sampling's draws) of translate
             picks = [(first, i) for i in range(len(first.ids))]
             first.next = len(first.ids)
             self.jobs.remove(first)

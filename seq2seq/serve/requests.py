@@ -32,7 +32,7 @@ NUMBERS = (
     "sampling_seed",
 )
 FLAGS = ("sampling",)
-V1_FIELDS = ("text", "format", *NUMBERS, *FLAGS)
+V1_FIELDS = ("text", "format", "exact", *NUMBERS, *FLAGS)
 LIBRE_FIELDS = ("q", "source", "target", "format", "api_key", "alternatives")
 
 
@@ -49,6 +49,7 @@ class TranslateRequest:
     lines: list[str]
     overrides: dict = field(default_factory=dict)  # decoding settings, checked
     fmt: str = "text"  # text | json: the form of seq2seq translate --format
+    exact: bool = False  # decoded alone, in translate's batches: byte for byte its output
 
 
 def parse_json(body: bytes) -> dict:
@@ -166,7 +167,10 @@ def parse_v1(body: bytes, settings: ServeSettings) -> TranslateRequest:
     fmt = values.get("format", "text")
     if fmt not in OUTPUT_FORMATS:
         raise BadRequest(400, f"'format' must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
-    return TranslateRequest(lines, decoding(values, settings), fmt)
+    exact = values.get("exact", False)
+    if not isinstance(exact, bool):
+        raise BadRequest(400, f"'exact' must be true or false, got {type_name(exact)}")
+    return TranslateRequest(lines, decoding(values, settings), fmt, exact)
 
 
 @dataclass

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 
 @dataclass
 class ServeSettings:
+    batch_size: int | None = (
+        None  # sentences per decoder call within a batch (None: the run's decode.batch_size)
+    )
     max_batch_tokens: int = 2048  # source pieces per decoding batch (a line longer than this goes alone)
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for others to join it
     max_lines: int = 256  # lines per request (413 above)
