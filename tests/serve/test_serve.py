@@ -355,19 +355,28 @@ def test_second_server_on_the_same_port_and_a_bad_run_are_one_line_errors(served
 
 def test_sigterm_under_load_finishes_in_flight_refuses_new_exits_0(run_dir, pool, offline):
     # a long batching wait: the first requests are still in flight when SIGTERM comes
-    proc, url = start_server(run_dir, "--max-wait-ms", "1500", "--batch-size", "64")
+    proc, url = start_server(run_dir, "--max-wait-ms", "4000", "--batch-size", "64")
     lines = [x for x in pool if x][:3]
     with ThreadPoolExecutor(8) as ex:
         flying = [
             ex.submit(requests.post, url + "/v1/translate", json={"text": lines}, timeout=60)
             for _ in range(8)
         ]
-        time.sleep(0.6)
-        assert not any(f.done() for f in flying)
+        wait_for(lambda: metric(url, "seq2seq_queue_sentences") == 24)  # all 8 waiting for their batch
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        port = int(url.rsplit(":", 1)[1])
+
+        def refused() -> bool:  # connect only: a request sent before the listener closed would be answered
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        wait_for(refused, 5)
         with pytest.raises(requests.ConnectionError):
             requests.post(url + "/v1/translate", json={"text": lines}, timeout=10)
+        assert not any(f.done() for f in flying)
         for f in flying:
             r = f.result()
             assert r.status_code == 200 and r.json()["lines"] == [offline["default"][x] for x in lines]
