@@ -1,5 +1,5 @@
-# seq2seq pipeline: data -> spm -> train -> eval. Each stage is a file target, rerun only when its
-# inputs (the previous stage's output, or that stage's resolved settings) changed.
+# seq2seq pipeline: data -> spm -> train -> eval, all through `seq2seq run`, which reruns a stage only
+# when its inputs (the previous stage's output, or that stage's resolved settings) changed.
 #
 #   make train                                   # embedded default recipe, offline
 #   make train RECIPE=recipes/multi30k-de-en.yaml MIRROR=../shared/corpora/multi30k ARGS="max_steps=200"
@@ -16,17 +16,18 @@ OUT ?=
 NPROC ?= 1
 PYTHON ?= python3
 
-NAME := $(basename $(notdir $(RECIPE)))
-WORK := data/$(NAME)
-CORPUS := $(WORK)/corpus
-RUN := $(WORK)/run
-STAMPS := $(WORK)/stamps
 VENV := .venv
 S2S := $(VENV)/bin/seq2seq
 INSTALLED := $(VENV)/.installed
+# the recipe as one shell word (a name with spaces or quotes stays one argument)
+Q = '$(subst ','\'',$(1))'
+R := $(call Q,$(RECIPE))
+RUN_OPTS := $(if $(MIRROR),--mirror $(call Q,$(MIRROR))) $(if $(filter-out 1,$(NPROC)),--nproc $(NPROC))
 
-.PHONY: setup data spm train eval translate serve test lint-fix clean FORCE
-.DELETE_ON_ERROR:
+# Every pipeline target is phony: `seq2seq run` decides which stages to redo (from the settings each
+# stage last succeeded with) and make owns no file of a run, so it never deletes one (no
+# .DELETE_ON_ERROR, no file targets: an interrupted `make train` keeps best.pt and last.pt).
+.PHONY: setup data spm train eval translate serve test lint-fix clean
 
 setup: $(INSTALLED)
 
@@ -39,43 +40,27 @@ $(INSTALLED): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# One file per stage's settings, rewritten only when they change (make then sees a newer input).
-$(STAMPS)/data.yaml $(STAMPS)/spm.yaml $(STAMPS)/train.yaml $(STAMPS)/eval.yaml &: FORCE | $(INSTALLED)
-	@$(S2S) config $(RECIPE) $(ARGS) --stamps $(STAMPS)
-
-$(CORPUS)/manifest.json: $(STAMPS)/data.yaml
-	$(S2S) download $(RECIPE) $(ARGS) $(if $(MIRROR),--mirror $(MIRROR))
-
-$(RUN)/spm/trained: $(CORPUS)/manifest.json $(STAMPS)/spm.yaml
-	$(S2S) spm $(RECIPE) $(ARGS)
-	touch $@
-
-# NPROC>1: DistributedDataParallel through torchrun (NCCL on GPUs, gloo on CPU)
-TRAIN_CMD := $(if $(filter-out 1,$(NPROC)),$(VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m seq2seq,$(S2S))
-
-$(RUN)/checkpoints/best.pt: $(RUN)/spm/trained $(STAMPS)/train.yaml
-	$(TRAIN_CMD) train $(RECIPE) $(ARGS)
-	touch $@
-
-$(RUN)/results.json: $(RUN)/checkpoints/best.pt $(STAMPS)/eval.yaml
-	$(S2S) evaluate $(RECIPE) $(ARGS) >/dev/null
-
-data: $(CORPUS)/manifest.json
-spm: $(RUN)/spm/trained
+data spm: | $(INSTALLED)
+	$(S2S) run $(R) $(ARGS) $(RUN_OPTS) --until $@
 
 # train runs the whole pipeline and prints the test scores with their sacreBLEU signatures
-train eval: $(RUN)/results.json
-	@cat $(RUN)/results.txt
+train eval: | $(INSTALLED)
+	$(S2S) run $(R) $(ARGS) $(RUN_OPTS)
 
-translate: $(RUN)/checkpoints/best.pt
-	@test -n "$(IN)" || { echo "usage: make translate IN=input OUT=output [RECIPE=...]" >&2; exit 2; }
-	$(S2S) translate $(RUN) -i $(IN) $(if $(OUT),-o $(OUT))
+# IN first: a usage error costs nothing; ARGS reach translate (decode keys such as n_best=2, run_dir=)
+translate: | $(INSTALLED)
+	@test -n "$(IN)" || { echo "usage: make translate IN=input [OUT=output] [RECIPE=...] [ARGS=...]" >&2; exit 2; }
+	$(S2S) run $(R) $(ARGS) $(RUN_OPTS) --until train
+	run_dir="$$($(S2S) config $(R) $(ARGS) --run-dir)" && \
+	$(S2S) translate "$$run_dir" $(ARGS) -i $(call Q,$(IN)) $(if $(OUT),-o $(call Q,$(OUT)))
 
 # the recipe's trained run over HTTP on 127.0.0.1 (docs/serving.md); Ctrl-C stops it
 PORT ?= 8080
 SERVE_ARGS ?=
-serve: $(RUN)/checkpoints/best.pt
-	$(S2S) serve $(RUN) --port $(PORT) $(SERVE_ARGS)
+serve: | $(INSTALLED)
+	$(S2S) run $(R) $(ARGS) $(RUN_OPTS) --until train
+	run_dir="$$($(S2S) config $(R) $(ARGS) --run-dir)" && \
+	$(S2S) serve "$$run_dir" --port $(PORT) $(SERVE_ARGS)
 
 # the linter first (style, imports, likely bugs), then the suite
 test: $(INSTALLED)
@@ -88,7 +73,6 @@ lint-fix: $(INSTALLED)
 	$(VENV)/bin/ruff format seq2seq tests benchmarks
 	$(VENV)/bin/ruff check --fix seq2seq tests benchmarks
 
-clean:
-	rm -rf $(WORK)
-
-FORCE:
+# removes data/<name>/ of an existing recipe file, nothing else (seq2seq clean checks the name)
+clean: | $(INSTALLED)
+	$(S2S) clean $(R)

@@ -11,7 +11,7 @@ A recipe named ``NAME`` (its file's stem unless the recipe sets ``name``) keeps 
         checkpoints/         best.pt, last.pt, step-N.pt, averaged ones
         train.log, metrics.jsonl, tensorboard/
         results.json, results.txt, hyp.<split>.<lang>
-    data/NAME/stamps/        per-stage settings files the Makefile compares
+        stamps/              the settings each stage last succeeded with (``seq2seq run`` compares them)
 """
 
 from __future__ import annotations
@@ -63,6 +63,10 @@ def checkpoints_dir(run: str | os.PathLike) -> Path:
 
 def spm_dir(run: str | os.PathLike) -> Path:
     return Path(run) / SPM
+
+
+def stamps_dir(run: str | os.PathLike) -> Path:
+    return Path(run) / STAMPS
 
 
 def checkpoint_file(run: str | os.PathLike, name: str) -> Path:

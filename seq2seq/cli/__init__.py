@@ -7,7 +7,7 @@ import sys
 import click
 
 from seq2seq.cli.common import CONTEXT, Group, PipeClosed, silence_stdout
-from seq2seq.cli.pipeline import config_cmd, download, evaluate, spm, train
+from seq2seq.cli.pipeline import clean, config_cmd, download, evaluate, run_cmd, spm, train
 from seq2seq.cli.recipes import new_recipe, recipes
 from seq2seq.cli.runs import average, info, plot, tune_decode
 from seq2seq.cli.serve import serve
@@ -29,6 +29,7 @@ def cli():
 
 
 for command in (
+    run_cmd,
     download,
     spm,
     train,
@@ -40,6 +41,7 @@ for command in (
     average,
     tune_decode,
     new_recipe,
+    clean,
     recipes,
     compare,
     export,

@@ -101,14 +101,52 @@ def evaluate(target, overrides, checkpoint, src, refs, output, fmt, as_json):
     help="Write one file per stage's settings into this folder, touching only those that changed "
     "(make uses them to rerun only the stages whose settings changed).",
 )
-def config_cmd(recipe, overrides, stamps):
+@click.option("--run-dir", "print_run_dir", is_flag=True, help="Print only the run directory.")
+def config_cmd(recipe, overrides, stamps, print_run_dir):
     """Print the resolved configuration (recipe + overrides) as YAML."""
     import yaml
 
     from seq2seq.config.stamps import write_stamps
 
     cfg = load_recipe(recipe, overrides)
-    if stamps:
+    if print_run_dir:
+        click.echo(cfg.run_path)
+    elif stamps:
         write_stamps(cfg, stamps)
     else:
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), nl=False)
+
+
+@click.command("run", context_settings=CONTEXT)
+@RECIPE
+@OVERRIDES
+@click.option(
+    "--mirror",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Local folder holding the recipe's files (found by file name); nothing is fetched.",
+)
+@click.option("--nproc", type=click.IntRange(min=1), default=1, help="Train with N processes (torchrun).")
+@click.option(
+    "--until",
+    type=click.Choice(["data", "spm", "train", "eval"]),
+    default="eval",
+    help="Stop after this stage (default: evaluate).",
+)
+def run_cmd(recipe, overrides, mirror, nproc, until):
+    """Run the whole pipeline: download, spm, train, evaluate; a stage whose inputs and settings did not
+    change is skipped. Prints the test scores with their sacreBLEU signatures."""
+    from seq2seq.training.pipeline import run_pipeline
+
+    cfg = load_recipe(recipe, overrides)
+    click.echo(run_pipeline(cfg, mirror, nproc, tuple(overrides), until), nl=False)
+
+
+@click.command(context_settings=CONTEXT)
+@RECIPE
+@OVERRIDES
+def clean(recipe, overrides):
+    """Delete data/<name>/ of RECIPE (its corpus and run), nothing else."""
+    from seq2seq.runs.cleanup import clean as run
+
+    click.echo(run(load_recipe(recipe, overrides)))

@@ -12,7 +12,7 @@ from seq2seq.config.schema import OUTPUT_FORMATS
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIRS... [KEY=VALUE]...")
 @click.option(
     "-i",
     "--input",
@@ -157,11 +157,27 @@ def translate(
 ):
     """Translate with RUN_DIRS (several: an ensemble averaging log-probabilities).
 
+    KEY=VALUE: decode settings such as n_best=2 (a flag given too wins); any other recipe key must
+    equal the run's own (make translate passes its ARGS this way).
+
     Reads INPUT (or stdin) line by line, streaming in chunks of --buffer-size lines, and writes exactly
     one output line per input line; empty lines stay empty. Output to a file is written atomically.
     """
     from seq2seq.decode.files import TranslateIO
     from seq2seq.decode.files import translate as run
+    from seq2seq.runs.settings import decode_overrides
+
+    overrides = tuple(a for a in run_dirs if "=" in a and not Path(a).is_dir())
+    run_dirs = [Path(a) for a in run_dirs if a not in overrides]
+    if not run_dirs:
+        raise click.UsageError("give at least one run directory")
+    ctx = click.get_current_context()
+    for key, value in decode_overrides(run_dirs[0], overrides).items():
+        if key == "checkpoint":  # its own option, with a default
+            if ctx.get_parameter_source("checkpoint") == click.core.ParameterSource.DEFAULT:
+                checkpoint = value
+        elif key not in decode or ctx.get_parameter_source(key) == click.core.ParameterSource.DEFAULT:
+            decode[key] = value
 
     io = TranslateIO(
         input=input_path,

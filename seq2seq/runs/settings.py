@@ -1,0 +1,48 @@
+"""A run's settings are its own: once a run exists, its config.yaml is the source of truth for every
+later stage. Settings given again (``key=value``) must agree with it, except the decode section
+(decoding a trained model another way is always allowed); a disagreement names every differing key
+at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seq2seq.config.load import parse_overrides
+from seq2seq.errors import UserError
+from seq2seq.runs.ownership import load_run_config
+
+FREE_SECTIONS = ("decode",)  # what may differ from the run's own settings
+TOP_LEVEL_IGNORED = ("name", "run_dir")  # they choose the run: nothing to compare
+
+
+def differences(theirs: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """``"key: A in the run, B given"`` for every key of ``wanted`` whose value differs in ``theirs``."""
+    out = []
+    for key, value in wanted.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(theirs.get(key), dict) and key != "splits":
+            out += differences(theirs[key], value, f"{name}.")
+        elif theirs.get(key) != value:
+            out.append(f"{name}: {theirs.get(key)!r} in the run, {value!r} given")
+    return out
+
+
+def refuse_differences(run_dir: Path, found: list[str], advice: str) -> None:
+    if found:
+        raise UserError(f"{run_dir} was trained with other settings ({'; '.join(found)}): {advice}")
+
+
+def decode_overrides(run_dir: Path, overrides: tuple[str, ...]) -> dict:
+    """The decode settings among ``overrides`` for a trained run; any other key must equal the run's."""
+    nested = parse_overrides(list(overrides))
+    for key in TOP_LEVEL_IGNORED:
+        nested.pop(key, None)
+    decode = nested.pop("decode", {})
+    if nested:
+        cfg = load_run_config(run_dir).to_dict()
+        refuse_differences(
+            run_dir,
+            differences(cfg, nested),
+            "only decode settings may change for a trained run (use run_dir=... to train another one)",
+        )
+    return decode
