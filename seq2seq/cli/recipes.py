@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -38,17 +39,43 @@ from seq2seq.cli.common import CONTEXT
     help="Recipe file or folder (default: ./NAME.yaml).",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing recipe file.")
+@click.option(
+    "--size",
+    type=click.Choice(["cpu", "gpu"]),
+    default=None,
+    help="Start from the shipped CPU or GPU settings (default: cpu unless a GPU is visible).",
+)
+@click.option(
+    "--like",
+    default="",
+    metavar="RECIPE",
+    help="Start from this recipe's settings (a file or a shipped name).",
+)
 def new_recipe(
-    name, src_lang, tgt_lang, train_prefix, dev_prefix, test_prefix, src_field, tgt_field, output, force
+    name,
+    src_lang,
+    tgt_lang,
+    train_prefix,
+    dev_prefix,
+    test_prefix,
+    src_field,
+    tgt_field,
+    output,
+    force,
+    size,
+    like,
 ):
     """Write a recipe for your own corpus, every key spelled out with its default and a comment."""
     from seq2seq.data.new_recipe import NewRecipe
     from seq2seq.data.new_recipe import new_recipe as run
 
     prefixes = {"train": train_prefix, "dev": dev_prefix, **({"test": test_prefix} if test_prefix else {})}
-    spec = NewRecipe(name, src_lang, tgt_lang, prefixes, output, src_field, tgt_field, force)
-    path = run(spec)
-    click.echo(f"wrote {path}; next: make train RECIPE={path}")
+    spec = NewRecipe(
+        name, src_lang, tgt_lang, prefixes, output, src_field, tgt_field, force, size or "", like
+    )
+    path, why = run(spec)
+    click.echo(why)
+    click.echo(f"wrote {path}; next: seq2seq run {shlex.quote(str(path))}")
 
 
 @click.command(context_settings=CONTEXT)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from seq2seq.config.paths import resolve_recipe_paths
 from seq2seq.config.rules import validate
 from seq2seq.config.schema import SECTIONS, Config
 from seq2seq.config.values import build, merge, nest_overrides, read_yaml
@@ -31,11 +32,12 @@ def from_dict(values: dict) -> Config:
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a recipe YAML, apply overrides, validate. ``name`` defaults to the file's stem."""
+    """Load a recipe YAML, apply overrides, validate. ``name`` defaults to the file's stem; paths in the
+    file are relative to its folder (:mod:`seq2seq.config.paths`), those in overrides to the working one."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
-    values = read_yaml(path, "recipe")
+    values = resolve_recipe_paths(read_yaml(path, "recipe"), path)
     values.setdefault("name", path.stem)
     cfg = from_dict(merge(values, parse_overrides(overrides), SECTIONS))
     cfg.recipe_path = path.resolve()

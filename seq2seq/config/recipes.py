@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from seq2seq.config.schema import SECTIONS
+from seq2seq.config.values import load_yaml
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text
 
@@ -57,6 +58,14 @@ def copy_recipe(name: str, out_dir: Path, force: bool = False) -> Path:
         raise UserError(f"{target} exists: remove it or pass --force to overwrite it")
     atomic_write_text(target, recipes[name].read_text(encoding="utf-8"))
     return target
+
+
+def shipped_values(name: str) -> dict:
+    """The settings of shipped recipe ``name`` as read from its YAML."""
+    recipes = _shipped()
+    if name not in recipes:
+        raise UserError(f"no shipped recipe '{name}' (have: {', '.join(sorted(recipes))})")
+    return load_yaml(recipes[name].read_text(encoding="utf-8")) or {}
 
 
 def _class_docs(cls) -> dict[str, list[str]]:

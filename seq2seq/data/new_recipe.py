@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import torch
 import yaml
 
 from seq2seq.config.schema import SECTIONS, Config
@@ -23,7 +24,7 @@ from seq2seq.config.load import load_config
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text
 from seq2seq.data.sources import looks_like_header, text_lines
-from seq2seq.config.recipes import field_docs
+from seq2seq.config.recipes import field_docs, shipped_values
 from seq2seq.config.load import from_dict
 
 DATA_KEYS = (
@@ -51,6 +52,42 @@ class NewRecipe:
     src_field: str = ""  # tsv/jsonl: found from the first line unless given
     tgt_field: str = ""
     force: bool = False
+    size: str = ""  # cpu | gpu: the shipped settings of that size ("" with like "": cpu unless a GPU is visible)
+    like: str = ""  # a recipe file or a shipped recipe's name: its spm, model, train and decode settings
+
+
+SIZES = {"cpu": "multi30k-en-de-cpu", "gpu": "multi30k-en-de"}  # the shipped recipe of each size
+TRAINING_SECTIONS = ("spm", "model", "train", "decode")
+
+
+def starting_settings(spec: NewRecipe) -> tuple[dict, str]:
+    """(the spm/model/train/decode sections to start from, a line saying which and why)."""
+    if spec.like and spec.size:
+        raise UserError("give --size or --like, not both")
+    if spec.like:
+        path = Path(spec.like)
+        values = load_config(path).to_dict() if path.is_file() else from_dict(shipped_values(spec.like)).to_dict()
+        why = f"settings: those of {spec.like} (--like)"
+    else:
+        size = spec.size
+        if size:
+            why = f"settings: {size} (--size {size}), from the shipped {SIZES[size]}"
+        else:
+            size = "gpu" if torch.cuda.is_available() else "cpu"
+            seen = "a GPU is visible" if size == "gpu" else "no GPU is visible"
+            other = "cpu" if size == "gpu" else "gpu"
+            why = f"settings: {size}-sized ({seen}; --size {other} for the other), from the shipped {SIZES[size]}"
+        values = from_dict(shipped_values(SIZES[size])).to_dict()
+    sections = {k: dict(values[k]) for k in TRAINING_SECTIONS}
+    sections["train"]["init_from"] = ""
+    return sections, why
+
+
+def _relative_to(folder: Path, path: str) -> str:
+    """``path`` (as given, relative to the working folder) written relative to ``folder``."""
+    if not path or os.path.isabs(path) or "://" in path:
+        return path
+    return os.path.relpath(Path(path).resolve(), folder.resolve())
 
 
 def _kind(prefix: str, langs: tuple[str, str]) -> tuple[str, str]:
@@ -105,8 +142,9 @@ def _jsonl_fields(path: str, langs: tuple[str, str]) -> tuple[str, str]:
     )
 
 
-def data_section(spec: NewRecipe) -> dict:
-    """The recipe's data section for the files the prefixes stand for."""
+def data_section(spec: NewRecipe, folder: Path = Path(".")) -> dict:
+    """The recipe's data section for the files the prefixes stand for, their paths relative to ``folder``
+    (the recipe file's)."""
     langs = (spec.src_lang, spec.tgt_lang)
     kinds = {split: _kind(p, langs) for split, p in spec.prefixes.items()}
     if len(set(kinds.values())) > 1:
@@ -117,8 +155,13 @@ def data_section(spec: NewRecipe) -> dict:
     source, suffix = kinds["train"]
     stems = {s: p[: -len(suffix)] if suffix and p.endswith(suffix) else p for s, p in spec.prefixes.items()}
     folders = {os.path.dirname(p) for p in stems.values()}
-    url = folders.pop() if len(folders) == 1 else ""  # one folder: a short recipe; else full prefixes
-    splits = {s: os.path.basename(p) if url else p for s, p in stems.items()}
+    if len(folders) == 1:  # one folder: a short recipe (url: that folder, splits: the file stems)
+        url = _relative_to(folder, folders.pop() or ".")
+        url = "" if url == "." else url
+        splits = {s: os.path.basename(p) for s, p in stems.items()}
+    else:  # full prefixes
+        url = ""
+        splits = {s: _relative_to(folder, p) for s, p in stems.items()}
     if source == "text":
         data = {"file_pattern": "{split}.{lang}" + suffix}
     else:
@@ -157,27 +200,28 @@ def render(cfg: Config, data_keys: tuple[str, ...] = DATA_KEYS) -> str:
     return "\n".join(out) + "\n"
 
 
-def new_recipe(spec: NewRecipe) -> Path:
-    """Write the recipe (refusing to overwrite unless ``spec.force``), check that it loads, return its path."""
+def new_recipe(spec: NewRecipe) -> tuple[Path, str]:
+    """Write the recipe (refusing to overwrite unless ``spec.force``), check that it loads; returns its
+    path and the line saying which settings it starts from."""
     target = Path(spec.output) if spec.output else Path(f"{spec.name}.yaml")
     if target.is_dir():
         target = target / f"{spec.name}.yaml"
     if target.exists() and not spec.force:
         raise UserError(f"{target} exists: remove it or pass --force to overwrite it")
-    data = data_section(spec)
-    cfg = from_dict({"name": target.stem, "data": data})  # the name is the file's (as make has it)
+    data = data_section(spec, target.parent)
+    sections, why = starting_settings(spec)
+    cfg = from_dict({"name": target.stem, "data": data, **sections})  # the name is the file's (as make has it)
     keys = tuple(k for k in DATA_KEYS if k in data or k == "dir")
     head = [
         f"# {target.stem}: {spec.src_lang} -> {spec.tgt_lang}, {data['source']} files; written by "
         f"`seq2seq new-recipe` on {datetime.date.today()}.",
         "# Every key is spelled out with its default; edit any of them (`seq2seq config FILE` prints the",
-        "# resolved configuration). Paths are relative to the folder seq2seq runs in.",
+        "# resolved configuration). Paths are relative to this file's folder.",
+        f"# {why}",
         "#",
-        f"#   make train RECIPE={target}",
-        f"#   seq2seq download {target} && seq2seq spm {target} && seq2seq train {target} && "
-        f"seq2seq evaluate {target}",
+        f"#   seq2seq run {target.name}        # from this folder: download, spm, train, evaluate",
     ]
     text = "\n".join(head) + "\n" + render(cfg, keys)
     atomic_write_text(target, text)
     load_config(target)  # what was written loads and validates
-    return target
+    return target, why

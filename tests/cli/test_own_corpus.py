@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from seq2seq.config.load import load_config
-from seq2seq.config.recipes import field_docs
+from seq2seq.config.load import from_dict, load_config
+from seq2seq.config.recipes import field_docs, shipped_values
 from seq2seq.config.schema import SECTIONS, Config
 from seq2seq.data.corpus import download, read_split
 from seq2seq.data.embedded import generate
@@ -153,7 +153,8 @@ def _spec(tmp_path: Path, kind: str, test: bool = True, **kw) -> NewRecipe:
 
 
 def test_new_recipe_spells_out_every_key_with_its_comment(tmp_path: Path):
-    path = new_recipe(_spec(tmp_path, "text"))
+    path = new_recipe(_spec(tmp_path, "text", size="gpu"))[0]
+    shipped = from_dict(shipped_values("multi30k-en-de")).to_dict()
     text = path.read_text(encoding="utf-8")
     cfg = load_config(path)
     assert cfg.data.source == "text" and cfg.data.url == str(tmp_path / "corpus")
@@ -161,7 +162,7 @@ def test_new_recipe_spells_out_every_key_with_its_comment(tmp_path: Path):
     values = yaml.safe_load(text)
     for section, cls in SECTIONS.items():
         if section != "data":
-            assert values[section] == getattr(Config(), section).__dict__  # every default, spelled out
+            assert values[section] == shipped[section]  # every key of the shipped GPU recipe, spelled out
             assert set(values[section]) == {f for f in cls.__dataclass_fields__}
     lines = text.splitlines()
     for key, docs in field_docs().items():
@@ -172,6 +173,58 @@ def test_new_recipe_spells_out_every_key_with_its_comment(tmp_path: Path):
         above = [line.strip()[2:] for line in lines[at - len(docs) : at]]
         assert above == docs, key  # the comment of config.py, right above its key
     assert "# per direction" in text and "  enc_hidden: 256" in text
+
+
+@pytest.mark.parametrize(
+    "size, cuda, shipped",
+    [
+        ("cpu", True, "multi30k-en-de-cpu"),
+        ("gpu", False, "multi30k-en-de"),
+        ("", False, "multi30k-en-de-cpu"),
+        ("", True, "multi30k-en-de"),
+    ],
+)
+def test_new_recipe_size_picks_the_shipped_settings_and_says_why(tmp_path, monkeypatch, size, cuda, shipped):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: cuda)
+    path, why = new_recipe(_spec(tmp_path, "text", size=size))
+    expected = from_dict(shipped_values(shipped)).to_dict()
+    assert load_config(path).to_dict()["model"] == expected["model"]
+    assert shipped in why and (size or ("a GPU is visible" if cuda else "no GPU is visible")) in why
+    assert why in path.read_text()
+
+
+def test_new_recipe_like_takes_another_recipes_settings(tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text("model: {emb_dim: 24, dec_hidden: 40}\ntrain: {max_steps: 7}\n")
+    path, why = new_recipe(_spec(tmp_path, "text", like=str(other)))
+    cfg = load_config(path)
+    assert (cfg.model.emb_dim, cfg.model.dec_hidden, cfg.train.max_steps) == (24, 40, 7)
+    assert str(other) in why
+    with pytest.raises(UserError, match="--size or --like"):
+        new_recipe(_spec(tmp_path, "text", like=str(other), size="cpu", force=True))
+
+
+def test_new_recipe_paths_are_relative_to_the_recipe_and_work_from_anywhere(tmp_path, monkeypatch):
+    _write_corpus(tmp_path / "corpus", "text")
+    prefixes = {s: f"corpus/{s}" for s in ("train", "dev")}
+    path, _ = new_recipe(NewRecipe("mine", "de", "en", prefixes, output=tmp_path / "recipes" / "mine.yaml"))
+    assert yaml.safe_load(path.read_text())["data"]["url"] == "../corpus"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_config(path).data.url == str(tmp_path / "recipes" / "../corpus")
+
+
+def test_an_old_recipe_with_working_folder_paths_still_loads_with_one_warning(tmp_path, capsys):
+    _write_corpus(tmp_path / "corpus", "text")
+    (tmp_path / "recipes").mkdir()
+    old = tmp_path / "recipes" / "old.yaml"
+    old.write_text(
+        "data: {source: text, src_lang: de, tgt_lang: en, url: corpus, splits: {train: train, dev: dev}}\n"
+    )
+    assert load_config(old).data.url == "corpus"
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: data.url 'corpus'") and "'../corpus'" in err[0]
 
 
 @pytest.mark.parametrize(
@@ -196,7 +249,7 @@ def test_new_recipe_finds_columns_and_fields(tmp_path: Path, kind: str, header, 
             if header.startswith("EN"):
                 lines = ["\t".join(reversed(x.split("\t"))) for x in lines]
             path.write_text(header + "\n" + "".join(x + "\n" for x in lines), encoding="utf-8")
-    cfg = load_config(new_recipe(spec))
+    cfg = load_config(new_recipe(spec)[0])
     assert (cfg.data.source, cfg.data.src_field, cfg.data.tgt_field) == (kind, *fields)
     download(cfg, log=lambda _: None)
     assert read_split(cfg, "dev")[0] == [de for de, _ in _pairs()["dev"]]  # German is the source
@@ -209,7 +262,7 @@ def test_new_recipe_without_test_split_and_in_several_folders(tmp_path: Path):
         "x", "de", "en", {"train": str(tmp_path / "a" / "big"), "dev": str(tmp_path / "b" / "dev")}
     )
     spec.output = tmp_path
-    cfg = load_config(new_recipe(spec))
+    cfg = load_config(new_recipe(spec)[0])
     assert cfg.test_sets == [] and cfg.data.url == ""
     assert cfg.data.splits == {"train": str(tmp_path / "a" / "big"), "dev": str(tmp_path / "b" / "dev")}
     download(cfg, log=lambda _: None)
@@ -225,7 +278,7 @@ def test_new_recipe_gzip_text(tmp_path: Path):
     spec = NewRecipe(
         "g", "de", "en", {s: str(corpus / s) for s in ("train", "dev")}, output=tmp_path / "g.yaml"
     )
-    assert load_config(new_recipe(spec)).data.file_pattern == "{split}.{lang}.gz"
+    assert load_config(new_recipe(spec)[0]).data.file_pattern == "{split}.{lang}.gz"
 
 
 @pytest.mark.parametrize(
@@ -254,7 +307,7 @@ def test_new_recipe_errors(tmp_path: Path, change: str, needle: str):
     if change == "exists":
         assert spec.output.read_text() == "keep me\n"
         spec.force = True
-        assert load_config(new_recipe(spec)).data.source == "text"
+        assert load_config(new_recipe(spec)[0]).data.source == "text"
 
 
 @pytest.mark.slow
@@ -269,7 +322,7 @@ def test_new_recipe_cli_then_pipeline(tmp_path: Path):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "wrote ours.yaml; next: make train RECIPE=ours.yaml"
+    assert proc.stdout.strip().endswith("wrote ours.yaml; next: seq2seq run ours.yaml")
     cfg = load_config(tmp_path / "ours.yaml")
     assert (cfg.data.url, cfg.data.file_pattern, cfg.data.src_field) == ("corpus", "{split}.tsv", "0")
     cfg, results = _pipeline(Path("ours.yaml"))
