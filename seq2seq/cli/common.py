@@ -23,6 +23,13 @@ def load_recipe(recipe: Path, overrides):
     return load_config(recipe, list(overrides))
 
 
+def load_run_recipe(recipe: Path, overrides):
+    """As :func:`load_recipe`, after the overrides the recipe's run was trained with (a run remembers)."""
+    from seq2seq.runs.settings import load_for_run
+
+    return load_for_run(recipe, tuple(overrides))
+
+
 class Setting(click.ParamType):
     """A number (``many``: comma-separated numbers) for the config key ``key``, checked against the
     recipe's own range for that key (config.RANGES): flags and recipes share one set of bounds."""

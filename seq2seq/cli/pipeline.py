@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from seq2seq.cli.common import CONTEXT, OVERRIDES, RECIPE, load_recipe
+from seq2seq.cli.common import CONTEXT, OVERRIDES, RECIPE, load_recipe, load_run_recipe
 from seq2seq.config.schema import OUTPUT_FORMATS
 
 
@@ -44,7 +44,7 @@ def train(recipe, overrides):
     """Train the model; re-running continues from <run_dir>/checkpoints/last.pt."""
     from seq2seq.training.setup import train as run
 
-    run(load_recipe(recipe, overrides))
+    run(load_run_recipe(recipe, overrides))
 
 
 @click.command(context_settings=CONTEXT)
@@ -138,7 +138,7 @@ def run_cmd(recipe, overrides, mirror, nproc, until):
     change is skipped. Prints the test scores with their sacreBLEU signatures."""
     from seq2seq.training.pipeline import run_pipeline
 
-    cfg = load_recipe(recipe, overrides)
+    cfg = load_run_recipe(recipe, overrides)
     click.echo(run_pipeline(cfg, mirror, nproc, tuple(overrides), until), nl=False)
 
 

@@ -41,6 +41,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     values.setdefault("name", path.stem)
     cfg = from_dict(merge(values, parse_overrides(overrides), SECTIONS))
     cfg.recipe_path = path.resolve()
+    cfg.overrides = tuple(overrides)
     return cfg
 
 

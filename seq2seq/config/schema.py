@@ -158,6 +158,8 @@ class Config:
     # not a setting: the recipe file load_config read (None for a config built in code); a run directory
     # records it to tell its own recipe from another one of the same name (seq2seq/runs/ownership.py)
     recipe_path = None
+    # not a setting either: the key=value overrides it was loaded with (a run remembers those of train)
+    overrides = ()
 
     @property
     def data_dir(self) -> Path:

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import yaml
 
-from seq2seq.config.load import from_dict, load_config, parse_overrides
+from seq2seq.config.load import from_dict, parse_overrides
 from seq2seq.config.schema import SECTIONS, Config
 from seq2seq.config.values import merge
 from seq2seq.constants import CONFIG, RESULTS_JSON, RESULTS_TXT
@@ -24,6 +24,7 @@ from seq2seq.evaluation.metrics import score, score_refs
 from seq2seq.fileio import atomic_write_text, read_lines
 from seq2seq.runs import checkpoint as ckpt_io
 from seq2seq.runs import ownership as rundir
+from seq2seq.runs.settings import load_for_run
 
 
 def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
@@ -159,5 +160,5 @@ def evaluate_command(
         if src is not None or refs or output is not None:
             raise UserError("--src, --ref and --output go with a run directory, not with a recipe")
         lines = []
-        results = evaluate(load_config(target, list(overrides)), checkpoint, log=lines.append)
+        results = evaluate(load_for_run(target, tuple(overrides)), checkpoint, log=lines.append)
     return results, lines

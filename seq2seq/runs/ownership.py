@@ -167,6 +167,8 @@ def owner_entry(cfg: Config, folder: Path, stage: str, in_manifest: bool = False
     if new.get("recipe") is None:
         new["recipe"] = _recipe(cfg, folder)
     new["name"] = new.get("name") or cfg.name
+    if stage == "train":  # a run remembers them (seq2seq.runs.settings)
+        new["overrides"] = list(getattr(cfg, "overrides", ()))
     new["stages"] = {
         **new.get("stages", {}),
         stage: stage_settings(cfg, stage) if stage in STAGE_KEYS else {},

@@ -5,11 +5,13 @@ at once."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from seq2seq.config.load import parse_overrides
+from seq2seq.config.load import load_config, parse_overrides
+from seq2seq.config.schema import Config
 from seq2seq.errors import UserError
-from seq2seq.runs.ownership import load_run_config
+from seq2seq.runs.ownership import load_run_config, read_owner
 
 FREE_SECTIONS = ("decode",)  # what may differ from the run's own settings
 TOP_LEVEL_IGNORED = ("name", "run_dir")  # they choose the run: nothing to compare
@@ -25,6 +27,30 @@ def differences(theirs: dict, wanted: dict, prefix: str = "") -> list[str]:
         elif theirs.get(key) != value:
             out.append(f"{name}: {theirs.get(key)!r} in the run, {value!r} given")
     return out
+
+
+def load_for_run(recipe: Path, overrides: tuple[str, ...] = (), warn=None) -> Config:
+    """The recipe with ``overrides``, after the overrides its run was trained with (so ``train R
+    max_len=12`` then ``evaluate R`` or a resumed ``train R`` keep max_len=12; those given now win)."""
+    cfg = load_config(recipe, list(overrides))
+    kept = [o for o in read_owner(cfg.run_path).get("overrides") or [] if isinstance(o, str)]
+    if not kept:
+        return cfg
+    given = {o.split("=", 1)[0].strip() for o in overrides}
+    kept = [o for o in kept if o.split("=", 1)[0].strip() not in given]
+    if kept:
+        (warn or _stderr)(f"note: {cfg.run_path} was trained with {' '.join(kept)} (kept)")
+    return load_config(recipe, [*kept, *overrides])
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def settings_differences(run_values: dict, cfg: Config) -> list[str]:
+    """The keys (outside decode) in which ``cfg`` differs from a run's saved settings."""
+    wanted = {k: v for k, v in cfg.to_dict().items() if k not in FREE_SECTIONS and k not in TOP_LEVEL_IGNORED}
+    return differences(run_values, wanted)
 
 
 def refuse_differences(run_dir: Path, found: list[str], advice: str) -> None:

@@ -18,6 +18,7 @@ import torch
 
 from seq2seq.config.load import save_config
 from seq2seq.config.schema import Config
+from seq2seq.config.values import read_yaml
 from seq2seq.constants import CONFIG, checkpoints_dir
 from seq2seq.data.batches import make_batches
 from seq2seq.data.tokenizer import tokenizers_fingerprint
@@ -27,6 +28,7 @@ from seq2seq.evaluation.metrics import score
 from seq2seq.model.network import count_parameters
 from seq2seq.model.precision import load_scaler_state
 from seq2seq.runs import checkpoint as ckpt_io
+from seq2seq.runs.settings import differences, refuse_differences, settings_differences
 from seq2seq.training import rng
 from seq2seq.training import signals as stopping
 from seq2seq.training.distributed import Dist
@@ -59,8 +61,8 @@ class Trainer:
         translator: Translator,
         log: Optional[Callable[[str], None]] = None,
     ):
-        """Continues from ``last.pt`` when the run has one; rank 0 opens the run's logs and writes its
-        config.yaml, the other ranks log nothing."""
+        """Continues from ``last.pt`` when the run has one; rank 0 opens the run's logs (and writes its
+        config.yaml once there is something to train), the other ranks log nothing."""
         self.cfg, self.parts, self.data, self.dist = cfg, parts, data, dist
         self.model, self.device = parts.model, parts.device
         self.translator = translator  # the validation's decoding path (the model under training)
@@ -74,7 +76,6 @@ class Trainer:
         self.log: Callable[[str], None] = lambda *_: None
         if dist.main:  # only rank 0 logs, validates and writes
             tc = cfg.train
-            save_config(cfg, self.run / CONFIG)
             self.monitor = Monitor(
                 self.run, self.progress.step, tc.max_steps or None, tensorboard=tc.tensorboard
             )
@@ -120,14 +121,16 @@ class Trainer:
         # to the CPU: load_state_dict copies onto the parameters' device, and Adam then keeps its
         # `step` counters where a fresh optimizer keeps them (on the CPU unless fused/capturable)
         ckpt = ckpt_io.load(path)
-        if (
-            ckpt.get("tokenizers") != self.fingerprint
-            or ckpt["config"]["model"] != self.cfg.to_dict()["model"]
-        ):
+        if ckpt.get("tokenizers") != self.fingerprint:
             raise UserError(
-                f"{path} was trained with another model config or tokenizer; delete "
-                f"{self.ckpt_dir} or choose another run_dir"
+                f"{path} was trained with another tokenizer; delete {self.ckpt_dir} or choose another run_dir"
             )
+        found = differences(ckpt["config"]["model"], self.cfg.to_dict()["model"], "model.")
+        refuse_differences(
+            path,
+            found,
+            f"the model keys must match to resume; delete {self.ckpt_dir} or choose another run_dir",
+        )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         load_scaler_state(self.parts.scaler, ckpt["scaler"])
@@ -246,10 +249,13 @@ class Trainer:
         if self.parts.precision:
             self.log(f"precision: {self.parts.precision}")
         if not self.budget_left():
+            self._refuse_other_settings()
             self.log(
                 f"nothing to do: the run already ended at step {p.step} (best dev BLEU {p.best_bleu:.2f})"
             )
             return p
+        if self.dist.main:
+            save_config(self.cfg, self.run / CONFIG)
         self.model.train()
         window = Window(torch.zeros((), device=self.device), torch.zeros((), device=self.device))
         validated_at = -1
@@ -281,6 +287,19 @@ class Trainer:
         why = "early stopping" if p.stopped_early else "budget reached"
         self.log(f"finished at step {p.step} ({why}): best dev BLEU {p.best_bleu:.2f} at step {p.best_step}")
         return p
+
+    def _refuse_other_settings(self) -> None:
+        """A finished run given other settings: name every differing key; config.yaml stays as it is."""
+        path = self.run / CONFIG
+        if not self.dist.main or not path.is_file():
+            return
+        found = settings_differences(read_yaml(path, "run config"), self.cfg)
+        refuse_differences(
+            self.run,
+            found,
+            f"it ended at step {self.progress.step}, so nothing was trained and {path} is unchanged; give "
+            f"run_dir=... to train a new run with these settings (or raise max_steps/max_epochs to continue)",
+        )
 
     def _step(self, batches: list[list[int]], window: Window, ahead: Ahead) -> bool:
         """One training step at the current position of this epoch's ``batches``, its log line and
