@@ -39,7 +39,11 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         raise UserError(f"recipe file not found: {path}")
     values = resolve_recipe_paths(read_yaml(path, "recipe"), path)
     values.setdefault("name", path.stem)
-    cfg = from_dict(merge(values, parse_overrides(overrides), SECTIONS))
+    extra = parse_overrides(overrides)
+    cfg = from_dict(merge(values, extra, SECTIONS))
+    cfg.given_keys = frozenset(
+        f"{s}.{k}" for v in (values, extra) for s in SECTIONS if isinstance(v.get(s), dict) for k in v[s]
+    )
     cfg.recipe_path = path.resolve()
     cfg.overrides = tuple(overrides)
     return cfg

@@ -160,6 +160,9 @@ class Config:
     recipe_path = None
     # not a setting either: the key=value overrides it was loaded with (a run remembers those of train)
     overrides = ()
+    # nor this: the "section.key" names the recipe file or an override set (None: all, a config built in
+    # code); fine-tuning takes the model keys not set from the parent (seq2seq/training/finetune.py)
+    given_keys = None
 
     @property
     def data_dir(self) -> Path:

@@ -145,5 +145,6 @@ def build_trainer(cfg: Config, log: Optional[Callable[[str], None]] = None) -> T
 
 def train(cfg: Config, log: Optional[Callable[[str], None]] = None) -> Progress:
     """Train (or resume) the run of ``cfg``, holding its run directory (rank 0); returns the final progress."""
+    cfg = finetune.inherit_model(cfg, log or print)
     with rundir.claim(cfg.run_path, cfg, "train"):
         return build_trainer(cfg, log).train()

@@ -108,3 +108,23 @@ def test_fine_tuning_from_the_command_line(trained_run, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "fine-tuning from" in proc.stdout and "finished at step 2" in proc.stdout
+
+
+def test_model_keys_the_recipe_leaves_out_come_from_the_parent(trained_run, tmp_path):
+    parent, _ = trained_run
+    recipe = tmp_path / "ft.yaml"  # no model section at all: the defaults differ from the tiny parent's
+    recipe.write_text(
+        f"name: ft\nrun_dir: {tmp_path / 'child'}\ndata: {{source: embedded, dir: {parent.data_dir}}}\n"
+        f"train: {{init_from: {parent.run_path}, max_steps: 2, valid_every: 2, precision: fp32}}\n"
+    )
+    lines = []
+    train(load_config(recipe), log=lines.append)
+    best = ckpt_io.load(tmp_path / "child" / "checkpoints" / "best.pt")
+    assert best["config"]["model"] == parent.to_dict()["model"]
+
+
+def test_keys_set_to_other_values_are_listed_in_one_error(trained_run, tmp_path):
+    parent, recipe = trained_run
+    with pytest.raises(UserError) as err:
+        train(child(recipe, tmp_path / "child", parent.run_path, "emb_dim=24", "dec_hidden=40"), log=quiet)
+    assert "model.emb_dim: 24 here" in str(err.value) and "model.dec_hidden: 40 here" in str(err.value)
