@@ -38,7 +38,8 @@ def _differences(cfg: Config, theirs: dict, path, keys) -> None:
 
 def inherit_model(cfg: Config, log: Callable[[str], None] = print) -> Config:
     """With ``train.init_from``: ``cfg`` with every model key the recipe does not set taken from the parent
-    checkpoint (or, resuming, from the run's own last.pt); keys it sets to other values than the parent's are refused all in one error."""
+    checkpoint (or, resuming, from the run's own last.pt); keys it sets to other values than the parent's
+    are refused, all in one error."""
     if not cfg.train.init_from:
         return cfg
     own = checkpoint_file(cfg.run_path, "last")  # resuming: the run's own checkpoint, the parent unread
