@@ -22,7 +22,7 @@ def _is_relative_path(value) -> bool:
 
 def _choose(key: str, value: str, base: Path, exists: Callable[[Path], bool], warn) -> str:
     """``value`` relative to ``base`` (the recipe's folder), or the old reading when only it exists."""
-    new = base / value
+    new = Path(os.path.normpath(base / value))
     if exists(Path(value)) and not exists(new):
         warn(
             f"warning: {key} '{value}' is found relative to the working folder only; paths in a recipe are "
