@@ -124,3 +124,34 @@ def test_installed_package_lists_and_copies_recipes(wheel: Path, tmp_path: Path)
     assert again.returncode == 2 and "exists" in again.stderr and "--force" in again.stderr
     assert run("recipes", "nope").stderr.startswith("error: no shipped recipe 'nope' (have: default,")
     assert run("--version").stdout.strip() == "seq2seq, version " + __import__("seq2seq").__version__
+
+
+def test_building_the_package_warns_about_no_ignored_package(tmp_path):
+    """setuptools' ~45-line "Package would be ignored" warning at `make setup` looked like a broken install."""
+    root = ROOT
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-v",
+            "--no-deps",
+            "--no-build-isolation",
+            str(root),
+            "-w",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"no wheel could be built here: {proc.stderr.strip().splitlines()[-1:]}")
+    assert "would be ignored" not in proc.stdout + proc.stderr
+
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    assert "seq2seq/recipes/default.yaml" in names and any(
+        n.startswith("seq2seq/serve/static/") for n in names
+    )

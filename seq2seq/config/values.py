@@ -4,6 +4,7 @@ one-line error naming the key; nested sections built from mappings."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import typing
@@ -115,7 +116,7 @@ def build(cls, values: dict, prefix: str, sections: dict):
     for key, value in values.items():
         full = f"{prefix}{key}"
         if key not in names:
-            raise UserError(f"unknown config key '{full}'")
+            raise unknown_key(full, [f"{prefix}{n}" for n in names])
         if key in sections and not prefix:
             if not isinstance(value, dict):
                 raise UserError(f"config key '{key}': expected a section (mapping), got {value!r}")
@@ -130,7 +131,7 @@ def resolve_key(key: str, sections: dict, top_level: tuple[str, ...]) -> tuple[s
     parts = tuple(key.split("."))
     if len(parts) == 2 and parts[0] in sections:
         if parts[1] not in {f.name for f in dataclasses.fields(sections[parts[0]])}:
-            raise UserError(f"unknown config key '{key}'")
+            raise unknown_key(key, _all_keys(sections, top_level))
         return parts
     if len(parts) == 1:
         if parts[0] in top_level:
@@ -142,7 +143,19 @@ def resolve_key(key: str, sections: dict, top_level: tuple[str, ...]) -> tuple[s
             raise UserError(
                 f"config key '{key}' is ambiguous: write one of " + ", ".join(f"{o}.{key}" for o in owners)
             )
-    raise UserError(f"unknown config key '{key}'")
+    bare = [k.split(".")[-1] for k in _all_keys(sections, top_level)]
+    raise unknown_key(key, _all_keys(sections, top_level) + (bare if len(parts) == 1 else []))
+
+
+def _all_keys(sections: dict, top_level: tuple[str, ...]) -> list[str]:
+    return [*top_level, *(f"{s}.{f.name}" for s, cls in sections.items() for f in dataclasses.fields(cls))]
+
+
+def unknown_key(key: str, known: list[str]) -> UserError:
+    """The error of an unknown key, with the closest known names ("did you mean train.max_steps?")."""
+    close = difflib.get_close_matches(key, known, n=2, cutoff=0.75)
+    hint = f" (did you mean {' or '.join(dict.fromkeys(close))}?)" if close else ""
+    return UserError(f"unknown config key '{key}'{hint}")
 
 
 def nest_overrides(overrides, sections: dict, root) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -445,3 +446,12 @@ def test_every_number_in_a_recipe_has_a_checked_range():
         assert config_mod.in_range(low, interval) == (interval[0] == "["), key
         if high != float("inf"):
             assert config_mod.in_range(high, interval) == (interval[-1] == "]"), key
+
+
+@pytest.mark.parametrize(
+    "override, hint",
+    [("max_step=10", "did you mean max_steps?"), ("train.max_stepz=1", "did you mean train.max_steps")],
+)
+def test_an_unknown_key_suggests_the_closest(tiny_recipe, override, hint):
+    with pytest.raises(UserError, match=re.escape(hint)):
+        load_config(tiny_recipe, [override])
