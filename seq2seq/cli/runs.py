@@ -86,7 +86,11 @@ def average(run_dir, last_n, names, out_name):
     from seq2seq.runs.checkpoint import average_run
 
     paths, out = average_run(run_dir, list(names), last_n, out_name)
-    click.echo(f"averaged {', '.join(p.name for p in paths)} -> {out}")
+    if not names and len(paths) < last_n:
+        click.echo(
+            f"warning: --last {last_n}, but the run keeps only {len(paths)} step checkpoints", err=True
+        )
+    click.echo(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {out}")
 
 
 @click.command("tune-decode", context_settings=CONTEXT)

@@ -14,7 +14,7 @@ import torch
 
 from seq2seq.config.schema import Config
 from seq2seq.config.values import check_name
-from seq2seq.constants import CHECKPOINTS, checkpoint_file, checkpoints_dir
+from seq2seq.constants import CHECKPOINT_SUFFIX, CHECKPOINTS, checkpoint_file, checkpoints_dir
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_bytes
 from seq2seq.runs import ownership as rundir
@@ -49,7 +49,10 @@ def resolve(run_dir: str | os.PathLike, which: str, label: str = "checkpoint") -
         return path
     path = checkpoint_path(run_dir, which, label)  # a plain name: never outside the run (no ../)
     if not path.is_file():
-        raise UserError(f"{run_dir} has no checkpoint {path.name}: train it first")
+        have = sorted(p.stem for p in checkpoints_dir(run_dir).glob(f"*{CHECKPOINT_SUFFIX}"))
+        if not have:
+            raise UserError(f"{run_dir} has no checkpoint {path.name}: train it first")
+        raise UserError(f"{run_dir} has no checkpoint {path.name} (it has: {', '.join(have)})")
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -227,3 +228,23 @@ def test_attention_labels_are_readable():
     assert label_layout(["␣on", "␣F", "eb", "ru", "ary", "</s>"])[1]  # short pieces: horizontal
     assert label_layout(["␣nineteen"] * 12) == (0.12 + 0.085 * 9, True)  # wider columns, still horizontal
     assert not label_layout(["␣" + "x" * 30] * 3)[1]  # very long pieces: slanted, never 90 degrees
+
+
+def test_average_last_n_with_fewer_checkpoints_says_so(trained, tmp_path):
+    cfg = trained[0]
+    run = shutil.copytree(cfg.run_path, tmp_path / "run")
+    proc = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "average", str(run), "--last", "5", "-o", "avg"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: --last 5, but the run keeps only 2 step checkpoints" in proc.stderr
+    assert "averaged 2 checkpoints" in proc.stdout
+
+
+def test_a_missing_checkpoint_lists_the_ones_that_exist(trained):
+    cfg = trained[0]
+    with pytest.raises(UserError, match=r"has no checkpoint nope.pt \(it has: best, last, step-00000006"):
+        ckpt_io.resolve(cfg.run_path, "nope")
