@@ -9,9 +9,11 @@ files in ``<run_dir>/tensorboard/``. A resumed run drops what was logged after i
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -51,6 +53,9 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return out
 
 
+TIMED_LINES = ("step ", "validation step ", "finished at step ")  # their stdout lines show the elapsed time
+
+
 class Monitor:
     def __init__(
         self,
@@ -74,6 +79,7 @@ class Monitor:
                 self.log("warning: tensorboard is not importable; no event files are written")
             else:
                 self.writer = SummaryWriter(str(self.run_dir / TENSORBOARD), purge_step=start_step or None)
+        self.started = time.monotonic()
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -90,8 +96,9 @@ class Monitor:
     def log(self, msg: str) -> None:
         if self.bar is not None:
             self.bar.write(msg, file=self.stream)
-        else:
-            print(msg, file=self.stream, flush=True)
+        else:  # off a terminal there is no progress bar: step and validation lines carry the time (as fairseq's wall)
+            wall = f"  wall {datetime.timedelta(seconds=round(time.monotonic() - self.started))}"
+            print(msg + (wall if msg.startswith(TIMED_LINES) else ""), file=self.stream, flush=True)
         self.logger.info(msg)
 
     def scalars(self, kind: str, step: int, values: dict[str, float]) -> None:
