@@ -15,6 +15,8 @@ from seq2seq.runs.ownership import load_run_config, read_owner
 
 FREE_SECTIONS = ("decode",)  # what may differ from the run's own settings
 TOP_LEVEL_IGNORED = ("name", "run_dir")  # they choose the run: nothing to compare
+# how a run trains, not what it trains: free for a finished run too (nothing is trained again)
+HOW_NOT_WHAT = ("device", "precision", "threads", "compile", "tensorboard", "log_every", "samples")
 
 
 def differences(theirs: dict, wanted: dict, prefix: str = "") -> list[str]:
@@ -50,6 +52,7 @@ def _stderr(line: str) -> None:
 def settings_differences(run_values: dict, cfg: Config) -> list[str]:
     """The keys (outside decode) in which ``cfg`` differs from a run's saved settings."""
     wanted = {k: v for k, v in cfg.to_dict().items() if k not in FREE_SECTIONS and k not in TOP_LEVEL_IGNORED}
+    wanted["train"] = {k: v for k, v in wanted["train"].items() if k not in HOW_NOT_WHAT}
     return differences(run_values, wanted)
 
 

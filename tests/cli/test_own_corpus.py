@@ -212,7 +212,7 @@ def test_new_recipe_paths_are_relative_to_the_recipe_and_work_from_anywhere(tmp_
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    assert load_config(path).data.url == str(tmp_path / "recipes" / "../corpus")
+    assert load_config(path).data.url == str(tmp_path / "corpus")
 
 
 def test_an_old_recipe_with_working_folder_paths_still_loads_with_one_warning(tmp_path, capsys):
