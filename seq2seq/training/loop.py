@@ -202,7 +202,7 @@ class Trainer:
     def _train_step(
         self, micro: list[list[int]], prepared=None, nll: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """One optimizer step over ``micro`` (accum_steps global batches of sentence indices), whose
+        """One optimizer step over ``micro`` (devices x accum_steps batches of sentence indices), whose
         shares may already be ``prepared`` (:meth:`_prepare`): (this rank's summed loss, gradient norm,
         global target tokens); adds the unsmoothed NLL to ``nll``."""
         shares, total = prepared or self._prepare(micro)
@@ -243,6 +243,7 @@ class Trainer:
             f"{', amp ' + str(self.parts.amp_dtype).replace('torch.', '') if self.parts.amp_dtype else ''}, "
             f"{torch.get_num_threads()} threads"
         )
+        self.log(global_batch(self.cfg.train.batch_tokens, self.dist.world, self.cfg.train.accum_steps))
         if self.parts.precision:
             self.log(f"precision: {self.parts.precision}")
         if not self.budget_left():
@@ -286,10 +287,11 @@ class Trainer:
         """One training step at the current position of this epoch's ``batches``, its log line and
         (every valid_every steps) validation; True when it validated."""
         p, tc = self.progress, self.cfg.train
-        micro = batches[p.batch : p.batch + tc.accum_steps]
+        per_step = tc.accum_steps * self.dist.world  # per-device batches: accum_steps on every device
+        micro = batches[p.batch : p.batch + per_step]
         after = p.batch + len(micro)
         last = tc.max_steps and p.step + 1 >= tc.max_steps
-        upcoming = [] if last else batches[after : after + tc.accum_steps]  # this epoch's next step
+        upcoming = [] if last else batches[after : after + per_step]  # this epoch's next step
         prepared = ahead.get(
             (p.epoch, p.batch), (micro,), (p.epoch, after) if upcoming else None, (upcoming,)
         )
@@ -316,3 +318,11 @@ class Trainer:
             f"run train again to resume"
         )
         stopping.exit_for(signum)
+
+
+def global_batch(per_device: int, devices: int, accum_steps: int) -> str:
+    """The log line saying how large an optimizer step's batch is: ``train.batch_tokens`` is per device."""
+    return (
+        f"global batch {per_device * devices * accum_steps:,} tokens = {per_device:,} per device x "
+        f"{devices} device{'s' if devices > 1 else ''} x {accum_steps} accumulation step{'s' if accum_steps > 1 else ''}"
+    )
