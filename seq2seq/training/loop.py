@@ -324,5 +324,6 @@ def global_batch(per_device: int, devices: int, accum_steps: int) -> str:
     """The log line saying how large an optimizer step's batch is: ``train.batch_tokens`` is per device."""
     return (
         f"global batch {per_device * devices * accum_steps:,} tokens = {per_device:,} per device x "
-        f"{devices} device{'s' if devices > 1 else ''} x {accum_steps} accumulation step{'s' if accum_steps > 1 else ''}"
+        f"{devices} device{'s' if devices > 1 else ''} x {accum_steps} accumulation "
+        f"step{'s' if accum_steps > 1 else ''}"
     )
