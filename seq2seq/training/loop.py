@@ -180,14 +180,14 @@ class Trainer:
             f"validation step {p.step}: dev loss {dev_loss:.4f} ppl {math.exp(min(dev_loss, 50)):.2f} "
             f"BLEU {bleu:.2f} (best {p.best_bleu:.2f} at step {p.best_step}) lr {lr:.2e}"
         )
+        self.save("last", rng_states=rng_states)  # first: what a resume needs
+        self.last_saved = p.step
         if improved:
             self.save("best", full=False)
         if tc.keep_checkpoints:  # parameters only, for seq2seq average
             self.save(f"step-{p.step:08d}", full=False)
             for old in sorted(self.ckpt_dir.glob("step-*.pt"))[: -tc.keep_checkpoints]:
                 old.unlink()
-        self.save("last", rng_states=rng_states)
-        self.last_saved = p.step
 
     # ---- the loop ----------------------------------------------------------------------------
     def budget_left(self) -> bool:
@@ -266,11 +266,14 @@ class Trainer:
                         self.progress.epoch,
                     )
                     while self.progress.batch < len(batches) and self.budget_left():
-                        if self._step(batches, window, ahead):
-                            validated_at = self.progress.step
+                        due = self._step(batches, window, ahead)
                         signum = stopping.agreed(flag, self.dist)  # every rank stops after the same step
-                        if signum:
-                            self._stop(signum)
+                        if signum:  # save first: torchrun kills the workers ~30 s after the signal
+                            self._stop(signum, skipped=due)
+                        if due:
+                            self._check()  # replaces self.progress with rank 0's
+                            window.start = time.perf_counter()
+                            validated_at = self.progress.step
                     if self.progress.batch >= len(batches):
                         self.progress.epoch, self.progress.batch = self.progress.epoch + 1, 0
         finally:
@@ -284,8 +287,8 @@ class Trainer:
         return p
 
     def _step(self, batches: list[list[int]], window: Window, ahead: Ahead) -> bool:
-        """One training step at the current position of this epoch's ``batches``, its log line and
-        (every valid_every steps) validation; True when it validated."""
+        """One training step at the current position of this epoch's ``batches`` and its log line; True
+        when validation is due (every valid_every steps: the loop validates after the stop check)."""
         p, tc = self.progress, self.cfg.train
         per_step = tc.accum_steps * self.dist.world  # per-device batches: accum_steps on every device
         micro = batches[p.batch : p.batch + per_step]
@@ -301,21 +304,19 @@ class Trainer:
             self._log_window(window)
         elif self.monitor is not None:
             self.monitor.advance()
-        if p.step % tc.valid_every != 0:
-            return False
-        self._check()  # replaces self.progress with rank 0's
-        window.start = time.perf_counter()
-        return True
+        return p.step % tc.valid_every == 0
 
-    def _stop(self, signum: int) -> None:
-        """After a signal (agreed by every rank): save last.pt once, then leave (seq2seq.training.signals)."""
+    def _stop(self, signum: int, skipped: bool = False) -> None:
+        """After a signal (agreed by every rank): save last.pt once, before anything else (a validation
+        due at this step is ``skipped``: torchrun kills the workers ~30 s after forwarding a signal),
+        then leave (seq2seq.training.signals)."""
         rng_states = self.rng_states()
-        if self.last_saved != self.progress.step:  # not already written by this step's validation
+        if self.last_saved != self.progress.step:  # not already written at this step
             self.save("last", rng_states=rng_states)
         self.dist.barrier()  # no rank exits before rank 0 has saved
         self.log(
-            f"{stopping.describe(signum)} at step {self.progress.step}: saved {self.ckpt_dir / 'last.pt'}; "
-            f"run train again to resume"
+            f"{stopping.describe(signum)} at step {self.progress.step}: saved {self.ckpt_dir / 'last.pt'}"
+            f"{' (before its validation)' if skipped else ''}; run train again to resume"
         )
         stopping.exit_for(signum)
 
