@@ -10,9 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
-from _common import cpu_name, emit  # sets sys.path
-
 import torch
+from _common import cpu_name, emit  # sets sys.path
 
 from seq2seq.config.load import load_config
 from seq2seq.model.network import build_model, count_parameters
