@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import collections
 
-from _common import emit  # sets sys.path
-
 import torch
+from _common import emit  # sets sys.path
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from seq2seq.config.load import load_config
