@@ -4,6 +4,7 @@ declared, the recipes inside it, and `seq2seq recipes` working from the installe
 from __future__ import annotations
 
 import ast
+import json
 import email
 import os
 import subprocess
@@ -124,3 +125,27 @@ def test_installed_package_lists_and_copies_recipes(wheel: Path, tmp_path: Path)
     assert again.returncode == 2 and "exists" in again.stderr and "--force" in again.stderr
     assert run("recipes", "nope").stderr.startswith("error: no shipped recipe 'nope' (have: default,")
     assert run("--version").stdout.strip() == "seq2seq, version " + __import__("seq2seq").__version__
+
+
+def test_the_gpu_session_script_names_files_that_exist():
+    """benchmarks/gpu_session.sh --dry-run: one JSON line per figure a GPU session owes, whose scripts,
+    recipes and test files exist (it ran tests/test_devices.py after that file had moved)."""
+    root = ROOT
+    out = subprocess.run(
+        ["bash", "benchmarks/gpu_session.sh", "--dry-run"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    plan = [json.loads(line) for line in out.stdout.splitlines()]
+    figures = {p["figure"] for p in plan}
+    assert {"gpu_tests", "train_tokens_per_s", "decode_sentences_per_s", "multi30k_de_en_dev_bleu"} <= figures
+    for p in plan:
+        assert all((root / f).is_file() for f in p["files"]), p
+    script = (root / "benchmarks" / "gpu_session.sh").read_text()
+    assert all(
+        (root / word).is_file()
+        for word in script.split()
+        if word.startswith("tests/") and word.endswith(".py")
+    )
