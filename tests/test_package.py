@@ -4,8 +4,8 @@ declared, the recipes inside it, and `seq2seq recipes` working from the installe
 from __future__ import annotations
 
 import ast
-import json
 import email
+import json
 import os
 import subprocess
 import sys
