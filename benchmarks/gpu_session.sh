@@ -5,7 +5,7 @@
 # mirror folder copied next to it (the text recipes read local files without `datasets`).
 #
 #   bash benchmarks/gpu_session.sh tests OUT
-#       first, before any figure: the suite's GPU cases (`pytest -m gpu tests/test_devices.py`: model,
+#       first, before any figure: the suite's GPU cases (`pytest -m gpu tests/model/test_devices.py`: model,
 #       search, compiled decoding with real CUDA graphs, training steps under bf16 autocast, resume
 #       placement, RNG, TF32), the claims the CPU suite checks by emulation; OUT gets pytest.log and
 #       gpu-tests.xml. Needs pytest for PYTHON (a copy of the venv's pytest, pluggy, iniconfig and
@@ -20,8 +20,23 @@
 #
 # DEVICE (default cuda) and PYTHON (default python3) change where and with what it runs; on a CPU with
 # DEVICE=cpu and tiny overrides (max_steps=10) it is a dry run of the same commands.
+#   bash benchmarks/gpu_session.sh --dry-run
+#       one JSON line per figure the session owes: its name and the command that measures it (each
+#       file named must exist: tests/test_package.py runs this, so it cannot rot)
 set -euo pipefail
-what=${1:?tests OUT | recipe NAME MIRROR OUT | bench RUN_DIR MIRROR OUT}
+what=${1:?--dry-run | tests OUT | recipe NAME MIRROR OUT | bench RUN_DIR MIRROR OUT}
+if [ "$what" = --dry-run ]; then
+    g='bash benchmarks/gpu_session.sh'
+    cat <<PLAN
+{"figure": "gpu_tests", "command": "$g tests OUT", "files": ["tests/model/test_devices.py"]}
+{"figure": "multi30k_de_en_dev_bleu", "command": "$g recipe multi30k-de-en MIRROR OUT", "files": ["recipes/multi30k-de-en.yaml"]}
+{"figure": "train_tokens_per_s", "command": "$g bench RUN_DIR MIRROR OUT", "files": ["benchmarks/train_throughput.py"]}
+{"figure": "decode_sentences_per_s", "command": "$g bench RUN_DIR MIRROR OUT", "files": ["benchmarks/decode_speed.py"]}
+{"figure": "dispatched_ops_per_step", "command": "python3 benchmarks/dispatch_count.py --rows 8,64 --amp", "files": ["benchmarks/dispatch_count.py"]}
+{"figure": "stop_save_s", "command": "python3 benchmarks/stop_time.py --out OUT/stop", "files": ["benchmarks/stop_time.py", "recipes/wmt14-en-de.yaml"]}
+PLAN
+    exit 0
+fi
 py=${PYTHON:-python3}
 if [ "$what" = tests ]; then
     out=${2:?output folder}
@@ -36,7 +51,7 @@ if [ "$what" = tests ]; then
         $py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "error: torch sees no CUDA device")'
     fi
     # -p no:cacheprovider: nothing written into the checkout
-    $py -m pytest -p no:cacheprovider -q -rs "${marker[@]}" tests/test_devices.py --junitxml "$out/gpu-tests.xml" 2>&1 | tee "$out/pytest.log"
+    $py -m pytest -p no:cacheprovider -q -rs "${marker[@]}" tests/model/test_devices.py --junitxml "$out/gpu-tests.xml" 2>&1 | tee "$out/pytest.log"
     exit "${PIPESTATUS[0]}"
 fi
 arg=${2:?}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import email
+import json
 import os
 import subprocess
 import sys
@@ -154,4 +155,28 @@ def test_building_the_package_warns_about_no_ignored_package(tmp_path):
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
     assert "seq2seq/recipes/default.yaml" in names and any(
         n.startswith("seq2seq/serve/static/") for n in names
+    )
+
+
+def test_the_gpu_session_script_names_files_that_exist():
+    """benchmarks/gpu_session.sh --dry-run: one JSON line per figure a GPU session owes, whose scripts,
+    recipes and test files exist (it ran tests/test_devices.py after that file had moved)."""
+    root = ROOT
+    out = subprocess.run(
+        ["bash", "benchmarks/gpu_session.sh", "--dry-run"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    plan = [json.loads(line) for line in out.stdout.splitlines()]
+    figures = {p["figure"] for p in plan}
+    assert {"gpu_tests", "train_tokens_per_s", "decode_sentences_per_s", "multi30k_de_en_dev_bleu"} <= figures
+    for p in plan:
+        assert all((root / f).is_file() for f in p["files"]), p
+    script = (root / "benchmarks" / "gpu_session.sh").read_text()
+    assert all(
+        (root / word).is_file()
+        for word in script.split()
+        if word.startswith("tests/") and word.endswith(".py")
     )

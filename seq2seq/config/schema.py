@@ -85,8 +85,9 @@ class TrainConfig:
     # auto: bf16 autocast where the hardware has it natively (CUDA compute capability 8.0+; CPUs with
     # AVX512-BF16/AMX, about twice as fast there), else fp16 + loss scaling on CUDA and fp32 on CPU
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    batch_tokens: int = 4096  # global batch in (padded) tokens, whatever the number of processes
-    accum_steps: int = 1  # batches of batch_tokens accumulated into one optimizer step
+    # per device: an optimizer step sees batch_tokens x devices x accum_steps (padded) tokens (logged)
+    batch_tokens: int = 4096  # one batch of one device (process), in (padded) tokens
+    accum_steps: int = 1  # batches of batch_tokens each device accumulates into one optimizer step
     lr: float = 1e-3
     weight_decay: float = 0.0
     clip_norm: float = 1.0

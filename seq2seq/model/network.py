@@ -138,6 +138,9 @@ class Decoder(nn.Module):
         c = hc[:, 1].transpose(0, 1).float().contiguous() if self.lstm else h.new_zeros(self.layers, B, 0)
         feed = memory.new_zeros(B, self.hidden)
         coverage = mask.new_zeros(mask.shape, dtype=torch.float32) if self.coverage else None  # (B, S)
+        device = memory.device.type
+        if torch.is_autocast_enabled(device):  # once here, not at every position's context bmm
+            memory = memory.to(torch.get_autocast_dtype(device))
         keys = self.attention.project_keys(memory, final)
         return DecoderState(h, c, feed, memory, keys, mask, coverage)
 

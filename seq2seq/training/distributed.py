@@ -4,7 +4,9 @@ helpers).
 Single-process runs never touch torch.distributed. Under torchrun (WORLD_SIZE > 1) the group is
 NCCL on CUDA and gloo on CPU, initialised from torchrun's environment (single- or multi-node).
 Small host-side agreements (the stop flag, RNG states) go through a gloo group also under NCCL, so
-they never wait for the GPU.
+they never wait for the GPU. That group binds the interface ``GLOO_SOCKET_IFNAME`` names; when it is
+unset and ``NCCL_SOCKET_IFNAME`` is set, the gloo group takes NCCL's interfaces (:func:`gloo_ifname`),
+else gloo binds whatever the host name resolves to (often 127.0.1.1: no other node reaches it).
 """
 
 from __future__ import annotations
@@ -15,11 +17,56 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 
 from seq2seq.errors import UserError
+from seq2seq.model.device import pick_device
+
+
+def process_device(name: str) -> torch.device:
+    """The device ``train.device`` names for this process. Under torchrun (WORLD_SIZE > 1) ``auto``
+    must find CUDA: N gloo processes on the CPU for a GPU-sized job is a mistake, so it takes an
+    explicit ``cpu`` (as the tests' gloo runs set it)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if name == "auto" and world > 1 and not torch.cuda.is_available():
+        raise UserError(
+            f"config key 'train.device': auto found no CUDA device for {world} processes (WORLD_SIZE={world}); "
+            f"set train.device=cpu to train {world} gloo processes on the CPU"
+        )
+    return pick_device(name)
+
+
+def gloo_ifname(nccl: str, interfaces: list[str]) -> Optional[str]:
+    """``GLOO_SOCKET_IFNAME`` for an ``NCCL_SOCKET_IFNAME`` value: NCCL takes name prefixes (``eth``),
+    exact names (``=eth0``) or exclusions (``^docker``), comma-separated; gloo takes exact names. None
+    where nothing matches this host's ``interfaces`` (or for exclusions: gloo keeps its own choice)."""
+    nccl = nccl.strip()
+    if not nccl or nccl.startswith("^"):
+        return None
+    exact = nccl.startswith("=")
+    wanted = [w.strip() for w in nccl.lstrip("=").split(",") if w.strip()]
+    names = [i for i in interfaces if any(i == w if exact else i.startswith(w) for w in wanted)]
+    return ",".join(names) or None
+
+
+def gloo_follows_nccl() -> None:
+    """Set ``GLOO_SOCKET_IFNAME`` from ``NCCL_SOCKET_IFNAME`` when only the latter is set (before any gloo
+    group exists): the ranks' host-side agreements then travel over the network NCCL uses."""
+    nccl = os.environ.get("NCCL_SOCKET_IFNAME")
+    if nccl and not os.environ.get("GLOO_SOCKET_IFNAME"):
+        names = gloo_ifname(nccl, [name for _, name in socket.if_nameindex()])
+        if names:
+            os.environ["GLOO_SOCKET_IFNAME"] = names
+
+
+def data_parallel(module: torch.nn.Module) -> torch.nn.parallel.DistributedDataParallel:
+    """``module`` under DDP. Without ``device_ids``: DDP then leaves the inputs where the step put them
+    (tokens already on the GPU, the source lengths on the host); with them it would copy every input to
+    the GPU, lengths included, and the encoder's ``lengths.cpu()`` would wait for the previous step."""
+    return torch.nn.parallel.DistributedDataParallel(module)
 
 
 class Dist:
@@ -30,6 +77,7 @@ class Dist:
         self.device = device
         self.host_group = None  # the group for CPU objects: the default one, or gloo beside NCCL
         if self.world > 1 and not dist.is_initialized():
+            gloo_follows_nccl()
             if device.type == "cuda":
                 torch.cuda.set_device(self.local_rank)
                 self.device = torch.device("cuda", self.local_rank)

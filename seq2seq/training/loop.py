@@ -183,14 +183,14 @@ class Trainer:
             f"validation step {p.step}: dev loss {dev_loss:.4f} ppl {math.exp(min(dev_loss, 50)):.2f} "
             f"BLEU {bleu:.2f} (best {p.best_bleu:.2f} at step {p.best_step}) lr {lr:.2e}"
         )
+        self.save("last", rng_states=rng_states)  # first: what a resume needs
+        self.last_saved = p.step
         if improved:
             self.save("best", full=False)
         if tc.keep_checkpoints:  # parameters only, for seq2seq average
             self.save(f"step-{p.step:08d}", full=False)
             for old in sorted(self.ckpt_dir.glob("step-*.pt"))[: -tc.keep_checkpoints]:
                 old.unlink()
-        self.save("last", rng_states=rng_states)
-        self.last_saved = p.step
 
     # ---- the loop ----------------------------------------------------------------------------
     def budget_left(self) -> bool:
@@ -205,7 +205,7 @@ class Trainer:
     def _train_step(
         self, micro: list[list[int]], prepared=None, nll: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """One optimizer step over ``micro`` (accum_steps global batches of sentence indices), whose
+        """One optimizer step over ``micro`` (devices x accum_steps batches of sentence indices), whose
         shares may already be ``prepared`` (:meth:`_prepare`): (this rank's summed loss, gradient norm,
         global target tokens); adds the unsmoothed NLL to ``nll``."""
         shares, total = prepared or self._prepare(micro)
@@ -246,6 +246,7 @@ class Trainer:
             f"{', amp ' + str(self.parts.amp_dtype).replace('torch.', '') if self.parts.amp_dtype else ''}, "
             f"{torch.get_num_threads()} threads"
         )
+        self.log(global_batch(self.cfg.train.batch_tokens, self.dist.world, self.cfg.train.accum_steps))
         if self.parts.precision:
             self.log(f"precision: {self.parts.precision}")
         if not self.budget_left():
@@ -271,11 +272,14 @@ class Trainer:
                         self.progress.epoch,
                     )
                     while self.progress.batch < len(batches) and self.budget_left():
-                        if self._step(batches, window, ahead):
-                            validated_at = self.progress.step
+                        due = self._step(batches, window, ahead)
                         signum = stopping.agreed(flag, self.dist)  # every rank stops after the same step
-                        if signum:
-                            self._stop(signum)
+                        if signum:  # save first: torchrun kills the workers ~30 s after the signal
+                            self._stop(signum, skipped=due)
+                        if due:
+                            self._check()  # replaces self.progress with rank 0's
+                            window.start = time.perf_counter()
+                            validated_at = self.progress.step
                     if self.progress.batch >= len(batches):
                         self.progress.epoch, self.progress.batch = self.progress.epoch + 1, 0
         finally:
@@ -302,13 +306,14 @@ class Trainer:
         )
 
     def _step(self, batches: list[list[int]], window: Window, ahead: Ahead) -> bool:
-        """One training step at the current position of this epoch's ``batches``, its log line and
-        (every valid_every steps) validation; True when it validated."""
+        """One training step at the current position of this epoch's ``batches`` and its log line; True
+        when validation is due (every valid_every steps: the loop validates after the stop check)."""
         p, tc = self.progress, self.cfg.train
-        micro = batches[p.batch : p.batch + tc.accum_steps]
+        per_step = tc.accum_steps * self.dist.world  # per-device batches: accum_steps on every device
+        micro = batches[p.batch : p.batch + per_step]
         after = p.batch + len(micro)
         last = tc.max_steps and p.step + 1 >= tc.max_steps
-        upcoming = [] if last else batches[after : after + tc.accum_steps]  # this epoch's next step
+        upcoming = [] if last else batches[after : after + per_step]  # this epoch's next step
         prepared = ahead.get(
             (p.epoch, p.batch), (micro,), (p.epoch, after) if upcoming else None, (upcoming,)
         )
@@ -318,20 +323,27 @@ class Trainer:
             self._log_window(window)
         elif self.monitor is not None:
             self.monitor.advance()
-        if p.step % tc.valid_every != 0:
-            return False
-        self._check()  # replaces self.progress with rank 0's
-        window.start = time.perf_counter()
-        return True
+        return p.step % tc.valid_every == 0
 
-    def _stop(self, signum: int) -> None:
-        """After a signal (agreed by every rank): save last.pt once, then leave (seq2seq.training.signals)."""
+    def _stop(self, signum: int, skipped: bool = False) -> None:
+        """After a signal (agreed by every rank): save last.pt once, before anything else (a validation
+        due at this step is ``skipped``: torchrun kills the workers ~30 s after forwarding a signal),
+        then leave (seq2seq.training.signals)."""
         rng_states = self.rng_states()
-        if self.last_saved != self.progress.step:  # not already written by this step's validation
+        if self.last_saved != self.progress.step:  # not already written at this step
             self.save("last", rng_states=rng_states)
         self.dist.barrier()  # no rank exits before rank 0 has saved
         self.log(
-            f"{stopping.describe(signum)} at step {self.progress.step}: saved {self.ckpt_dir / 'last.pt'}; "
-            f"run train again to resume"
+            f"{stopping.describe(signum)} at step {self.progress.step}: saved {self.ckpt_dir / 'last.pt'}"
+            f"{' (before its validation)' if skipped else ''}; run train again to resume"
         )
         stopping.exit_for(signum)
+
+
+def global_batch(per_device: int, devices: int, accum_steps: int) -> str:
+    """The log line saying how large an optimizer step's batch is: ``train.batch_tokens`` is per device."""
+    return (
+        f"global batch {per_device * devices * accum_steps:,} tokens = {per_device:,} per device x "
+        f"{devices} device{'s' if devices > 1 else ''} x {accum_steps} accumulation "
+        f"step{'s' if accum_steps > 1 else ''}"
+    )

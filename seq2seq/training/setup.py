@@ -26,13 +26,12 @@ from seq2seq.data.tokenizer import (
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import UserError
 from seq2seq.model.compiled import training_loop
-from seq2seq.model.device import pick_device
 from seq2seq.model.network import Seq2Seq, build_model
 from seq2seq.model.precision import choose_precision, fast_fp32_matmul, grad_scaler
 from seq2seq.runs import ownership as rundir
 from seq2seq.training import finetune
 from seq2seq.training.cpumem import keep_freed_memory
-from seq2seq.training.distributed import Dist
+from seq2seq.training.distributed import Dist, data_parallel, process_device
 from seq2seq.training.loop import Progress, Trainer
 from seq2seq.training.loss import TrainingLoss
 from seq2seq.training.schedule import Schedule
@@ -50,7 +49,7 @@ def setup_process(tc: TrainConfig) -> Dist:
     seed_everything(tc.seed)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    dist = Dist(pick_device(tc.device))
+    dist = Dist(process_device(tc.device))
     if dist.device.type == "cpu":
         keep_freed_memory()  # large tensors reuse the pages of freed ones (seq2seq.training.cpumem)
     fast_fp32_matmul(dist.device)
@@ -70,9 +69,7 @@ def setup_parts(
         model.load_state_dict(init)
     forward, no_sync = TrainingLoss(model, tc.label_smoothing, training_loop(model, tc.compile)), None
     if dist.world > 1:
-        forward = torch.nn.parallel.DistributedDataParallel(
-            forward, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
-        )
+        forward = data_parallel(forward)  # the lengths stay on the host
         no_sync = forward.no_sync
     # fused: one kernel for all parameters (CUDA: no host syncs; CPU: a third of foreach Adam's time)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, fused=True)

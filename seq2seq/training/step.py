@@ -113,17 +113,21 @@ def train_step(
 def rank_shares(
     micro: list[list[int]], data: TrainData, dist: Dist, pin: bool = False
 ) -> tuple[list[tuple[Batch, float]], int]:
-    """This rank's share of each global batch of ``micro`` (sentence indices) and the global number of
-    target tokens. Each rank takes every world-th sentence and scales its summed loss by world / tokens,
-    so DDP's gradient mean is exactly the single-process gradient of the same global batches.
+    """This rank's batches of one optimizer step and the global number of target tokens. ``micro`` holds
+    the step's batches of sentence indices for every rank (devices x accum_steps of them, fewer at an
+    epoch's end): each batch is a per-device batch, and rank r takes the r-th block of them, so a rank
+    always gets full batches (``train.batch_tokens`` each) whatever the number of processes. Every rank
+    scales its summed loss by world / tokens, so DDP's gradient mean is exactly the gradient one process
+    gets accumulating the same batches. Every rank runs the same number of batches (DDP syncs on the
+    last): a rank short of batches at an epoch's end joins with zero-weight copies.
     ``pin``: in page-locked memory, for an asynchronous copy to the GPU."""
     total = sum(int(data.train_tgt.lengths[idx].sum()) + len(idx) for idx in micro)  # targets + EOS
+    per = -(-len(micro) // dist.world)  # batches per rank: accum_steps, or fewer at an epoch's end
+    mine = [(idx, 1.0) for idx in micro[dist.rank * per : (dist.rank + 1) * per]]
+    mine += [(micro[0], 0.0)] * (per - len(mine))
     shares = []
-    for idx in micro:
-        share, weight = idx[dist.rank :: dist.world], 1.0
-        if not share:  # fewer sentences than ranks: join the all-reduce with a zero-weight copy
-            share, weight = idx[:1], 0.0
-        batch = collate([data.train_src[i] for i in share], [data.train_tgt[i] for i in share])
+    for idx, weight in mine:
+        batch = collate([data.train_src[i] for i in idx], [data.train_tgt[i] for i in idx])
         shares.append((batch.pin_memory() if pin else batch, weight))
     return shares, total
 

@@ -112,7 +112,27 @@ def test_the_encoder_gru_runs_without_autocast_inside_a_training_step(monkeypatc
     assert seen == [(False, torch.float32)], "fp32 in, autocast off (CUDA would run cuDNN's GRU in fp16)"
     assert torch.isfinite(loss)
     with torch.autocast("cpu", dtype=BF16):
-        assert model.encode(batch.src, batch.lengths).memory.dtype == torch.float32
+        assert model.encoder(batch.src, batch.lengths)[0].dtype == torch.float32
+        assert model.encode(batch.src, batch.lengths).memory.dtype == BF16  # cast once for the attention
+
+
+def test_the_encoder_memory_is_cast_once_per_batch_not_once_per_position():
+    """Under autocast the attention's context bmm wants the memory (B, S, M) in bf16: cast once in
+    init_state; recast at each of T positions it was T casts forward and T in backward."""
+    model = tiny_model(seed=3, dec_layers=2).train()  # two layers: the eager loop a GPU runs
+    batch = collate(random_ids(4, min_len=6, max_len=6, seed=2), random_ids(4, min_len=9, max_len=9, seed=3))
+    memory_shape = (4, 7, model.cfg.memory_dim)
+    casts = []
+
+    class Casts(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket is torch.ops.aten._to_copy and tuple(args[0].shape) == memory_shape:
+                casts.append(kwargs.get("dtype"))
+            return func(*args, **(kwargs or {}))
+
+    with Casts(), torch.autocast("cpu", dtype=BF16):
+        logits = model(batch.src, batch.lengths, batch.tgt_in)
+    assert logits.size(1) == 10 and casts == [BF16]
 
 
 # ---- finding 8: LSTM state in fp32 --------------------------------------------------------------
@@ -186,6 +206,6 @@ def test_tf32_is_on_for_cuda_training_and_decoding_only(monkeypatch):
     assert calls == []
     Translator([tiny_model()], None, None, Config(), CUDA)  # decoding (translate, evaluate, validation)
     assert calls == ["high"]
-    monkeypatch.setattr(training, "pick_device", lambda name: CUDA)  # Dist touches no GPU in one process
+    monkeypatch.setattr(training, "process_device", lambda name: CUDA)  # Dist touches no GPU in one process
     assert training.setup_process(TrainConfig()).device == CUDA
     assert calls == ["high", "high"]

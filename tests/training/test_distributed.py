@@ -1,4 +1,4 @@
-"""torchrun with 2 gloo processes trains to the same parameters as one process on the same global batches."""
+"""torchrun with 2 gloo processes trains to the same parameters as one process accumulating the same batches."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from seq2seq.runs import checkpoint as ckpt_io
 
 QUIET = lambda *_: None  # noqa: E731
 # dropout off: each rank draws its own masks, so only the deterministic model can match exactly
-TRAIN = {"max_steps": 4, "valid_every": 4, "log_every": 2, "batch_tokens": 600, "lr": 0.001}
+TRAIN = {"max_steps": 4, "valid_every": 4, "log_every": 2, "batch_tokens": 600, "lr": 0.001, "device": "cpu"}
 MODEL = {"dropout": 0.0}
 
 
@@ -73,10 +73,14 @@ def _params(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(prepared: Path):
-    single = _run(["train", str(_recipe(prepared, "single"))])
+def test_two_gloo_processes_match_one_process_accumulating_two_batches(prepared: Path):
+    """batch_tokens is per device: each rank takes whole batches of its own, so a step of 2 processes
+    sees 2 x batch_tokens, exactly the batches one process accumulates with accum_steps=2."""
+    single = _run(["train", str(_recipe(prepared, "single", accum_steps=2))])
     ddp = _run(["train", str(_recipe(prepared, "ddp"))], nproc=2)
     assert "x 2 processes" in ddp.stdout
+    assert "global batch 1,200 tokens = 600 per device x 2 devices x 1 accumulation step" in ddp.stdout
+    assert "global batch 1,200 tokens = 600 per device x 1 device x 2 accumulation steps" in single.stdout
     a, b = _params(prepared / "single"), _params(prepared / "ddp")
     assert a.keys() == b.keys()
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
