@@ -33,7 +33,8 @@ STUB = textwrap.dedent(
         best.parent.mkdir(parents=True, exist_ok=True)
         best.write_text("weights")
         death = os.environ.get("STUB_DEATH", "")
-        if death:
+        if death:  # die by the signal itself (SIGINT may be inherited as ignored from a background shell)
+            signal.signal(getattr(signal, death), signal.SIG_DFL) if death != "SIGKILL" else None
             os.kill(os.getpid(), getattr(signal, death))
     """
 )
