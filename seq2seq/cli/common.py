@@ -7,12 +7,26 @@ import errno
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 RECIPE = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 OVERRIDES = click.argument("overrides", nargs=-1)
+
+
+def checkpoint_option(default: Optional[str] = None):
+    """``--checkpoint NAME|FILE``: a name in <run_dir>/checkpoints or a file; no default: the run's
+    decode.checkpoint."""
+    where = "Checkpoint name in <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file"
+    return click.option(
+        "--checkpoint",
+        default=default,
+        show_default=default is not None,
+        metavar="NAME|FILE",
+        help=where + ("." if default else " (default: the run's decode.checkpoint)."),
+    )
 
 
 def load_recipe(recipe: Path, overrides):

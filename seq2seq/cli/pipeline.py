@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from seq2seq.cli.common import CONTEXT, OVERRIDES, RECIPE, load_recipe, load_run_recipe
+from seq2seq.cli.common import CONTEXT, OVERRIDES, RECIPE, checkpoint_option, load_recipe, load_run_recipe
 from seq2seq.config.schema import OUTPUT_FORMATS
 
 
@@ -50,12 +50,7 @@ def train(recipe, overrides):
 @click.command(context_settings=CONTEXT)
 @click.argument("target", type=click.Path(path_type=Path), metavar="RECIPE|RUN_DIR")
 @OVERRIDES
-@click.option(
-    "--checkpoint",
-    default=None,
-    metavar="NAME",
-    help="Checkpoint in <run_dir>/checkpoints: best, last, average, ... (default: decode.checkpoint).",
-)
+@checkpoint_option()
 @click.option(
     "--src", "src", type=click.Path(dir_okay=False, path_type=Path), help="With RUN_DIR: source file."
 )

@@ -6,20 +6,12 @@ from pathlib import Path
 
 import click
 
-from seq2seq.cli.common import Setting
-
-CONTEXT = {"help_option_names": ["-h", "--help"]}
+from seq2seq.cli.common import CONTEXT, Setting, checkpoint_option
 
 
 @click.command(context_settings=CONTEXT)
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--checkpoint",
-    default="best",
-    show_default=True,
-    metavar="NAME|FILE",
-    help="Checkpoint name in <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file.",
-)
+@checkpoint_option("best")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free port."

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"]}
+from seq2seq.cli.common import CONTEXT, checkpoint_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -45,7 +45,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 @click.option(
     "-l", "--tgt-lang", default=None, help="Target language (auto BLEU tokenizer); default: a run's."
 )
-@click.option("--checkpoint", default=None, metavar="NAME|FILE", help="Checkpoint of the run directories.")
+@checkpoint_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of the text report.")
 def compare(
@@ -98,12 +98,7 @@ def compare(
 @click.option(
     "-o", "--output", required=True, type=click.Path(path_type=Path), help="The model folder to write."
 )
-@click.option(
-    "--checkpoint",
-    default=None,
-    metavar="NAME|FILE",
-    help="Checkpoint in <run_dir>/checkpoints (best, last, average, ...) or a file (default: decode.checkpoint).",
-)
+@checkpoint_option()
 @click.option(
     "--license", "license_", default="unknown", show_default=True, help="The card's licence (SPDX id)."
 )

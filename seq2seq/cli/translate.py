@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from seq2seq.cli.common import CONTEXT, Setting
+from seq2seq.cli.common import CONTEXT, Setting, checkpoint_option
 from seq2seq.config.schema import OUTPUT_FORMATS
 
 
@@ -115,13 +115,7 @@ from seq2seq.config.schema import OUTPUT_FORMATS
     default=None,
     help="Random seed of sampling (default 1).",
 )
-@click.option(
-    "--checkpoint",
-    default="best",
-    show_default=True,
-    metavar="NAME|FILE",
-    help="Checkpoint name in <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file.",
-)
+@checkpoint_option("best")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
     "--replace-invalid", is_flag=True, help="Replace undecodable bytes by U+FFFD instead of failing."
