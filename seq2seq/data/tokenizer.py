@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 
 from seq2seq.runs import ownership as rundir
 from seq2seq.config.schema import Config
@@ -20,6 +21,9 @@ from seq2seq.runs.checkpoint import parent_run
 from seq2seq.constants import checkpoints_dir, spm_dir
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
+# trainer_spec fields that say where (and on how many threads) a model was trained, not what it does:
+# the corpus paths, the output prefix (a random staging folder) and the machine's core count
+WHERE_TRAINED = ("input", "model_prefix", "num_threads")
 
 
 class Tokenizer:
@@ -53,16 +57,38 @@ class Tokenizer:
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.sp.Decode(ids)
 
+    def content(self) -> bytes:
+        """The serialized model without where it was trained (:data:`WHERE_TRAINED`): equal exactly when
+        two models tokenize alike (the pieces, their scores, the normalizer and the settings)."""
+        proto = sentencepiece_model_pb2.ModelProto.FromString(self.sp.serialized_model_proto())
+        for name in WHERE_TRAINED:
+            proto.trainer_spec.ClearField(name)
+        return proto.SerializeToString(deterministic=True)
+
     def fingerprint(self) -> str:
-        """sha256 hex digest of the serialized model: equal exactly when two tokenizers are the same model."""
-        return hashlib.sha256(self.sp.serialized_model_proto()).hexdigest()
+        """sha256 hex digest of :meth:`content`: equal exactly when two tokenizers are the same model."""
+        return hashlib.sha256(self.content()).hexdigest()
 
 
 def tokenizers_fingerprint(src_tok: Tokenizer, tgt_tok: Tokenizer) -> str:
-    """sha256 hex digest of both serialized models, source then target (what the training shards are built from)."""
+    """sha256 hex digest of both models' :meth:`~Tokenizer.content`, source then target (what checkpoints
+    record and the training shards are built from)."""
+    h = hashlib.sha256(src_tok.content())
+    h.update(tgt_tok.content())
+    return h.hexdigest()
+
+
+def _bytes_fingerprint(src_tok: Tokenizer, tgt_tok: Tokenizer) -> str:
+    """What checkpoints of version 0.1.0 and before recorded: the serialized bytes, paths included."""
     h = hashlib.sha256(src_tok.sp.serialized_model_proto())
     h.update(tgt_tok.sp.serialized_model_proto())
     return h.hexdigest()
+
+
+def fingerprint_matches(recorded: Optional[str], src_tok: Tokenizer, tgt_tok: Tokenizer) -> bool:
+    """Whether the fingerprint a checkpoint (or model folder) recorded names these tokenizers: by content,
+    or, recorded by an earlier version, by their bytes."""
+    return recorded in (tokenizers_fingerprint(src_tok, tgt_tok), _bytes_fingerprint(src_tok, tgt_tok))
 
 
 def spm_paths(run_dir: Path) -> tuple[Path, Path]:
@@ -201,17 +227,18 @@ def _swap_in(staging: Path, cfg: Config) -> None:
     vs separate): at every moment spm/ holds one complete tokenizer."""
     run = cfg.run_path
     new = _load_from(staging, cfg.spm.joint)  # loads and checks the special ids before anything moves
-    if rundir.has_checkpoints(run):
-        try:
-            old = load_tokenizers(run)
-        except UserError:
-            old = None  # missing or damaged: the new one can only help
-        if old is not None and tokenizers_fingerprint(*old) != tokenizers_fingerprint(*new):
-            raise UserError(
-                f"the retrained tokenizer differs from {run / 'spm'}, which the checkpoints in "
-                f"{checkpoints_dir(run)} were trained with (the train split changed?): kept the old one; use "
-                f"run_dir=... for the new one, or delete {checkpoints_dir(run)}"
-            )
+    try:
+        old = load_tokenizers(run)
+    except UserError:
+        old = None  # missing or damaged: the new one can only help
+    if old is not None and tokenizers_fingerprint(*old) == tokenizers_fingerprint(*new):
+        return  # the same tokenizer: the files stay as they are
+    if old is not None and rundir.has_checkpoints(run):
+        raise UserError(
+            f"the retrained tokenizer differs from {run / 'spm'}, which the checkpoints in "
+            f"{checkpoints_dir(run)} were trained with (the train split changed?): kept the old one; use "
+            f"run_dir=... for the new one, or delete {checkpoints_dir(run)}"
+        )
     names = ["joint"] if cfg.spm.joint else ["src", "tgt"]
     for name in names:
         for ext in (".vocab", ".model"):

@@ -10,7 +10,7 @@ import torch
 
 from seq2seq.config.load import from_dict
 from seq2seq.config.schema import ModelConfig
-from seq2seq.data.tokenizer import load_tokenizers, tokenizers_fingerprint
+from seq2seq.data.tokenizer import fingerprint_matches, load_tokenizers
 from seq2seq.decode.model_folder import is_model_folder
 from seq2seq.decode.model_folder import load as load_model_folder
 from seq2seq.errors import UserError
@@ -51,7 +51,7 @@ def load_run_with_tokenizers(run_dir: Path, which: str = "best", device: Optiona
             f"{path}: vocabulary sizes {ckpt['src_vocab']}/{ckpt['tgt_vocab']} do not match the "
             f"tokenizers in {run_dir / 'spm'} ({len(toks[0])}/{len(toks[1])})"
         )
-    if ckpt.get("tokenizers") not in (None, tokenizers_fingerprint(*toks)):
+    if ckpt.get("tokenizers") is not None and not fingerprint_matches(ckpt["tokenizers"], *toks):
         raise UserError(
             f"{path} was trained with other tokenizers (SentencePiece models) than those in {run_dir / 'spm'} "
             f"(was the spm stage re-run?): restore spm/, or train again"

@@ -20,7 +20,7 @@ from seq2seq.config.load import save_config
 from seq2seq.config.schema import Config
 from seq2seq.constants import CONFIG, checkpoints_dir
 from seq2seq.data.batches import make_batches
-from seq2seq.data.tokenizer import tokenizers_fingerprint
+from seq2seq.data.tokenizer import fingerprint_matches, tokenizers_fingerprint
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import UserError
 from seq2seq.evaluation.metrics import score
@@ -121,7 +121,7 @@ class Trainer:
         # `step` counters where a fresh optimizer keeps them (on the CPU unless fused/capturable)
         ckpt = ckpt_io.load(path)
         if (
-            ckpt.get("tokenizers") != self.fingerprint
+            not fingerprint_matches(ckpt.get("tokenizers"), self.translator.src_tok, self.translator.tgt_tok)
             or ckpt["config"]["model"] != self.cfg.to_dict()["model"]
         ):
             raise UserError(
