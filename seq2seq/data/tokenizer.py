@@ -175,34 +175,46 @@ MODEL_FILES = ("joint", "src", "tgt")
 
 
 def train_tokenizers(cfg: Config, log=print) -> tuple[Path, Path]:
-    """Train on the train split only; writes ``<run_dir>/spm/{joint|src,tgt}.model``.
+    """Train on the train split only; writes ``<run_dir>/spm/{joint|src,tgt}.model``. A fine-tuning run
+    (``train.init_from``) copies its parent's models instead, the same way.
 
     The new models are built in a folder beside the old ones and swapped in only once complete, so a
-    failed or interrupted run keeps the previous tokenizer. With checkpoints in the run (they depend on
-    the tokenizer), other spm settings, or a retrained tokenizer that differs, are refused. A fine-tuning
-    run (``train.init_from``) copies its parent's models instead."""
-    if cfg.train.init_from:
-        return copy_parent_tokenizers(cfg, log)
+    failed or interrupted run keeps the previous tokenizer; the run directory is held meanwhile. With
+    checkpoints in the run (they depend on the tokenizer), other spm settings, or a new tokenizer whose
+    content differs, are refused; one with the same content leaves the files as they are."""
+    parent = parent_run(cfg) if cfg.train.init_from else None
     files = [cfg.data_dir / f"train.{lang}" for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
-    for f in files:
-        if not f.is_file():
-            raise UserError(f"{f} not found: run the download stage first (seq2seq download / make data)")
+    if parent is not None:
+        _parent_models(parent)
+    else:
+        for f in files:
+            if not f.is_file():
+                raise UserError(f"{f} not found: run the download stage first (seq2seq download / make data)")
     with rundir.claim(cfg.run_path, cfg, "spm") as owner:
-        rundir.check_spm(cfg.run_path, cfg, owner)
-        out = spm_dir(cfg.run_path)
-        out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=temp_prefix("spm"), suffix=".tmp", dir=out))
-        try:
-            _train_into(staging, files, cfg, log)
-            _swap_in(staging, cfg)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        if parent is None:
+            rundir.check_spm(cfg.run_path, cfg, owner)
+        _build_and_swap(cfg, lambda staging: _copy_into(staging, parent) if parent else _train_into(staging, files, cfg, log))
+    if parent is not None:
+        log(f"fine-tuning from {parent}: copied its SentencePiece models into {spm_dir(cfg.run_path)}")
     s, t = load_tokenizers(cfg.run_path)
     log(f"vocabulary: source {len(s)}, target {len(t)}")
     return spm_paths(cfg.run_path)
 
 
-def _train_into(folder: Path, files: list[Path], cfg: Config, log) -> None:
+def _build_and_swap(cfg: Config, build: Callable[[Path], bool]) -> None:
+    """``build`` a tokenizer into a staging folder in ``<run_dir>/spm`` (it returns whether the result
+    is one joint model), then swap it in (:func:`_swap_in`); the staging folder never stays."""
+    out = spm_dir(cfg.run_path)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=temp_prefix("spm"), suffix=".tmp", dir=out))
+    try:
+        joint = build(staging)
+        _swap_in(staging, cfg.run_path, joint)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _train_into(folder: Path, files: list[Path], cfg: Config, log) -> bool:
     sample = f", sampling {cfg.spm.input_sentence_size} sentences" if cfg.spm.input_sentence_size else ""
     log(
         f"training SentencePiece ({cfg.spm.model_type}, vocabulary {cfg.spm.vocab_size}{sample}) on "
@@ -220,13 +232,13 @@ def _train_into(folder: Path, files: list[Path], cfg: Config, log) -> None:
         log(
             f"trained source and target SentencePiece models ({cfg.spm.model_type}, {cfg.spm.vocab_size}){sample}"
         )
+    return cfg.spm.joint
 
 
-def _swap_in(staging: Path, cfg: Config) -> None:
-    """Move the models trained in ``staging`` into ``<run_dir>/spm``, then remove the stale kind (joint
-    vs separate): at every moment spm/ holds one complete tokenizer."""
-    run = cfg.run_path
-    new = _load_from(staging, cfg.spm.joint)  # loads and checks the special ids before anything moves
+def _swap_in(staging: Path, run: Path, joint: bool) -> None:
+    """Move the models built in ``staging`` (``joint``: one joint model) into ``<run>/spm``, then remove
+    the stale kind (joint vs separate): at every moment spm/ holds one complete tokenizer."""
+    new = _load_from(staging, joint)  # loads and checks the special ids before anything moves
     try:
         old = load_tokenizers(run)
     except UserError:
@@ -239,31 +251,43 @@ def _swap_in(staging: Path, cfg: Config) -> None:
             f"{checkpoints_dir(run)} were trained with (the train split changed?): kept the old one; use "
             f"run_dir=... for the new one, or delete {checkpoints_dir(run)}"
         )
-    names = ["joint"] if cfg.spm.joint else ["src", "tgt"]
+    names = ["joint"] if joint else ["src", "tgt"]
     for name in names:
-        for ext in (".vocab", ".model"):
-            os.replace(staging / (name + ext), spm_dir(run) / (name + ext))
+        for ext in (".vocab", ".model"):  # a copied parent may come without its .vocab
+            if (staging / (name + ext)).is_file():
+                os.replace(staging / (name + ext), spm_dir(run) / (name + ext))
+            else:
+                (spm_dir(run) / (name + ext)).unlink(missing_ok=True)
     for stale in MODEL_FILES:  # a switch between joint and separate must not keep old models
         if stale not in names:
             for ext in (".model", ".vocab"):
                 (spm_dir(run) / (stale + ext)).unlink(missing_ok=True)
 
 
-def copy_parent_tokenizers(cfg: Config, log: Callable[[str], None] = print) -> tuple[Path, Path]:
-    """Copy the parent run's SentencePiece models into this run's spm/ (what the spm stage does when
-    fine-tuning): the same vocabulary is what makes the parent's weights usable."""
-    parent = parent_run(cfg)
+def _parent_models(parent: Path) -> tuple[Path, Path]:
     src, tgt = spm_paths(parent)
     if not src.is_file() or not tgt.is_file():
         raise UserError(f"{parent} has no SentencePiece models in spm/: train.init_from needs a trained run")
-    out = spm_dir(cfg.run_path)
-    for stale in ("joint", "src", "tgt"):
-        for ext in (".model", ".vocab"):
-            (out / (stale + ext)).unlink(missing_ok=True)
+    return src, tgt
+
+
+def _copy_into(folder: Path, parent: Path) -> bool:
+    """The parent run's SentencePiece models (and vocabularies) copied into ``folder``; whether joint."""
+    src, tgt = _parent_models(parent)
     for model in {src, tgt}:
         for ext in (".model", ".vocab"):
             piece = model.with_suffix(ext)
             if piece.is_file():
-                atomic_write_bytes(out / piece.name, piece.read_bytes())
-    log(f"fine-tuning from {parent}: copied its SentencePiece models into {out}")
+                shutil.copyfile(piece, folder / piece.name)
+    return src == tgt
+
+
+def copy_parent_tokenizers(cfg: Config, log: Callable[[str], None] = print) -> tuple[Path, Path]:
+    """Copy the parent run's SentencePiece models into this run's spm/ (training does this for a
+    fine-tuning run without its own; it holds the run directory): the same vocabulary is what makes
+    the parent's weights usable."""
+    parent = parent_run(cfg)
+    _parent_models(parent)
+    _build_and_swap(cfg, lambda staging: _copy_into(staging, parent))
+    log(f"fine-tuning from {parent}: copied its SentencePiece models into {spm_dir(cfg.run_path)}")
     return spm_paths(cfg.run_path)

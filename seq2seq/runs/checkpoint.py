@@ -150,16 +150,26 @@ def _average_run(folder: Path, paths: list[Path], last_n: int, out: Path) -> tup
 
 
 def parent_checkpoint(cfg: Config) -> Path:
-    """The checkpoint ``train.init_from`` names: RUN_DIR (its best.pt) or a checkpoint file."""
+    """The checkpoint ``train.init_from`` names: RUN_DIR (its best.pt) or a checkpoint file; never the
+    run itself or one of its checkpoints (fine-tuning starts from another run)."""
     where = Path(cfg.train.init_from)
-    if where.is_dir():
-        return resolve(where, "best")
-    if where.is_file():
-        return where
-    raise UserError(f"config key 'train.init_from': {where} is neither a run directory nor a checkpoint file")
+    if not where.exists():
+        raise UserError(
+            f"config key 'train.init_from': {where} is neither a run directory nor a checkpoint file"
+        )
+    if (where if where.is_dir() else _run_of(where)).resolve() == cfg.run_path.resolve():
+        raise UserError(
+            f"config key 'train.init_from': {where} is the run itself ({cfg.run_path}): fine-tuning starts "
+            f"from another run; give this one its own run_dir=..."
+        )
+    return resolve(where, "best") if where.is_dir() else where
+
+
+def _run_of(checkpoint: Path) -> Path:
+    """The run directory of a checkpoint file (RUN_DIR for RUN_DIR/checkpoints/X.pt)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS else checkpoint.parent
 
 
 def parent_run(cfg: Config) -> Path:
     """The run directory of the parent checkpoint (RUN_DIR for RUN_DIR/checkpoints/X.pt)."""
-    path = parent_checkpoint(cfg)
-    return path.parent.parent if path.parent.name == CHECKPOINTS else path.parent
+    return _run_of(parent_checkpoint(cfg))

@@ -10,15 +10,19 @@ ranges), ``o`` outputs (onto an input, averaged checkpoints, long names), ``a`` 
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 from fixtures.badinput import (
+    QUIET,
     Case,
     Ctx,
     Prepared,
     build_ctx,
     on_copy,
+    recipe_file,
     run_case,
 )
 
@@ -38,9 +42,67 @@ def spm_again(ctx: Ctx, tmp: Path) -> Prepared:
     return prep
 
 
+def other_tokenizer_run(ctx: Ctx, tmp: Path) -> Path:
+    """A copy of the run whose tokenizer is another one of the same size (bpe instead of unigram)."""
+    from seq2seq.config.load import from_dict
+    from seq2seq.data.tokenizer import train_tokenizers
+
+    spm = {**ctx.recipe_dict["spm"], "model_type": "bpe"}
+    train_tokenizers(from_dict({**ctx.recipe_dict, "run_dir": str(tmp / "bpe"), "spm": spm}), log=QUIET)
+    run = ctx.copy_run(tmp / "parent")
+    for ext in (".model", ".vocab"):
+        shutil.copyfile(tmp / "bpe" / "spm" / f"joint{ext}", run / "spm" / f"joint{ext}")
+    shutil.rmtree(tmp / "bpe")
+    return run
+
+
+def spm_init_from(parent: str, locked: bool = False):
+    """``spm`` of a copy of the run (its checkpoints depend on its tokenizer) with train.init_from: the
+    run itself ("self"), a parent with another tokenizer ("other"), or a copy of the run ("same")."""
+
+    def prepare(ctx: Ctx, tmp: Path) -> Prepared:
+        from seq2seq.runs import ownership as rundir
+
+        run = ctx.copy_run(tmp / "run")
+        source = {"self": lambda: run, "other": lambda: other_tokenizer_run(ctx, tmp)}.get(
+            parent, lambda: ctx.copy_run(tmp / "parent")
+        )()
+        train = {**ctx.recipe_dict["train"], "init_from": str(source)}
+        recipe = recipe_file(ctx, tmp / "r.yaml", run_dir=str(run), train=train)
+        return Prepared(
+            ["spm", recipe],
+            outputs={run / name for name in SPM_WRITES},
+            around=(lambda: rundir.lock(run, "train")) if locked else None,
+        )
+
+    return prepare
+
+
+LOCKED = ("in use by another process", f"PID {os.getpid()}")
+
+
 # ---- the table -------------------------------------------------------------------------------
 CASES = [
     # t: tokenizers
+    Case(
+        "t03-spm-init-from-the-run-itself",
+        spm_init_from("self"),
+        2,
+        error=("'train.init_from'", "the run itself"),
+    ),
+    Case(
+        "t03b-spm-init-from-another-tokenizer-while-checkpoints-depend-on-it",
+        spm_init_from("other"),
+        2,
+        error=("differs from", "checkpoints", "run_dir="),
+    ),
+    Case("t03c-spm-init-from-into-a-locked-run", spm_init_from("same", locked=True), 2, error=LOCKED),
+    Case(
+        "t03d-spm-init-from-the-same-tokenizer-kept",
+        spm_init_from("same"),
+        0,
+        other_lines=("fine-tuning from",),
+    ),
     Case("t05-spm-twice-same-tokenizer-kept", spm_again, 0),
 ]
 
