@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from fixtures.badinput import (
     QUIET,
     Case,
@@ -24,6 +25,7 @@ from fixtures.badinput import (
     on_copy,
     recipe_file,
     run_case,
+    write,
 )
 
 
@@ -78,6 +80,21 @@ def spm_init_from(parent: str, locked: bool = False):
     return prepare
 
 
+def duplicated(where: str):
+    """The run's recipe with a section ("section": ``train:`` twice, the second one short) or a key in
+    a section ("key": ``max_steps`` twice) given twice: the later one would silently win."""
+
+    def prepare(ctx: Ctx, tmp: Path) -> Prepared:
+        text = yaml.safe_dump(ctx.recipe_dict, sort_keys=False)
+        if where == "section":
+            text += "train:\n  lr: 0.01\n"
+        else:
+            text = text.replace("train:\n", "train:\n  max_steps: 0\n", 1)
+        return Prepared(["config", write(tmp / "twice.yaml", text)])
+
+    return prepare
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -104,6 +121,19 @@ CASES = [
         other_lines=("fine-tuning from",),
     ),
     Case("t05-spm-twice-same-tokenizer-kept", spm_again, 0),
+    # y: recipes
+    Case(
+        "y10-recipe-section-twice",
+        duplicated("section"),
+        2,
+        error=("twice.yaml", "duplicate key 'train'", "first on line"),
+    ),
+    Case(
+        "y10b-recipe-key-twice-in-a-section",
+        duplicated("key"),
+        2,
+        error=("duplicate key 'max_steps'", "line"),
+    ),
 ]
 
 
