@@ -15,6 +15,7 @@ from sentencepiece import sentencepiece_model_pb2
 
 from seq2seq.runs import ownership as rundir
 from seq2seq.config.schema import Config
+from seq2seq.data.corpus import corpus_files
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_bytes, temp_prefix
 from seq2seq.runs.checkpoint import parent_run
@@ -183,17 +184,17 @@ def train_tokenizers(cfg: Config, log=print) -> tuple[Path, Path]:
     checkpoints in the run (they depend on the tokenizer), other spm settings, or a new tokenizer whose
     content differs, are refused; one with the same content leaves the files as they are."""
     parent = parent_run(cfg) if cfg.train.init_from else None
-    files = [cfg.data_dir / f"train.{lang}" for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
+    files = [] if parent else list(corpus_files(cfg, "train"))
     if parent is not None:
         _parent_models(parent)
-    else:
-        for f in files:
-            if not f.is_file():
-                raise UserError(f"{f} not found: run the download stage first (seq2seq download / make data)")
+
+    def build(staging: Path) -> bool:
+        return _copy_into(staging, parent) if parent else _train_into(staging, files, cfg, log)
+
     with rundir.claim(cfg.run_path, cfg, "spm") as owner:
         if parent is None:
             rundir.check_spm(cfg.run_path, cfg, owner)
-        _build_and_swap(cfg, lambda staging: _copy_into(staging, parent) if parent else _train_into(staging, files, cfg, log))
+        _build_and_swap(cfg, build)
     if parent is not None:
         log(f"fine-tuning from {parent}: copied its SentencePiece models into {spm_dir(cfg.run_path)}")
     s, t = load_tokenizers(cfg.run_path)

@@ -22,6 +22,7 @@ from fixtures.badinput import (
     Ctx,
     Prepared,
     build_ctx,
+    data_section,
     on_copy,
     recipe_file,
     run_case,
@@ -95,6 +96,23 @@ def duplicated(where: str):
     return prepare
 
 
+def corpus_mixed(command: str, name: str):
+    """``command`` on a copy of the corpus whose ``name`` is not what the download wrote: the file of
+    another download (another seed: same line count, other lines), as a download killed between two
+    renames leaves it."""
+
+    def prepare(ctx: Ctx, tmp: Path) -> Prepared:
+        corpus = tmp / "corpus"
+        shutil.copytree(ctx.corpus, corpus)
+        lines = (corpus / name).read_text(encoding="utf-8").splitlines()
+        write(corpus / name, "".join(line + "\n" for line in lines[1:] + lines[:1]))
+        run = ctx.copy_run(tmp / "run")
+        recipe = recipe_file(ctx, tmp / "r.yaml", run_dir=str(run), data=data_section(ctx, dir=str(corpus)))
+        return Prepared([command, recipe, *(("max_steps=12",) if command == "train" else ())])
+
+    return prepare
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -121,6 +139,31 @@ CASES = [
         other_lines=("fine-tuning from",),
     ),
     Case("t05-spm-twice-same-tokenizer-kept", spm_again, 0),
+    # c: what enters as corpus, reference or input
+    Case(
+        "c09-train-on-a-dev-file-of-another-download",
+        corpus_mixed("train", "dev.de"),
+        2,
+        error=("dev.de", "manifest.json", "download again"),
+    ),
+    Case(
+        "c09b-spm-on-a-train-file-of-another-download",
+        corpus_mixed("spm", "train.en"),
+        2,
+        error=("train.en", "manifest.json"),
+    ),
+    Case(
+        "c09c-evaluate-on-a-test-file-of-another-download",
+        corpus_mixed("evaluate", "test.de"),
+        2,
+        error=("test.de", "manifest.json"),
+    ),
+    Case(
+        "c09d-tune-decode-on-a-dev-file-of-another-download",
+        corpus_mixed("tune-decode", "dev.en"),
+        2,
+        error=("dev.en", "manifest.json"),
+    ),
     # y: recipes
     Case(
         "y10-recipe-section-twice",
