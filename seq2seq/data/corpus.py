@@ -23,7 +23,6 @@ import itertools
 import json
 import os
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -31,6 +30,7 @@ from seq2seq.runs import ownership as rundir
 from seq2seq.config.schema import Config
 from seq2seq.errors import UserError
 from seq2seq.fileio import AtomicOutput, atomic_write_text
+from seq2seq.text import normalize
 from seq2seq.data.hub import file_rows, load_hub, mirror_files
 from seq2seq.data.sources import jsonl_rows, rows_pairs, text_lines, tsv_pairs
 from seq2seq.constants import MANIFEST
@@ -39,12 +39,6 @@ from seq2seq.config.bleu import check_bleu_tokenizer
 
 __all__ = ["MANIFEST", "corpus_files", "download", "normalize", "read_corpus", "read_split", "text_lines"]
 
-
-
-def normalize(line: str) -> str:
-    """NFC, no line-break characters, whitespace runs collapsed, ends stripped."""
-    line = unicodedata.normalize("NFC", line)
-    return " ".join(line.split())
 
 
 def _locate(name_or_url: str, mirror: Optional[Path]) -> str:

@@ -19,6 +19,7 @@ from seq2seq.data.corpus import corpus_files
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_bytes, temp_prefix
 from seq2seq.runs.checkpoint import parent_run
+from seq2seq.text import normalize
 from seq2seq.constants import checkpoints_dir, spm_dir
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -47,10 +48,11 @@ class Tokenizer:
         return self.sp.GetPieceSize()
 
     def encode(self, lines: list[str]) -> list[list[int]]:
-        return self.sp.Encode(lines)
+        """Ids of each line, after the one normalization of text that enters (:func:`seq2seq.text.normalize`)."""
+        return self.sp.Encode([normalize(line) for line in lines])
 
     def pieces(self, line: str) -> list[str]:
-        return self.sp.EncodeAsPieces(line)
+        return self.sp.EncodeAsPieces(normalize(line))
 
     def id_to_piece(self, ids: list[int]) -> list[str]:
         return [self.sp.IdToPiece(i) for i in ids]

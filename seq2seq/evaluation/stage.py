@@ -24,6 +24,7 @@ from seq2seq.evaluation.metrics import score, score_refs
 from seq2seq.fileio import atomic_write_text, read_lines
 from seq2seq.runs import checkpoint as ckpt_io
 from seq2seq.runs import ownership as rundir
+from seq2seq.text import normalize
 
 
 def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
@@ -79,10 +80,11 @@ def _nothing_to_score(cfg: Config, log: Callable[[str], None]) -> dict:
 
 
 def _read_file(path: Path) -> list[str]:
+    """The normalized lines of a source or reference file (:func:`seq2seq.text.normalize`)."""
     if not path.is_file():
         raise UserError(f"file not found: {path}")
     with open(path, "rb") as f:
-        return list(read_lines(f, str(path), hint=None))
+        return [normalize(line) for line in read_lines(f, str(path), hint=None)]
 
 
 def evaluate_files(

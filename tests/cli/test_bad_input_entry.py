@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ from fixtures.badinput import (
     QUIET,
     Case,
     Ctx,
+    Outcome,
     Prepared,
+    WrongOutput,
     build_ctx,
     data_section,
     on_copy,
@@ -113,6 +116,56 @@ def corpus_mixed(command: str, name: str):
     return prepare
 
 
+def evaluate_ref_written_otherwise(ctx: Ctx, tmp: Path) -> Prepared:
+    """``evaluate --src S --ref R`` where R is the run's own translation of S, saved otherwise: NFD, a
+    byte-order mark at the start, a double space. The same text: BLEU must be 100."""
+    from seq2seq.decode.translator import Translator
+
+    lines = (ctx.corpus / "test.en").read_text(encoding="utf-8").splitlines()
+    hyps = Translator.load(ctx.run, device="cpu").translate(lines)
+    kept = [(s, h) for s, h in zip(lines, hyps) if h.strip()][:12]
+    assert kept, "the tiny run translates nothing: no reference to compare with"
+    src = write(tmp / "src.en", "".join(s + "\n" for s, _ in kept))
+    refs = [unicodedata.normalize("NFD", h).replace(" ", "  ", 1) for _, h in kept]
+    ref = write(tmp / "ref.de", "\ufeff" + "".join(r + "\n" for r in refs))
+    return Prepared(["evaluate", ctx.run, "--src", src, "--ref", ref])
+
+
+def check_bleu_100(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
+    if b"BLEU 100.00" not in outcome.stdout:
+        raise WrongOutput(f"the same text scored below 100: {outcome.stdout[:300]!r}")
+
+
+def download_with_boms(ctx: Ctx, tmp: Path) -> Prepared:
+    """A text corpus whose files start with a byte-order mark and hold NFD text: the download writes
+    them normalized (NFC, no BOM)."""
+    sizes = {"train": 12, "dev": 4, "test": 4}
+    for split, n in sizes.items():
+        for lang in ("en", "de"):
+            body = "".join(unicodedata.normalize("NFD", f"{split} Grüße {lang} {i}\n") for i in range(n))
+            write(tmp / "mirror" / f"{split}.{lang}", "\ufeff" + body)
+    values = {
+        "name": "boms",
+        "run_dir": str(tmp / "run"),
+        "data": {
+            "source": "text",
+            "url": "https://example.invalid/x",
+            "file_pattern": "{split}.{lang}",
+            "splits": {s: s for s in sizes},
+            "dir": str(tmp / "corpus"),
+        },
+    }
+    recipe = write(tmp / "boms.yaml", yaml.safe_dump(values, sort_keys=False))
+    return Prepared(["download", recipe, "--mirror", tmp / "mirror"], outputs={tmp / "corpus"})
+
+
+def check_corpus_normalized(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
+    for path in sorted((tmp / "corpus").glob("*.??")):
+        text = path.read_text(encoding="utf-8")
+        if "\ufeff" in text or unicodedata.normalize("NFC", text) != text:
+            raise WrongOutput(f"{path.name} is not normalized (a BOM, or not NFC): {text[:40]!r}")
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -164,6 +217,8 @@ CASES = [
         2,
         error=("dev.en", "manifest.json"),
     ),
+    Case("c11-evaluate-reference-nfd-with-bom", evaluate_ref_written_otherwise, 0, check=check_bleu_100),
+    Case("c11b-download-keeps-no-bom", download_with_boms, 0, check=check_corpus_normalized),
     # y: recipes
     Case(
         "y10-recipe-section-twice",
