@@ -198,6 +198,30 @@ def _named(e: OSError, path: Path) -> OSError:
     return type(e)(e.errno, e.strerror, str(path))
 
 
+def check_not_an_input(output: Optional[str | os.PathLike], inputs: list[tuple[str, Optional[Path]]]) -> None:
+    """Refuse an output file that is one of the inputs (``(label, path)`` pairs), by any name (a symlink, a
+    hard link): replacing it would destroy what is being read. Only regular files are compared (two
+    names of one pipe or terminal are fine)."""
+    if output is None:
+        return
+    try:
+        out = os.stat(output)
+    except OSError:
+        return  # not there yet: it cannot be an input
+    if not stat.S_ISREG(out.st_mode):
+        return
+    for label, path in inputs:
+        try:
+            same = path is not None and os.path.samestat(out, os.stat(path))
+        except OSError:
+            same = False
+        if same:
+            raise UserError(
+                f"the output {output} is the {label} file {path}: writing it would overwrite that input; "
+                f"choose another output file"
+            )
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Replace ``path`` by ``data`` atomically (see :class:`AtomicOutput`); creates missing folders.
 

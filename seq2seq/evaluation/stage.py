@@ -21,7 +21,7 @@ from seq2seq.decode.model_folder import describe, is_hub, is_model_folder, resol
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import UserError
 from seq2seq.evaluation.metrics import score, score_refs
-from seq2seq.fileio import atomic_write_text, read_lines
+from seq2seq.fileio import atomic_write_text, check_not_an_input, read_lines
 from seq2seq.runs import checkpoint as ckpt_io
 from seq2seq.runs import ownership as rundir
 from seq2seq.text import normalize
@@ -153,6 +153,7 @@ def evaluate_command(
             raise UserError(
                 f"{target} is a run directory: give --src FILE --ref FILE (or a recipe, to score its test splits)"
             )
+        check_not_an_input(output, [("--src", src)] + [("--ref", r) for r in refs])
         results, hyps = evaluate_files(target, src, list(refs), checkpoint, tuple(overrides))
         if output is not None:
             atomic_write_text(output, "".join(h + "\n" for h in hyps))

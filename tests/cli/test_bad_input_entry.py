@@ -166,6 +166,23 @@ def check_corpus_normalized(prep: Prepared, outcome: Outcome, tmp: Path) -> None
             raise WrongOutput(f"{path.name} is not normalized (a BOM, or not NFC): {text[:40]!r}")
 
 
+def output_onto_input(command: str, which: str, link: bool = False):
+    """``command`` with -o naming one of its inputs (``which``), directly or through a symlink."""
+
+    def prepare(ctx: Ctx, tmp: Path) -> Prepared:
+        src = write(tmp / "same.en", "one is the\ntwo plus three\n")
+        ref = write(tmp / "ref.de", "eins ist der\nzwei plus drei\n")
+        target = {"src": src, "ref": ref}[which]
+        out = tmp / "link.txt" if link else target
+        if link:
+            out.symlink_to(target)
+        if command == "translate":
+            return Prepared(["translate", ctx.run, "-i", src, "-o", out])
+        return Prepared(["evaluate", ctx.run, "--src", src, "--ref", ref, "-o", out])
+
+    return prepare
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -219,6 +236,31 @@ CASES = [
     ),
     Case("c11-evaluate-reference-nfd-with-bom", evaluate_ref_written_otherwise, 0, check=check_bleu_100),
     Case("c11b-download-keeps-no-bom", download_with_boms, 0, check=check_corpus_normalized),
+    # o: outputs
+    Case(
+        "o04-translate-output-onto-its-input",
+        output_onto_input("translate", "src"),
+        2,
+        error=("same.en", "-i/--input", "another output"),
+    ),
+    Case(
+        "o04b-translate-output-onto-its-input-through-a-symlink",
+        output_onto_input("translate", "src", link=True),
+        2,
+        error=("link.txt", "same.en"),
+    ),
+    Case(
+        "o04c-evaluate-output-onto-the-reference",
+        output_onto_input("evaluate", "ref"),
+        2,
+        error=("--ref", "ref.de"),
+    ),
+    Case(
+        "o04d-evaluate-output-onto-the-source",
+        output_onto_input("evaluate", "src"),
+        2,
+        error=("--src", "same.en"),
+    ),
     # y: recipes
     Case(
         "y10-recipe-section-twice",
