@@ -14,13 +14,21 @@ import torch
 
 from seq2seq.config.schema import Config
 from seq2seq.config.values import check_name
-from seq2seq.constants import CHECKPOINTS, checkpoint_file, checkpoints_dir
+from seq2seq.constants import CHECKPOINT_SUFFIX, CHECKPOINTS, checkpoint_file, checkpoints_dir
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_bytes
 from seq2seq.runs import ownership as rundir
 
 FORMAT_VERSION = 1
 TRAINING_OWNS = re.compile(r"best|last|step-\d+")  # names the train stage writes and resumes from
+STEP = re.compile(r"step-(\d+)")  # train.keep_checkpoints' files: step-NNNNNNNN.pt
+
+
+def step_checkpoints(folder: Path) -> list[Path]:
+    """The step checkpoints training kept in ``folder`` (``step-N.pt``), oldest first; never anything
+    else named ``step-*`` (an average written as ``-o step-final``)."""
+    steps = {p: int(m[1]) for p in folder.glob(f"step-*{CHECKPOINT_SUFFIX}") if (m := STEP.fullmatch(p.stem))}
+    return sorted(steps, key=steps.__getitem__)
 
 
 def checkpoint_path(run_dir: str | os.PathLike, name: str, label: str = "checkpoint") -> Path:
@@ -139,7 +147,7 @@ def average_run(run_dir: Path, names: list[str], last_n: int, out_name: str) -> 
 
 
 def _average_run(folder: Path, paths: list[Path], last_n: int, out: Path) -> tuple[list[Path], Path]:
-    paths = paths or sorted(folder.glob("step-*.pt"))[-last_n:]
+    paths = paths or step_checkpoints(folder)[-last_n:]
     if not paths:
         raise UserError(
             f"no step-*.pt checkpoints in {folder}: train with keep_checkpoints=N, or name them "

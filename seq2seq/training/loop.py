@@ -184,7 +184,7 @@ class Trainer:
             self.save("best", full=False)
         if tc.keep_checkpoints:  # parameters only, for seq2seq average
             self.save(f"step-{p.step:08d}", full=False)
-            for old in sorted(self.ckpt_dir.glob("step-*.pt"))[: -tc.keep_checkpoints]:
+            for old in ckpt_io.step_checkpoints(self.ckpt_dir)[: -tc.keep_checkpoints]:
                 old.unlink()
         self.save("last", rng_states=rng_states)
         self.last_saved = p.step

@@ -183,6 +183,64 @@ def output_onto_input(command: str, which: str, link: bool = False):
     return prepare
 
 
+def with_averaged_output(ctx: Ctx, tmp: Path, steps: tuple = (2, 4), checkpoints: bool = True) -> Path:
+    """A copy of the run with step checkpoints ``steps`` and an earlier ``average -o step-final`` of them."""
+    from seq2seq.runs.checkpoint import average
+
+    run = ctx.copy_run(tmp / "run", checkpoints=checkpoints)
+    folder = run / "checkpoints"
+    folder.mkdir(exist_ok=True)
+    for step in steps:
+        shutil.copyfile(ctx.run / "checkpoints" / "best.pt", folder / f"step-{step:08d}.pt")
+    average([folder / f"step-{step:08d}.pt" for step in steps], folder / "step-final.pt")
+    for step in steps if not checkpoints else ():
+        (folder / f"step-{step:08d}.pt").unlink()
+    return run
+
+
+def average_again(ctx: Ctx, tmp: Path) -> Prepared:
+    run = with_averaged_output(ctx, tmp)
+    out = run / "checkpoints" / "avg.pt"
+    return Prepared(["average", run, "--last", "2", "-o", "avg"], outputs={out}, info={"out": out})
+
+
+def check_averaged_steps_only(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
+    import torch
+
+    got = torch.load(prep.info["out"], weights_only=True)["averaged_from"]
+    if got != ["step-00000002.pt", "step-00000004.pt"]:
+        raise WrongOutput(f"average --last 2 averaged {got}, not the two newest step checkpoints")
+
+
+TRAIN_WRITES = (
+    "config.yaml",
+    "metrics.jsonl",
+    "tensorboard",
+    "owner.json",
+    "train.log",
+    "bin",
+    "checkpoints/best.pt",
+)
+
+
+def keep_checkpoints_beside_an_average(ctx: Ctx, tmp: Path) -> Prepared:
+    """A fresh run (its tokenizer only) holding an averaged step-final.pt, trained with keep_checkpoints=1."""
+    run = with_averaged_output(ctx, tmp, checkpoints=False)
+    (run / "config.yaml").unlink()
+    train = {**ctx.recipe_dict["train"], "keep_checkpoints": 1}
+    recipe = recipe_file(ctx, tmp / "r.yaml", run_dir=str(run), train=train)
+    kept = run / "checkpoints" / "step-00000006.pt"
+    outputs = {run / name for name in TRAIN_WRITES} | {kept, run / "checkpoints" / "last.pt"}
+    return Prepared(["train", recipe], outputs=outputs, info={"kept": kept})
+
+
+def check_step_kept(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
+    if not prep.info["kept"].is_file():
+        raise WrongOutput(
+            f"keep_checkpoints=1 removed {prep.info['kept'].name}, counting the averaged step-final.pt"
+        )
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -260,6 +318,13 @@ CASES = [
         output_onto_input("evaluate", "src"),
         2,
         error=("--src", "same.en"),
+    ),
+    Case("o12-average-last-skips-an-earlier-average", average_again, 0, check=check_averaged_steps_only),
+    Case(
+        "o12b-keep-checkpoints-skips-an-earlier-average",
+        keep_checkpoints_beside_an_average,
+        0,
+        check=check_step_kept,
     ),
     # y: recipes
     Case(
