@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
 import pytest
 import yaml
 from fixtures.badinput import (
+    CHILD_ENV,
     QUIET,
     Case,
     Ctx,
@@ -241,6 +244,49 @@ def check_step_kept(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
         )
 
 
+API_SCRIPT = """
+import sys
+from seq2seq import Translator, UserError
+run = sys.argv[1]
+def show(call):
+    try:
+        print(repr(call()))
+    except (UserError, TypeError) as e:
+        print(type(e).__name__ + ": " + str(e))
+"""
+
+
+def api(code: str, *expected: str):
+    """A prepare function: ``code`` run with the Python API in a fresh interpreter (``run``: the run's
+    folder, ``show(lambda: ...)`` prints a result or the exception's type and message); its stdout must
+    be one line per entry of ``expected``, each starting with it."""
+
+    def prepare(ctx: Ctx, tmp: Path) -> Prepared:
+        def runner(prep: Prepared) -> Outcome:
+            proc = subprocess.run(
+                [sys.executable, "-c", API_SCRIPT + code, str(ctx.run)], env=CHILD_ENV, capture_output=True
+            )
+            return Outcome(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+        return Prepared([], runner=runner, info={"expected": expected})
+
+    return prepare
+
+
+def check_api_lines(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
+    lines = outcome.stdout.decode("utf-8").splitlines()
+    expected = prep.info["expected"]
+    if len(lines) != len(expected) or any(not line.startswith(e) for line, e in zip(lines, expected)):
+        raise WrongOutput(f"expected lines starting {expected}, got {lines}")
+
+
+SAMPLE_TWICE = """
+t = Translator.load(run, device="cpu")
+lines = ["one is the", "two plus three is five", "four hundred"] * 3
+print(t.translate(lines, sampling=True, sampling_seed=7) == t.translate(lines, sampling=True, sampling_seed=7))
+"""
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -325,6 +371,28 @@ CASES = [
         keep_checkpoints_beside_an_average,
         0,
         check=check_step_kept,
+    ),
+    # a: the Python API
+    Case("a13-api-sampling-with-a-seed-twice", api(SAMPLE_TWICE, "True"), 0, check=check_api_lines),
+    Case(
+        "a16-api-load-an-empty-list",
+        api("show(lambda: Translator.load([]))", "UserError: Translator.load: no run directory"),
+        0,
+        check=check_api_lines,
+    ),
+    Case(
+        "a16b-api-translate-a-tuple-bytes-or-numbers",
+        api(
+            "t = Translator.load(run, device='cpu')\n"
+            "show(lambda: type(t.translate(('one is the',))).__name__)\n"
+            "show(lambda: t.translate(b'one is the'))\n"
+            "show(lambda: t.translate([1]))",
+            "'list'",
+            "TypeError: translate takes text (str), not bytes",
+            "TypeError: translate takes a list of strings; item 0 is a value of type int",
+        ),
+        0,
+        check=check_api_lines,
     ),
     # y: recipes
     Case(
