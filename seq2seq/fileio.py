@@ -26,6 +26,7 @@ from typing import BinaryIO, Iterator, Optional
 
 from seq2seq.errors import UserError
 
+MAX_LINE_BYTES = 16 << 20  # the longest line read_lines takes (one sentence per line: far more than any)
 REPLACE_HINT = "use --replace-invalid to replace bad bytes"  # read_lines' default hint (the translate CLI)
 
 
@@ -256,9 +257,15 @@ def read_lines(
 
     Only "\\n" ends a line; a trailing "\\r" (CRLF) is dropped; a missing final newline is fine. A line
     holding NUL bytes is a UserError naming ``name`` and the line number; so is invalid UTF-8, with
-    ``hint`` appended after "; " (None: no hint), unless ``replace_invalid`` turns bad bytes into U+FFFD.
+    ``hint`` appended after "; " (None: no hint), unless ``replace_invalid`` turns bad bytes into U+FFFD;
+    so is a line longer than :data:`MAX_LINE_BYTES` (``/dev/zero`` has no line end: memory stays bounded).
     """
-    for number, raw in enumerate(stream, start=1):
+    for number, raw in enumerate(iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b""), start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise UserError(
+                f"{name}: line {number} is longer than {MAX_LINE_BYTES >> 20} MiB: not a text file of sentences "
+                f"(one per line)"
+            )
         raw = raw[:-1] if raw.endswith(b"\n") else raw
         raw = raw[:-1] if raw.endswith(b"\r") else raw
         if b"\0" in raw:

@@ -200,15 +200,24 @@ class Translator:
         dropped. Time and memory per line stay bounded, whatever its length."""
         dc = dc or self.cfg.decode
         parts, owners = self._parts(ids)
-        hyps = decode_ids(
-            self.searcher(dc.compile_search),
-            parts,
-            dc,
-            self.device,
-            return_attention,
-            progress,
-            self._generator(dc),
-        )
+        try:
+            hyps = decode_ids(
+                self.searcher(dc.compile_search),
+                parts,
+                dc,
+                self.device,
+                return_attention,
+                progress,
+                self._generator(dc),
+            )
+        except (RuntimeError, MemoryError) as e:
+            if not out_of_memory(e):
+                raise
+            width = f"{dc.n_best} samples" if dc.sampling else f"beam {dc.beam_size}"
+            raise UserError(
+                f"out of memory decoding with {width} and batches of {dc.batch_size} sentences on "
+                f"{self.device}: lower the beam (--beam-size) or the batch (decode.batch_size)"
+            ) from None
         joined: dict[int, list[list[Hypothesis]]] = {}
         for i, h in zip(owners, hyps):
             joined.setdefault(i, []).append(h)
@@ -307,6 +316,11 @@ class Translator:
         if dc.n_best > 1:
             return [[t.text for t in ts] for ts in found]
         return [ts[0].text if ts else "" for ts in found]
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation failure (CUDA's OutOfMemoryError, the CPU allocator's RuntimeError)."""
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(e)
 
 
 def _kind(value) -> str:

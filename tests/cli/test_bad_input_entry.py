@@ -10,6 +10,7 @@ ranges), ``o`` outputs (onto an input, averaged checkpoints, long names), ``a`` 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -30,8 +31,11 @@ from fixtures.badinput import (
     build_ctx,
     data_section,
     on_copy,
+    on_run,
+    overrides,
     recipe_file,
     run_case,
+    translate_flags,
     write,
 )
 
@@ -287,6 +291,21 @@ print(t.translate(lines, sampling=True, sampling_seed=7) == t.translate(lines, s
 """
 
 
+def translate_stdin(text: str, *flags, env: dict | None = None):
+    """A prepare function: translate ``text`` from stdin to stdout (with ``flags``, in ``env``)."""
+
+    def prepare(ctx: Ctx, tmp: Path) -> Prepared:
+        return Prepared(["translate", ctx.run, *flags], stdin=text.encode("utf-8"), env=env or {})
+
+    return prepare
+
+
+def check_utf8_source(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
+    record = json.loads(outcome.stdout.decode("utf-8"))
+    if record["source"] != "Grüße one is the":
+        raise WrongOutput(f"the source came back as {record['source']!r}")
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -393,6 +412,60 @@ CASES = [
         ),
         0,
         check=check_api_lines,
+    ),
+    # x: tracebacks
+    Case(
+        "x15-translate-temperature-tiny",
+        translate_flags("--sampling", "--temperature", "1e-40"),
+        2,
+        error=("--temperature", "[0.01, 100]"),
+    ),
+    Case(
+        "x15b-translate-temperature-huge",
+        translate_flags("--sampling", "--temperature", "1e39"),
+        2,
+        error=("--temperature",),
+    ),
+    Case(
+        "x15c-recipe-temperature-tiny",
+        overrides("config", "temperature=1e-40"),
+        2,
+        error=("'decode.temperature'",),
+    ),
+    Case(
+        "x15d-translate-beam-size-a-million",
+        translate_flags("--beam-size", "1000000"),
+        2,
+        error=("--beam-size", "[1, 256]"),
+    ),
+    Case(
+        "x15e-translate-n-best-samples-a-million",
+        translate_flags("--sampling", "--n-best", "1000000"),
+        2,
+        error=("--n-best",),
+    ),
+    Case(
+        "x15f-translate-from-dev-zero",
+        on_run("translate", "RUN", "-i", "/dev/zero"),
+        2,
+        error=("/dev/zero", "line 1 is longer than"),
+    ),
+    Case(
+        "x15g-translate-to-an-ascii-stdout",
+        translate_stdin("Grüße one is the\n", "--format", "json", env={"PYTHONIOENCODING": "ascii"}),
+        0,
+        check=check_utf8_source,
+    ),
+    Case(
+        "x15h-translate-to-stdout-in-the-c-locale",
+        translate_stdin(
+            "Grüße one is the\n",
+            "--format",
+            "json",
+            env={"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"},
+        ),
+        0,
+        check=check_utf8_source,
     ),
     # y: recipes
     Case(

@@ -350,7 +350,7 @@ CASES = [
         "o04e-translate-beam-size-zero",
         translate_flags("--beam-size", "0"),
         2,
-        error=("--beam-size", "[1, inf)"),
+        error=("--beam-size", "[1, 256]"),
     ),
     Case(
         "o04f-translate-n-best-not-a-number",
@@ -368,7 +368,7 @@ CASES = [
         "o05b-tune-decode-beams-zero",
         overrides("tune-decode", "--beams", "0,5"),
         2,
-        error=("--beams", "[1, inf)"),
+        error=("--beams", "[1, 256]"),
     ),
     Case(
         "o05c-tune-decode-beams-not-numbers",
