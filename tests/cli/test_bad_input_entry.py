@@ -10,11 +10,13 @@ ranges), ``o`` outputs (onto an input, averaged checkpoints, long names), ``a`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import unicodedata
 from pathlib import Path
 
@@ -306,6 +308,59 @@ def check_utf8_source(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
         raise WrongOutput(f"the source came back as {record['source']!r}")
 
 
+def download_from_a_pipe(ctx: Ctx, tmp: Path) -> Prepared:
+    """A text corpus read from local files, train.en a named pipe that a writer fills once (as
+    ``mkfifo p; cat train.en > p &`` does): it must be read once, not sniffed and reopened."""
+    sizes = {"train": 12, "dev": 4, "test": 4}
+    texts = {
+        f"{split}.{lang}": "".join(f"{split} {lang} sentence {i}\n" for i in range(n))
+        for split, n in sizes.items()
+        for lang in ("en", "de")
+    }
+    for name, text in texts.items():
+        if name != "train.en":
+            write(tmp / "src" / name, text)
+    pipe = tmp / "src" / "train.en"
+    os.mkfifo(pipe)
+    values = {
+        "name": "piped",
+        "run_dir": str(tmp / "run"),
+        "data": {
+            "source": "text",
+            "url": str(tmp / "src"),
+            "file_pattern": "{split}.{lang}",
+            "splits": {s: s for s in sizes},
+            "dir": str(tmp / "corpus"),
+        },
+    }
+    recipe = write(tmp / "piped.yaml", yaml.safe_dump(values, sort_keys=False))
+
+    @contextlib.contextmanager
+    def writer():
+        def feed():
+            with contextlib.suppress(OSError), open(pipe, "wb") as f:  # blocks until a reader opens it
+                f.write(texts["train.en"].encode())
+
+        thread = threading.Thread(target=feed, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            if thread.is_alive():  # nobody opened the pipe: let the writer's open return
+                os.close(os.open(pipe, os.O_RDONLY | os.O_NONBLOCK))
+            thread.join(5)
+
+    return Prepared(
+        ["download", recipe], around=writer, outputs={tmp / "corpus"}, info={"train": texts["train.en"]}
+    )
+
+
+def check_piped_train(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
+    got = (tmp / "corpus" / "train.en").read_text(encoding="utf-8")
+    if got != prep.info["train"]:
+        raise WrongOutput(f"train.en read from the pipe is {got[:80]!r}")
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -467,6 +522,7 @@ CASES = [
         0,
         check=check_utf8_source,
     ),
+    Case("c14-download-from-a-named-pipe", download_from_a_pipe, 0, check=check_piped_train),
     # y: recipes
     Case(
         "y10-recipe-section-twice",
