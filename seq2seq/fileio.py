@@ -55,9 +55,14 @@ def _fsync_dir(path: Path) -> None:
 _TEMP = re.compile(r"\.(?P<name>.+)\.(?:(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp")
 
 
+TEMP_NAME_CHARS = 100  # of the target's name in a temporary file's: any name a file system takes fits
+
+
 def temp_prefix(name: str) -> str:
-    """The ``prefix`` for tempfile.mkstemp/mkdtemp of a temporary ``name``: it records this process."""
-    return f".{name}.{os.getpid()}-"
+    """The ``prefix`` for tempfile.mkstemp/mkdtemp of a temporary ``name``: it records this process. The
+    name is cut to :data:`TEMP_NAME_CHARS` characters, so the temporary file of a name near the file
+    system's limit (255 bytes) still fits."""
+    return f".{name[:TEMP_NAME_CHARS]}.{os.getpid()}-"
 
 
 def _alive(pid: int) -> bool:
@@ -82,7 +87,7 @@ def remove_stale_temps(folder: Path, name: Optional[str] = None, legacy: bool = 
         return removed
     for entry in entries:
         m = _TEMP.fullmatch(entry.name)
-        if not m or (name is not None and m["name"] != name):
+        if not m or (name is not None and m["name"] != name[:TEMP_NAME_CHARS]):
             continue
         if (m["pid"] is None and not legacy) or (m["pid"] is not None and _alive(int(m["pid"]))):
             continue
@@ -193,8 +198,9 @@ _TEXT = {"encoding": "utf-8", "newline": "\n"}
 
 
 def _named(e: OSError, path: Path) -> OSError:
-    """``e`` with ``path`` as its file name (a failing write() names no file by itself)."""
-    if e.filename is not None or e.errno is None:
+    """``e`` naming ``path``, the file the caller asked for: a failing write() names no file by itself,
+    and mkstemp/rename name the temporary file, which the user never chose."""
+    if e.errno is None:
         return e
     return type(e)(e.errno, e.strerror, str(path))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -65,6 +66,11 @@ def utf8_output() -> None:
 
 def main(argv=None) -> None:
     utf8_output()
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's libraries would abort on their own ("oneMKL FATAL ERROR")
+        click.echo("error: the current folder no longer exists (deleted): cd to an existing folder", err=True)
+        sys.exit(2)
     try:
         cli.main(args=argv, prog_name="seq2seq", standalone_mode=False)
     except UserError as e:

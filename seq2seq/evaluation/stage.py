@@ -80,10 +80,13 @@ def _nothing_to_score(cfg: Config, log: Callable[[str], None]) -> dict:
 
 
 def _read_file(path: Path) -> list[str]:
-    """The normalized lines of a source or reference file (:func:`seq2seq.text.normalize`)."""
-    if not path.is_file():
+    """The normalized lines of a source or reference file (:func:`seq2seq.text.normalize`); anything
+    readable is one, as for translate -i (/dev/stdin, ``<(...)``)."""
+    if not path.exists():
         raise UserError(f"file not found: {path}")
-    with open(path, "rb") as f:
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a file")
+    with open(path, "rb") as f:  # a file, or a pipe (--ref <(...)): read once
         return [normalize(line) for line in read_lines(f, str(path), hint=None)]
 
 

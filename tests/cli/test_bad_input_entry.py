@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import unicodedata
 from pathlib import Path
@@ -38,6 +39,7 @@ from fixtures.badinput import (
     recipe_file,
     run_case,
     translate_flags,
+    translate_in,
     write,
 )
 
@@ -361,6 +363,80 @@ def check_piped_train(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
         raise WrongOutput(f"train.en read from the pipe is {got[:80]!r}")
 
 
+def evaluate_ref_from_a_pipe(ctx: Ctx, tmp: Path) -> Prepared:
+    """evaluate --ref <(cat ref): the reference is a pipe's read end, inherited as /dev/fd/N."""
+    src = write(tmp / "src.en", "one is the\ntwo plus three\n")
+    r, w = os.pipe()
+    os.write(w, "eins ist der\nzwei plus drei\n".encode())
+    os.close(w)
+
+    @contextlib.contextmanager
+    def close_after():
+        try:
+            yield
+        finally:
+            os.close(r)
+
+    return Prepared(
+        ["evaluate", ctx.run, "--src", src, "--ref", f"/dev/fd/{r}"], pass_fds=(r,), around=close_after
+    )
+
+
+def long_output_name(chars: int):
+    """translate -o NAME where NAME has ``chars`` characters (255: the most a file system takes)."""
+
+    def prepare(ctx: Ctx, tmp: Path) -> Prepared:
+        prep = translate_in(ctx, ctx.run, tmp)
+        out = tmp / ("o" * (chars - 4) + ".txt")
+        prep.argv[prep.argv.index("-o") + 1] = out
+        prep.outputs, prep.info["out"] = {out}, out
+        return prep
+
+    return prepare
+
+
+def check_no_temp_named(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
+    if ".tmp" in outcome.stderr:
+        raise WrongOutput(f"the message names a temporary file, not the user's: {outcome.stderr!r}")
+
+
+def checkpoint_of_another_size(ctx: Ctx, tmp: Path) -> Prepared:
+    """translate RUN --checkpoint FILE where FILE is a checkpoint of a model with another dec_hidden."""
+    import torch
+
+    ckpt = torch.load(ctx.run / "checkpoints" / "best.pt", weights_only=True)
+    ckpt["config"]["model"]["dec_hidden"] = 32
+    other = tmp / "other" / "best.pt"
+    other.parent.mkdir()
+    torch.save(ckpt, other)
+    prep = translate_in(ctx, ctx.run, tmp, "--checkpoint", other)
+    return prep
+
+
+def check_no_restore_advice(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
+    if "restore config.yaml" in outcome.stderr:
+        raise WrongOutput(f"advises restoring a config.yaml that is right: {outcome.stderr!r}")
+
+
+def deleted_cwd_runner(prep: Prepared) -> Outcome:
+    """The command run from a folder deleted after the shell entered it."""
+    folder = Path(tempfile.mkdtemp())
+    proc = subprocess.run(
+        [sys.executable, "-m", "seq2seq", *map(str, prep.argv)],
+        cwd=folder,
+        preexec_fn=lambda: os.rmdir(folder),  # noqa: PLW1509 - removes the child's working folder only
+        env=CHILD_ENV,
+        capture_output=True,
+    )
+    return Outcome(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+
+def from_a_deleted_folder(ctx: Ctx, tmp: Path) -> Prepared:
+    prep = translate_in(ctx, ctx.run, tmp)
+    prep.runner = deleted_cwd_runner
+    return prep
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -523,6 +599,31 @@ CASES = [
         check=check_utf8_source,
     ),
     Case("c14-download-from-a-named-pipe", download_from_a_pipe, 0, check=check_piped_train),
+    # m: messages that mislead
+    Case(
+        "m16-evaluate-ref-from-a-process-substitution",
+        evaluate_ref_from_a_pipe,
+        0,
+        other_lines=("BLEU", "nrefs"),
+    ),
+    Case("m16b-translate-output-name-of-255-characters", long_output_name(255), 0),
+    Case(
+        "m16c-translate-output-name-too-long",
+        long_output_name(300),
+        1,  # an OSError: main's one line, status 1
+        error=("ooooo.txt", "name too long"),
+        check=check_no_temp_named,
+    ),
+    Case(
+        "m16d-translate-checkpoint-of-another-model-size",
+        checkpoint_of_another_size,
+        2,
+        error=("other/best.pt", "another model", "model.dec_hidden"),
+        check=check_no_restore_advice,
+    ),
+    Case(
+        "m16e-translate-from-a-deleted-folder", from_a_deleted_folder, 2, error=("current folder", "deleted")
+    ),
     # y: recipes
     Case(
         "y10-recipe-section-twice",
