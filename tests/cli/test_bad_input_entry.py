@@ -437,6 +437,36 @@ def from_a_deleted_folder(ctx: Ctx, tmp: Path) -> Prepared:
     return prep
 
 
+def same_language(source: str):
+    """A tsv/jsonl recipe with the same source and target language (de -> de: grammar correction)."""
+
+    def prepare(ctx: Ctx, tmp: Path) -> Prepared:
+        if source == "tsv":
+            body = "".join(f"satz {i}\tSatz {i}.\n" for i in range(8))
+        else:
+            body = "".join(json.dumps({"src": f"satz {i}", "tgt": f"Satz {i}."}) + "\n" for i in range(8))
+        for split in ("train", "dev", "test"):
+            write(tmp / "src" / f"{split}.{source}", body)
+        values = {
+            "name": "fix",
+            "run_dir": str(tmp / "run"),
+            "data": {
+                "source": source,
+                "src_lang": "de",
+                "tgt_lang": "de",
+                "url": str(tmp / "src"),
+                "file_pattern": "{split}." + source,
+                "src_field": "0" if source == "tsv" else "src",
+                "tgt_field": "1" if source == "tsv" else "tgt",
+                "splits": {s: s for s in ("train", "dev", "test")},
+                "dir": str(tmp / "corpus"),
+            },
+        }
+        return Prepared(["download", write(tmp / "fix.yaml", yaml.safe_dump(values, sort_keys=False))])
+
+    return prepare
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -623,6 +653,18 @@ CASES = [
     ),
     Case(
         "m16e-translate-from-a-deleted-folder", from_a_deleted_folder, 2, error=("current folder", "deleted")
+    ),
+    Case(
+        "c08-tsv-same-source-and-target-language",
+        same_language("tsv"),
+        2,
+        error=("'data.src_lang'", "both 'de'", "de-src"),
+    ),
+    Case(
+        "c08b-jsonl-same-source-and-target-language",
+        same_language("jsonl"),
+        2,
+        error=("'data.tgt_lang'", "both 'de'"),
     ),
     # y: recipes
     Case(
