@@ -132,8 +132,13 @@ def _load_from(folder: Path, joint: Optional[bool] = None) -> tuple[Tokenizer, T
     return s, (s if len(expected) == 1 else Tokenizer(expected[1]))
 
 
-def _spm_error(e: RuntimeError, cfg: Config) -> UserError:
-    """SentencePiece's error as one line in our terms (never its source locations and assertions)."""
+LOW_DISK_BYTES = 64 << 20  # free space under which a failed SentencePiece write is taken for a full disk
+
+
+def _spm_error(e: RuntimeError, cfg: Config, folder: Path) -> UserError:
+    """SentencePiece's error as one line in our terms (never its source locations): a vocabulary too
+    small for the corpus; a full disk where it writes (``folder``: SentencePiece writes the models itself,
+    and says no more than which assertion failed); else its message, or the assertion that failed."""
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     small = re.search(r"Vocabulary size is smaller than required_chars\. \d+ vs (\d+)", msg)
     if small:
@@ -142,8 +147,17 @@ def _spm_error(e: RuntimeError, cfg: Config) -> UserError:
             f"and the 4 special pieces need at least {small[1]}; raise spm.vocab_size or lower "
             f"spm.character_coverage"
         )
-    msg = re.sub(r"^\w+: \S+\(\d+\) \[.*?\] *", "", msg)
-    return UserError(f"SentencePiece training failed: {msg or 'no reason given'}")
+    try:
+        full = shutil.disk_usage(folder).free < LOW_DISK_BYTES
+    except OSError:
+        full = False
+    if full:
+        return UserError(f"could not write the SentencePiece models into {folder}: no space left on device")
+    where = re.match(r"^\w+: \S+\(\d+\) \[(.*?)\] *", msg)
+    reason = msg[where.end() :] if where else msg
+    return UserError(
+        f"SentencePiece training failed: {reason or (f'its check {where[1]} failed' if where else 'no reason given')}"
+    )
 
 
 def _train_one(files: list[Path], prefix: Path, cfg: Config) -> None:
@@ -171,7 +185,7 @@ def _train_one(files: list[Path], prefix: Path, cfg: Config) -> None:
     try:
         spm.SentencePieceTrainer.Train(**kwargs)
     except RuntimeError as e:
-        raise _spm_error(e, cfg) from None
+        raise _spm_error(e, cfg, spm_dir(cfg.run_path)) from None
 
 
 MODEL_FILES = ("joint", "src", "tgt")

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import unicodedata
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -467,6 +468,30 @@ def same_language(source: str):
     return prepare
 
 
+def spm_on_a_full_disk(ctx: Ctx, tmp: Path) -> Prepared:
+    """SentencePiece cannot write its model (the disk is full): it fails an assertion without a reason."""
+    from seq2seq.data import tokenizer
+
+    def full(model_prefix: str, **kwargs):
+        raise RuntimeError("Internal: src/trainer_interface.cc(688) [output.good()] ")
+
+    def no_space(path):
+        return shutil._ntuple_diskusage(10 << 30, 10 << 30, 0)
+
+    prep = on_copy("spm", checkpoints=False)(ctx, tmp)
+
+    @contextlib.contextmanager
+    def patch():
+        with (
+            mock.patch.object(tokenizer.spm.SentencePieceTrainer, "Train", full),
+            mock.patch.object(tokenizer.shutil, "disk_usage", no_space),
+        ):
+            yield
+
+    prep.patch = patch
+    return prep
+
+
 LOCKED = ("in use by another process", f"PID {os.getpid()}")
 
 
@@ -665,6 +690,13 @@ CASES = [
         same_language("jsonl"),
         2,
         error=("'data.tgt_lang'", "both 'de'"),
+    ),
+    Case(
+        "m16f-spm-on-a-full-disk",
+        spm_on_a_full_disk,
+        2,
+        error=("no space left", "run/spm:"),
+        check=check_no_temp_named,
     ),
     # y: recipes
     Case(
