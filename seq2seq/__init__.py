@@ -2,7 +2,7 @@
 
 The package is one subpackage per pipeline stage, imported one way down this order::
 
-    errors, constants, fileio  ->  config  ->  runs  ->  data  ->  model  ->  decode  ->  evaluation
+    errors, constants, fileio, text  ->  config  ->  runs  ->  data  ->  model  ->  decode  ->  evaluation
     ->  training  ->  inspect  ->  cli
 
 The Python API (each name imported on first use, so ``import seq2seq`` stays light)::

@@ -26,6 +26,7 @@ from typing import BinaryIO, Iterator, Optional
 
 from seq2seq.errors import UserError
 
+MAX_LINE_BYTES = 16 << 20  # the longest line read_lines takes (one sentence per line: far more than any)
 REPLACE_HINT = "use --replace-invalid to replace bad bytes"  # read_lines' default hint (the translate CLI)
 
 
@@ -54,9 +55,14 @@ def _fsync_dir(path: Path) -> None:
 _TEMP = re.compile(r"\.(?P<name>.+)\.(?:(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp")
 
 
+TEMP_NAME_CHARS = 100  # of the target's name in a temporary file's: any name a file system takes fits
+
+
 def temp_prefix(name: str) -> str:
-    """The ``prefix`` for tempfile.mkstemp/mkdtemp of a temporary ``name``: it records this process."""
-    return f".{name}.{os.getpid()}-"
+    """The ``prefix`` for tempfile.mkstemp/mkdtemp of a temporary ``name``: it records this process. The
+    name is cut to :data:`TEMP_NAME_CHARS` characters, so the temporary file of a name near the file
+    system's limit (255 bytes) still fits."""
+    return f".{name[:TEMP_NAME_CHARS]}.{os.getpid()}-"
 
 
 def _alive(pid: int) -> bool:
@@ -81,7 +87,7 @@ def remove_stale_temps(folder: Path, name: Optional[str] = None, legacy: bool = 
         return removed
     for entry in entries:
         m = _TEMP.fullmatch(entry.name)
-        if not m or (name is not None and m["name"] != name):
+        if not m or (name is not None and m["name"] != name[:TEMP_NAME_CHARS]):
             continue
         if (m["pid"] is None and not legacy) or (m["pid"] is not None and _alive(int(m["pid"]))):
             continue
@@ -192,10 +198,35 @@ _TEXT = {"encoding": "utf-8", "newline": "\n"}
 
 
 def _named(e: OSError, path: Path) -> OSError:
-    """``e`` with ``path`` as its file name (a failing write() names no file by itself)."""
-    if e.filename is not None or e.errno is None:
+    """``e`` naming ``path``, the file the caller asked for: a failing write() names no file by itself,
+    and mkstemp/rename name the temporary file, which the user never chose."""
+    if e.errno is None:
         return e
     return type(e)(e.errno, e.strerror, str(path))
+
+
+def check_not_an_input(output: Optional[str | os.PathLike], inputs: list[tuple[str, Optional[Path]]]) -> None:
+    """Refuse an output file that is one of the inputs (``(label, path)`` pairs), by any name (a symlink, a
+    hard link): replacing it would destroy what is being read. Only regular files are compared (two
+    names of one pipe or terminal are fine)."""
+    if output is None:
+        return
+    try:
+        out = os.stat(output)
+    except OSError:
+        return  # not there yet: it cannot be an input
+    if not stat.S_ISREG(out.st_mode):
+        return
+    for label, path in inputs:
+        try:
+            same = path is not None and os.path.samestat(out, os.stat(path))
+        except OSError:
+            same = False
+        if same:
+            raise UserError(
+                f"the output {output} is the {label} file {path}: writing it would overwrite that input; "
+                f"choose another output file"
+            )
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -232,9 +263,15 @@ def read_lines(
 
     Only "\\n" ends a line; a trailing "\\r" (CRLF) is dropped; a missing final newline is fine. A line
     holding NUL bytes is a UserError naming ``name`` and the line number; so is invalid UTF-8, with
-    ``hint`` appended after "; " (None: no hint), unless ``replace_invalid`` turns bad bytes into U+FFFD.
+    ``hint`` appended after "; " (None: no hint), unless ``replace_invalid`` turns bad bytes into U+FFFD;
+    so is a line longer than :data:`MAX_LINE_BYTES` (``/dev/zero`` has no line end: memory stays bounded).
     """
-    for number, raw in enumerate(stream, start=1):
+    for number, raw in enumerate(iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b""), start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise UserError(
+                f"{name}: line {number} is longer than {MAX_LINE_BYTES >> 20} MiB: not a text file of sentences "
+                f"(one per line)"
+            )
         raw = raw[:-1] if raw.endswith(b"\n") else raw
         raw = raw[:-1] if raw.endswith(b"\r") else raw
         if b"\0" in raw:

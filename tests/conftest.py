@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -44,6 +46,15 @@ def random_ids(n: int, vocab: int = 40, min_len: int = 1, max_len: int = 9, seed
     g = torch.Generator().manual_seed(seed)
     lens = torch.randint(min_len, max_len + 1, (n,), generator=g).tolist()
     return [torch.randint(4, vocab, (k,), generator=g).tolist() for k in lens]
+
+
+def rehash_manifest(corpus: Path) -> None:
+    """Record the corpus files' current SHA-256 in its manifest.json (a test that edits a downloaded
+    file by hand): the corpus as a download of the changed data would have written it."""
+    manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
+    for name, entry in manifest["files"].items():
+        entry["sha256"] = hashlib.sha256((corpus / name).read_bytes()).hexdigest()
+    (corpus / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
 def tiny_recipe_dict(tmp_path: Path, **sections) -> dict:

@@ -12,7 +12,7 @@ PACKAGE = Path(seq2seq.__file__).parent
 
 # lowest first; a module may import its own layer's modules and any layer before it
 LAYERS = [
-    ("errors", "constants", "fileio"),
+    ("errors", "constants", "fileio", "text"),
     ("config",),
     ("runs",),
     ("data",),
@@ -124,4 +124,4 @@ def test_only_the_cli_imports_click_or_imports_inside_functions():
 
 def test_the_package_root_holds_only_the_base_layer():
     root = sorted(p.stem for p in PACKAGE.glob("*.py"))
-    assert root == ["__init__", "__main__", "constants", "errors", "fileio"]
+    assert root == ["__init__", "__main__", "constants", "errors", "fileio", "text"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -51,7 +52,27 @@ for command in (
     cli.add_command(command)
 
 
+def utf8_output() -> None:
+    """Standard output in UTF-8 whatever the locale or PYTHONIOENCODING says (translations are UTF-8
+    text, like the files -o writes: never a UnicodeEncodeError, never a lossy '?'); messages on standard
+    error keep the terminal's encoding, with escapes for what it cannot show."""
+    for stream, options in (
+        (sys.stdout, {"encoding": "utf-8"}),
+        (sys.stderr, {"errors": "backslashreplace"}),
+    ):
+        try:
+            stream.reconfigure(**options)
+        except (AttributeError, ValueError, OSError):  # closed, or not a text stream (captured by a caller)
+            pass
+
+
 def main(argv=None) -> None:
+    utf8_output()
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's libraries would abort on their own ("oneMKL FATAL ERROR")
+        click.echo("error: the current folder no longer exists (deleted): cd to an existing folder", err=True)
+        sys.exit(2)
     try:
         cli.main(args=argv, prog_name="seq2seq", standalone_mode=False)
     except UserError as e:

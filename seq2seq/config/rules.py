@@ -87,6 +87,13 @@ def check_model(cfg: Config) -> None:
 
 
 def check_data(cfg: Config) -> None:
+    d = cfg.data
+    if d.src_lang == d.tgt_lang:  # the corpus is one file per split and language: both sides in train.<lang>
+        raise UserError(
+            f"config keys 'data.src_lang' and 'data.tgt_lang' are both {d.src_lang!r}: the corpus keeps one "
+            f"file per language (train.{d.src_lang}), so a same-language task (grammar correction, "
+            f"paraphrase) needs two names, e.g. data.src_lang: {d.src_lang}-src"
+        )
     for split, source in cfg.data.splits.items():  # split names become file names: hyp.<split>.<lang>
         check_name("config key 'data.splits'", split)
         if not isinstance(source, str) or not source:

@@ -18,7 +18,23 @@ from seq2seq.errors import UserError
 
 class _NoAliasLoader(yaml.SafeLoader):
     """YAML without aliases (``*name``): a few lines of aliases can expand to billions of values (an
-    "alias bomb"), and a recipe never needs them."""
+    "alias bomb"), and a recipe never needs them. A key given twice in one mapping (``train:`` twice)
+    is an error naming both lines: plain YAML keeps the last one and silently drops the first."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    line = first.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if line != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {line})", key_node.start_mark
+                    )
+        return super().construct_mapping(node, deep)
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):

@@ -23,7 +23,6 @@ import itertools
 import json
 import os
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -31,20 +30,15 @@ from seq2seq.runs import ownership as rundir
 from seq2seq.config.schema import Config
 from seq2seq.errors import UserError
 from seq2seq.fileio import AtomicOutput, atomic_write_text
+from seq2seq.text import normalize
 from seq2seq.data.hub import file_rows, load_hub, mirror_files
 from seq2seq.data.sources import jsonl_rows, rows_pairs, text_lines, tsv_pairs
 from seq2seq.constants import MANIFEST
 from seq2seq.data.embedded import generate
 from seq2seq.config.bleu import check_bleu_tokenizer
 
-__all__ = ["MANIFEST", "download", "normalize", "read_corpus", "read_split", "text_lines"]
+__all__ = ["MANIFEST", "corpus_files", "download", "normalize", "read_corpus", "read_split", "text_lines"]
 
-
-
-def normalize(line: str) -> str:
-    """NFC, no line-break characters, whitespace runs collapsed, ends stripped."""
-    line = unicodedata.normalize("NFC", line)
-    return " ".join(line.split())
 
 
 def _locate(name_or_url: str, mirror: Optional[Path]) -> str:
@@ -240,12 +234,43 @@ def _download(
     return manifest
 
 
-def read_split(cfg: Config, split: str) -> tuple[list[str], list[str]]:
-    """The normalized (source, target) lines of a downloaded split."""
+_VERIFIED: dict[tuple, str] = {}  # (path, inode, size, mtime) -> its sha256: each file hashed once per process
+
+
+def corpus_files(cfg: Config, split: str) -> tuple[Path, Path]:
+    """The (source, target) files of a downloaded split, checked against the SHA-256 that the download
+    stage wrote into manifest.json: the one way every stage (spm, train, evaluate, tune-decode) reaches
+    the corpus. A file missing, or not what the download wrote (an interrupted download leaving files of
+    two runs side by side, a file edited by hand), is a UserError. A corpus folder without a manifest
+    (written by hand) is taken as it is."""
+    manifest = cfg.data_dir / MANIFEST
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8")).get("files", {}) if manifest.is_file() else {}
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        raise UserError(f"{manifest} is damaged: run the download stage again (seq2seq download)") from None
     out = []
     for lang in (cfg.data.src_lang, cfg.data.tgt_lang):
         path = cfg.data_dir / f"{split}.{lang}"
         if not path.is_file():
             raise UserError(f"{path} not found: run the download stage first (seq2seq download / make data)")
-        out.append(path.read_text(encoding="utf-8").split("\n")[:-1])
+        expected = files.get(path.name, {}).get("sha256") if isinstance(files, dict) else None
+        if expected is not None and _checked_sha256(path) != expected:
+            raise UserError(
+                f"{path} is not the file the download stage wrote ({manifest} records another SHA-256: an "
+                f"interrupted download, or an edited file): run seq2seq download again"
+            )
+        out.append(path)
     return out[0], out[1]
+
+
+def _checked_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = _sha256(path)
+    return _VERIFIED[key]
+
+
+def read_split(cfg: Config, split: str) -> tuple[list[str], list[str]]:
+    """The normalized (source, target) lines of a downloaded split (checked: :func:`corpus_files`)."""
+    return tuple(path.read_text(encoding="utf-8").split("\n")[:-1] for path in corpus_files(cfg, split))

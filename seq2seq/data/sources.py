@@ -7,6 +7,7 @@ Every malformed line is a one-line :class:`UserError` naming the file and the li
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import itertools
@@ -69,10 +70,10 @@ def text_lines(loc: str, cache_dir: Optional[Path] = None) -> Iterator[str]:
     CRLF's "\r" is dropped; undecodable bytes or NUL bytes are an error naming the file and line."""
     path = fetch(loc, cache_dir)
     try:
-        with open(path, "rb") as probe:
-            gz = probe.read(2) == b"\x1f\x8b"
-        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
-            yield from read_lines(f, loc, hint=None)  # no --replace-invalid for downloads
+        with open(path, "rb") as f:  # opened once: a named pipe or <(...) can be read only once
+            gz = f.peek(2)[:2] == b"\x1f\x8b"
+            with gzip.GzipFile(fileobj=f, mode="rb") if gz else contextlib.nullcontext(f) as lines:
+                yield from read_lines(lines, loc, hint=None)  # no --replace-invalid for downloads
     except (OSError, EOFError, zlib.error) as e:
         raise UserError(f"could not read {loc}: {e}") from None
 

@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from seq2seq.config.schema import Config
+from seq2seq.data.corpus import corpus_files
 from seq2seq.errors import UserError
 from seq2seq.fileio import AtomicOutput, atomic_write_bytes, atomic_write_text
 from seq2seq.constants import MANIFEST
@@ -130,10 +131,7 @@ def build_pairs(
         old = json.loads(meta_path.read_text(encoding="utf-8"))
         if {k: v for k, v in old.items() if k != "stats"} == meta:
             return IdSeqs(*names["src"], dtype), IdSeqs(*names["tgt"], dtype)
-    files = [cfg.data_dir / f"train.{lang}" for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
-    for f in files:
-        if not f.is_file():
-            raise UserError(f"{f} not found: run the download stage first (seq2seq download / make data)")
+    files = list(corpus_files(cfg, "train"))
     outs = {side: AtomicOutput(names[side][0], binary=True) for side in names}
     try:
         stats, lens = _write_ids(cfg, files, src_tok, tgt_tok, outs, dtype)

@@ -11,15 +11,21 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 
 from seq2seq.runs import ownership as rundir
 from seq2seq.config.schema import Config
+from seq2seq.data.corpus import corpus_files
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_bytes, temp_prefix
 from seq2seq.runs.checkpoint import parent_run
+from seq2seq.text import normalize
 from seq2seq.constants import checkpoints_dir, spm_dir
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
+# trainer_spec fields that say where (and on how many threads) a model was trained, not what it does:
+# the corpus paths, the output prefix (a random staging folder) and the machine's core count
+WHERE_TRAINED = ("input", "model_prefix", "num_threads")
 
 
 class Tokenizer:
@@ -42,10 +48,11 @@ class Tokenizer:
         return self.sp.GetPieceSize()
 
     def encode(self, lines: list[str]) -> list[list[int]]:
-        return self.sp.Encode(lines)
+        """Ids of each line, after the one normalization of text that enters (:func:`seq2seq.text.normalize`)."""
+        return self.sp.Encode([normalize(line) for line in lines])
 
     def pieces(self, line: str) -> list[str]:
-        return self.sp.EncodeAsPieces(line)
+        return self.sp.EncodeAsPieces(normalize(line))
 
     def id_to_piece(self, ids: list[int]) -> list[str]:
         return [self.sp.IdToPiece(i) for i in ids]
@@ -53,16 +60,38 @@ class Tokenizer:
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.sp.Decode(ids)
 
+    def content(self) -> bytes:
+        """The serialized model without where it was trained (:data:`WHERE_TRAINED`): equal exactly when
+        two models tokenize alike (the pieces, their scores, the normalizer and the settings)."""
+        proto = sentencepiece_model_pb2.ModelProto.FromString(self.sp.serialized_model_proto())
+        for name in WHERE_TRAINED:
+            proto.trainer_spec.ClearField(name)
+        return proto.SerializeToString(deterministic=True)
+
     def fingerprint(self) -> str:
-        """sha256 hex digest of the serialized model: equal exactly when two tokenizers are the same model."""
-        return hashlib.sha256(self.sp.serialized_model_proto()).hexdigest()
+        """sha256 hex digest of :meth:`content`: equal exactly when two tokenizers are the same model."""
+        return hashlib.sha256(self.content()).hexdigest()
 
 
 def tokenizers_fingerprint(src_tok: Tokenizer, tgt_tok: Tokenizer) -> str:
-    """sha256 hex digest of both serialized models, source then target (what the training shards are built from)."""
+    """sha256 hex digest of both models' :meth:`~Tokenizer.content`, source then target (what checkpoints
+    record and the training shards are built from)."""
+    h = hashlib.sha256(src_tok.content())
+    h.update(tgt_tok.content())
+    return h.hexdigest()
+
+
+def _bytes_fingerprint(src_tok: Tokenizer, tgt_tok: Tokenizer) -> str:
+    """What checkpoints of version 0.1.0 and before recorded: the serialized bytes, paths included."""
     h = hashlib.sha256(src_tok.sp.serialized_model_proto())
     h.update(tgt_tok.sp.serialized_model_proto())
     return h.hexdigest()
+
+
+def fingerprint_matches(recorded: Optional[str], src_tok: Tokenizer, tgt_tok: Tokenizer) -> bool:
+    """Whether the fingerprint a checkpoint (or model folder) recorded names these tokenizers: by content,
+    or, recorded by an earlier version, by their bytes."""
+    return recorded in (tokenizers_fingerprint(src_tok, tgt_tok), _bytes_fingerprint(src_tok, tgt_tok))
 
 
 def spm_paths(run_dir: Path) -> tuple[Path, Path]:
@@ -103,8 +132,13 @@ def _load_from(folder: Path, joint: Optional[bool] = None) -> tuple[Tokenizer, T
     return s, (s if len(expected) == 1 else Tokenizer(expected[1]))
 
 
-def _spm_error(e: RuntimeError, cfg: Config) -> UserError:
-    """SentencePiece's error as one line in our terms (never its source locations and assertions)."""
+LOW_DISK_BYTES = 64 << 20  # free space under which a failed SentencePiece write is taken for a full disk
+
+
+def _spm_error(e: RuntimeError, cfg: Config, folder: Path) -> UserError:
+    """SentencePiece's error as one line in our terms (never its source locations): a vocabulary too
+    small for the corpus; a full disk where it writes (``folder``: SentencePiece writes the models itself,
+    and says no more than which assertion failed); else its message, or the assertion that failed."""
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     small = re.search(r"Vocabulary size is smaller than required_chars\. \d+ vs (\d+)", msg)
     if small:
@@ -113,8 +147,17 @@ def _spm_error(e: RuntimeError, cfg: Config) -> UserError:
             f"and the 4 special pieces need at least {small[1]}; raise spm.vocab_size or lower "
             f"spm.character_coverage"
         )
-    msg = re.sub(r"^\w+: \S+\(\d+\) \[.*?\] *", "", msg)
-    return UserError(f"SentencePiece training failed: {msg or 'no reason given'}")
+    try:
+        full = shutil.disk_usage(folder).free < LOW_DISK_BYTES
+    except OSError:
+        full = False
+    if full:
+        return UserError(f"could not write the SentencePiece models into {folder}: no space left on device")
+    where = re.match(r"^\w+: \S+\(\d+\) \[(.*?)\] *", msg)
+    reason = msg[where.end() :] if where else msg
+    return UserError(
+        f"SentencePiece training failed: {reason or (f'its check {where[1]} failed' if where else 'no reason given')}"
+    )
 
 
 def _train_one(files: list[Path], prefix: Path, cfg: Config) -> None:
@@ -142,41 +185,53 @@ def _train_one(files: list[Path], prefix: Path, cfg: Config) -> None:
     try:
         spm.SentencePieceTrainer.Train(**kwargs)
     except RuntimeError as e:
-        raise _spm_error(e, cfg) from None
+        raise _spm_error(e, cfg, spm_dir(cfg.run_path)) from None
 
 
 MODEL_FILES = ("joint", "src", "tgt")
 
 
 def train_tokenizers(cfg: Config, log=print) -> tuple[Path, Path]:
-    """Train on the train split only; writes ``<run_dir>/spm/{joint|src,tgt}.model``.
+    """Train on the train split only; writes ``<run_dir>/spm/{joint|src,tgt}.model``. A fine-tuning run
+    (``train.init_from``) copies its parent's models instead, the same way.
 
     The new models are built in a folder beside the old ones and swapped in only once complete, so a
-    failed or interrupted run keeps the previous tokenizer. With checkpoints in the run (they depend on
-    the tokenizer), other spm settings, or a retrained tokenizer that differs, are refused. A fine-tuning
-    run (``train.init_from``) copies its parent's models instead."""
-    if cfg.train.init_from:
-        return copy_parent_tokenizers(cfg, log)
-    files = [cfg.data_dir / f"train.{lang}" for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
-    for f in files:
-        if not f.is_file():
-            raise UserError(f"{f} not found: run the download stage first (seq2seq download / make data)")
+    failed or interrupted run keeps the previous tokenizer; the run directory is held meanwhile. With
+    checkpoints in the run (they depend on the tokenizer), other spm settings, or a new tokenizer whose
+    content differs, are refused; one with the same content leaves the files as they are."""
+    parent = parent_run(cfg) if cfg.train.init_from else None
+    files = [] if parent else list(corpus_files(cfg, "train"))
+    if parent is not None:
+        _parent_models(parent)
+
+    def build(staging: Path) -> bool:
+        return _copy_into(staging, parent) if parent else _train_into(staging, files, cfg, log)
+
     with rundir.claim(cfg.run_path, cfg, "spm") as owner:
-        rundir.check_spm(cfg.run_path, cfg, owner)
-        out = spm_dir(cfg.run_path)
-        out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=temp_prefix("spm"), suffix=".tmp", dir=out))
-        try:
-            _train_into(staging, files, cfg, log)
-            _swap_in(staging, cfg)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        if parent is None:
+            rundir.check_spm(cfg.run_path, cfg, owner)
+        _build_and_swap(cfg, build)
+    if parent is not None:
+        log(f"fine-tuning from {parent}: copied its SentencePiece models into {spm_dir(cfg.run_path)}")
     s, t = load_tokenizers(cfg.run_path)
     log(f"vocabulary: source {len(s)}, target {len(t)}")
     return spm_paths(cfg.run_path)
 
 
-def _train_into(folder: Path, files: list[Path], cfg: Config, log) -> None:
+def _build_and_swap(cfg: Config, build: Callable[[Path], bool]) -> None:
+    """``build`` a tokenizer into a staging folder in ``<run_dir>/spm`` (it returns whether the result
+    is one joint model), then swap it in (:func:`_swap_in`); the staging folder never stays."""
+    out = spm_dir(cfg.run_path)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=temp_prefix("spm"), suffix=".tmp", dir=out))
+    try:
+        joint = build(staging)
+        _swap_in(staging, cfg.run_path, joint)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _train_into(folder: Path, files: list[Path], cfg: Config, log) -> bool:
     sample = f", sampling {cfg.spm.input_sentence_size} sentences" if cfg.spm.input_sentence_size else ""
     log(
         f"training SentencePiece ({cfg.spm.model_type}, vocabulary {cfg.spm.vocab_size}{sample}) on "
@@ -194,49 +249,62 @@ def _train_into(folder: Path, files: list[Path], cfg: Config, log) -> None:
         log(
             f"trained source and target SentencePiece models ({cfg.spm.model_type}, {cfg.spm.vocab_size}){sample}"
         )
+    return cfg.spm.joint
 
 
-def _swap_in(staging: Path, cfg: Config) -> None:
-    """Move the models trained in ``staging`` into ``<run_dir>/spm``, then remove the stale kind (joint
-    vs separate): at every moment spm/ holds one complete tokenizer."""
-    run = cfg.run_path
-    new = _load_from(staging, cfg.spm.joint)  # loads and checks the special ids before anything moves
-    if rundir.has_checkpoints(run):
-        try:
-            old = load_tokenizers(run)
-        except UserError:
-            old = None  # missing or damaged: the new one can only help
-        if old is not None and tokenizers_fingerprint(*old) != tokenizers_fingerprint(*new):
-            raise UserError(
-                f"the retrained tokenizer differs from {run / 'spm'}, which the checkpoints in "
-                f"{checkpoints_dir(run)} were trained with (the train split changed?): kept the old one; use "
-                f"run_dir=... for the new one, or delete {checkpoints_dir(run)}"
-            )
-    names = ["joint"] if cfg.spm.joint else ["src", "tgt"]
+def _swap_in(staging: Path, run: Path, joint: bool) -> None:
+    """Move the models built in ``staging`` (``joint``: one joint model) into ``<run>/spm``, then remove
+    the stale kind (joint vs separate): at every moment spm/ holds one complete tokenizer."""
+    new = _load_from(staging, joint)  # loads and checks the special ids before anything moves
+    try:
+        old = load_tokenizers(run)
+    except UserError:
+        old = None  # missing or damaged: the new one can only help
+    if old is not None and tokenizers_fingerprint(*old) == tokenizers_fingerprint(*new):
+        return  # the same tokenizer: the files stay as they are
+    if old is not None and rundir.has_checkpoints(run):
+        raise UserError(
+            f"the retrained tokenizer differs from {run / 'spm'}, which the checkpoints in "
+            f"{checkpoints_dir(run)} were trained with (the train split changed?): kept the old one; use "
+            f"run_dir=... for the new one, or delete {checkpoints_dir(run)}"
+        )
+    names = ["joint"] if joint else ["src", "tgt"]
     for name in names:
-        for ext in (".vocab", ".model"):
-            os.replace(staging / (name + ext), spm_dir(run) / (name + ext))
+        for ext in (".vocab", ".model"):  # a copied parent may come without its .vocab
+            if (staging / (name + ext)).is_file():
+                os.replace(staging / (name + ext), spm_dir(run) / (name + ext))
+            else:
+                (spm_dir(run) / (name + ext)).unlink(missing_ok=True)
     for stale in MODEL_FILES:  # a switch between joint and separate must not keep old models
         if stale not in names:
             for ext in (".model", ".vocab"):
                 (spm_dir(run) / (stale + ext)).unlink(missing_ok=True)
 
 
-def copy_parent_tokenizers(cfg: Config, log: Callable[[str], None] = print) -> tuple[Path, Path]:
-    """Copy the parent run's SentencePiece models into this run's spm/ (what the spm stage does when
-    fine-tuning): the same vocabulary is what makes the parent's weights usable."""
-    parent = parent_run(cfg)
+def _parent_models(parent: Path) -> tuple[Path, Path]:
     src, tgt = spm_paths(parent)
     if not src.is_file() or not tgt.is_file():
         raise UserError(f"{parent} has no SentencePiece models in spm/: train.init_from needs a trained run")
-    out = spm_dir(cfg.run_path)
-    for stale in ("joint", "src", "tgt"):
-        for ext in (".model", ".vocab"):
-            (out / (stale + ext)).unlink(missing_ok=True)
+    return src, tgt
+
+
+def _copy_into(folder: Path, parent: Path) -> bool:
+    """The parent run's SentencePiece models (and vocabularies) copied into ``folder``; whether joint."""
+    src, tgt = _parent_models(parent)
     for model in {src, tgt}:
         for ext in (".model", ".vocab"):
             piece = model.with_suffix(ext)
             if piece.is_file():
-                atomic_write_bytes(out / piece.name, piece.read_bytes())
-    log(f"fine-tuning from {parent}: copied its SentencePiece models into {out}")
+                shutil.copyfile(piece, folder / piece.name)
+    return src == tgt
+
+
+def copy_parent_tokenizers(cfg: Config, log: Callable[[str], None] = print) -> tuple[Path, Path]:
+    """Copy the parent run's SentencePiece models into this run's spm/ (training does this for a
+    fine-tuning run without its own; it holds the run directory): the same vocabulary is what makes
+    the parent's weights usable."""
+    parent = parent_run(cfg)
+    _parent_models(parent)
+    _build_and_swap(cfg, lambda staging: _copy_into(staging, parent))
+    log(f"fine-tuning from {parent}: copied its SentencePiece models into {spm_dir(cfg.run_path)}")
     return spm_paths(cfg.run_path)

@@ -18,7 +18,7 @@ from seq2seq.config.schema import DecodeConfig
 from seq2seq.decode.heatmap import plot_translation
 from seq2seq.decode.translator import Translation, Translator
 from seq2seq.errors import UserError
-from seq2seq.fileio import AtomicOutput, read_lines
+from seq2seq.fileio import AtomicOutput, check_not_an_input, read_lines
 from seq2seq.model.device import pick_device
 
 
@@ -42,6 +42,7 @@ def translate(
     settings updated by ``decode_overrides`` (None values keep the run's; checked as a recipe's are, so
     e.g. an n-best list longer than the beam is an error). Returns lines written."""
     check_input(io.input)
+    check_not_an_input(io.output, [("-i/--input", io.input)])
     if io.input is None:
         _std("stdin")  # closed: fail before loading anything
     if io.output is None and not io.interactive:

@@ -10,7 +10,8 @@ import torch
 
 from seq2seq.config.load import from_dict
 from seq2seq.config.schema import ModelConfig
-from seq2seq.data.tokenizer import load_tokenizers, tokenizers_fingerprint
+from seq2seq.constants import checkpoints_dir
+from seq2seq.data.tokenizer import fingerprint_matches, load_tokenizers
 from seq2seq.decode.model_folder import is_model_folder
 from seq2seq.decode.model_folder import load as load_model_folder
 from seq2seq.errors import UserError
@@ -41,8 +42,14 @@ def load_run_with_tokenizers(run_dir: Path, which: str = "best", device: Optiona
     disagree = {k: v for k, v in dataclasses.asdict(model_cfg).items() if getattr(cfg.model, k) != v}
     if disagree:
         key, value = next(iter(disagree.items()))
+        mine = getattr(cfg.model, key)
+        if _foreign(run_dir, path, cfg.model):
+            raise UserError(
+                f"{path} is a checkpoint of another model (model.{key} {value!r}; this run's is {mine!r}): "
+                f"decode it with the run it was trained in (seq2seq translate THAT_RUN --checkpoint ...)"
+            )
         raise UserError(
-            f"{run_dir / 'config.yaml'} disagrees with {path} on model.{key} ({getattr(cfg.model, key)!r} "
+            f"{run_dir / 'config.yaml'} disagrees with {path} on model.{key} ({mine!r} "
             f"there, {value!r} in the checkpoint): restore config.yaml; the checkpoint is what was trained"
         )
     toks = load_tokenizers(run_dir, cfg.spm.joint)
@@ -51,7 +58,7 @@ def load_run_with_tokenizers(run_dir: Path, which: str = "best", device: Optiona
             f"{path}: vocabulary sizes {ckpt['src_vocab']}/{ckpt['tgt_vocab']} do not match the "
             f"tokenizers in {run_dir / 'spm'} ({len(toks[0])}/{len(toks[1])})"
         )
-    if ckpt.get("tokenizers") not in (None, tokenizers_fingerprint(*toks)):
+    if ckpt.get("tokenizers") is not None and not fingerprint_matches(ckpt["tokenizers"], *toks):
         raise UserError(
             f"{path} was trained with other tokenizers (SentencePiece models) than those in {run_dir / 'spm'} "
             f"(was the spm stage re-run?): restore spm/, or train again"
@@ -62,6 +69,23 @@ def load_run_with_tokenizers(run_dir: Path, which: str = "best", device: Optiona
     except RuntimeError as e:
         raise UserError(f"{path}: parameters do not match its config ({str(e).splitlines()[0]})") from None
     return cfg, model.to(device or torch.device("cpu")).eval(), toks
+
+
+def _foreign(run_dir: Path, path: Path, model: ModelConfig) -> bool:
+    """Whether ``path`` (which disagrees with the run's config.yaml) comes from another run: it lies
+    outside the run's checkpoints, or another checkpoint of the run agrees with config.yaml (then
+    config.yaml is right, and restoring it would break the run)."""
+    own = checkpoints_dir(run_dir)
+    if path.resolve().parent != own.resolve():
+        return True
+    for other in (own / "best.pt", own / "last.pt"):
+        if other.is_file() and not other.samefile(path):
+            try:
+                if checkpoint_model_config(ckpt_io.load(other), other) == model:
+                    return True
+            except UserError:
+                continue
+    return False
 
 
 def checkpoint_model_config(ckpt: dict, path: Path) -> ModelConfig:

@@ -39,7 +39,7 @@ import torch
 from seq2seq.config.load import from_dict
 from seq2seq.config.schema import Config
 from seq2seq.config.values import read_yaml
-from seq2seq.data.tokenizer import load_tokenizers, tokenizers_fingerprint
+from seq2seq.data.tokenizer import fingerprint_matches, load_tokenizers
 from seq2seq.errors import UserError
 from seq2seq.model.network import build_model
 
@@ -223,9 +223,9 @@ def load(ref, which: Optional[str] = None, device: Optional[torch.device] = None
         src_vocab, tgt_vocab = int(m["src_vocab"]), int(m["tgt_vocab"])
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{name}: {MANIFEST} has no vocabulary sizes: the folder is damaged") from None
-    if (src_vocab, tgt_vocab) != (len(toks[0]), len(toks[1])) or m.get(
-        "tokenizers"
-    ) != tokenizers_fingerprint(*toks):
+    if (src_vocab, tgt_vocab) != (len(toks[0]), len(toks[1])) or not fingerprint_matches(
+        m.get("tokenizers"), *toks
+    ):
         raise UserError(f"{name}: the SentencePiece models are not those the weights were trained with")
     model = build_model(cfg.model, src_vocab, tgt_vocab)
     from safetensors import SafetensorError

@@ -139,8 +139,14 @@ class Translator:
         """The Python API's entry: one run directory (or a list: an ensemble); ``checkpoint``: a name in
         <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file; ``device``: auto, cpu,
         cuda or cuda:N."""
-        dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
-        return cls.from_run_dirs(dirs, checkpoint, device)
+        dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs
+        if not isinstance(dirs, (list, tuple)) or not all(isinstance(d, (str, Path)) for d in dirs):
+            raise TypeError(
+                f"Translator.load takes a run directory (str or Path) or a list of them, not {_kind(run_dirs)}"
+            )
+        if not dirs:
+            raise UserError("Translator.load: no run directory given (an empty list)")
+        return cls.from_run_dirs(list(dirs), checkpoint, device)
 
     @classmethod
     def from_run_dirs(
@@ -194,15 +200,24 @@ class Translator:
         dropped. Time and memory per line stay bounded, whatever its length."""
         dc = dc or self.cfg.decode
         parts, owners = self._parts(ids)
-        hyps = decode_ids(
-            self.searcher(dc.compile_search),
-            parts,
-            dc,
-            self.device,
-            return_attention,
-            progress,
-            self._generator(dc),
-        )
+        try:
+            hyps = decode_ids(
+                self.searcher(dc.compile_search),
+                parts,
+                dc,
+                self.device,
+                return_attention,
+                progress,
+                self._generator(dc),
+            )
+        except (RuntimeError, MemoryError) as e:
+            if not out_of_memory(e):
+                raise
+            width = f"{dc.n_best} samples" if dc.sampling else f"beam {dc.beam_size}"
+            raise UserError(
+                f"out of memory decoding with {width} and batches of {dc.batch_size} sentences on "
+                f"{self.device}: lower the beam (--beam-size) or the batch (decode.batch_size)"
+            ) from None
         joined: dict[int, list[list[Hypothesis]]] = {}
         for i, h in zip(owners, hyps):
             joined.setdefault(i, []).append(h)
@@ -285,16 +300,45 @@ class Translator:
         keyword overrides of them (``beam_size=5, n_best=3, length_penalty=0.6, sampling=True, ...``).
 
         Returns per line the best translation (a string; "" for empty lines); with ``n_best`` above 1 the
-        n-best strings; with ``with_scores`` a list of :class:`Translation` (text, score, logprob, pieces)."""
+        n-best strings; with ``with_scores`` a list of :class:`Translation` (text, score, logprob, pieces).
+        ``lines`` is a string or a sequence (list, tuple, ...) of strings; anything else is a TypeError.
+        Sampling starts from ``sampling_seed`` at every call, so the same call gives the same samples."""
         if isinstance(lines, str):
             return self.translate([lines], dc, progress, with_scores=with_scores, **decode)[0]
+        lines = _text_lines(lines)
         dc = self.decode_config(dc, **decode)
+        self._rng = (
+            None  # each call samples from decode.sampling_seed afresh: the same call, the same samples
+        )
         found = self.translations(self.src_tok.encode(lines), dc, progress=progress)
         if with_scores:
             return found
         if dc.n_best > 1:
             return [[t.text for t in ts] for ts in found]
         return [ts[0].text if ts else "" for ts in found]
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocation failure (CUDA's OutOfMemoryError, the CPU allocator's RuntimeError)."""
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(e)
+
+
+def _kind(value) -> str:
+    return "None" if value is None else f"a value of type {type(value).__name__}"
+
+
+def _text_lines(lines) -> list[str]:
+    """``lines`` (a sequence of strings, not one bytes object) as a list; a TypeError saying what is wrong."""
+    if isinstance(lines, (bytes, bytearray)):
+        raise TypeError("translate takes text (str), not bytes: decode it first, e.g. data.decode('utf-8')")
+    try:
+        lines = list(lines)
+    except TypeError:
+        raise TypeError(f"translate takes a string or a list of strings, not {_kind(lines)}") from None
+    bad = next((i for i, x in enumerate(lines) if not isinstance(x, str)), None)
+    if bad is not None:
+        raise TypeError(f"translate takes a list of strings; item {bad} is {_kind(lines[bad])}")
+    return lines
 
 
 def join_parts(parts: list[list[Hypothesis]], alpha: float) -> list[Hypothesis]:

@@ -26,18 +26,20 @@ from seq2seq.errors import UserError
 from seq2seq.fileio import read_lines
 from seq2seq.runs.checkpoint import resolve
 from seq2seq.runs.ownership import load_run_config
+from seq2seq.text import normalize
 
 TESTS = {"bs": "paired bootstrap resampling", "ar": "paired approximate randomization"}
 DEFAULT_SEED = 12345  # sacreBLEU's
 
 
 def read_text(path: Path, what: str) -> list[str]:
-    """The lines of a text file; missing, a folder or empty: a one-line error."""
+    """The normalized lines of a text file (:func:`seq2seq.text.normalize`); missing, a folder or empty: a
+    one-line error."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} {path} not found" + (" (a folder)" if path.is_dir() else ""))
     with open(path, "rb") as f:
-        lines = list(read_lines(f, str(path), hint=None))
+        lines = [normalize(line) for line in read_lines(f, str(path), hint=None)]
     if not lines:
         raise UserError(f"{what} {path} is empty")
     return lines

@@ -21,10 +21,11 @@ from seq2seq.decode.model_folder import describe, is_hub, is_model_folder, resol
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import UserError
 from seq2seq.evaluation.metrics import score, score_refs
-from seq2seq.fileio import atomic_write_text, read_lines
+from seq2seq.fileio import atomic_write_text, check_not_an_input, read_lines
 from seq2seq.runs import checkpoint as ckpt_io
 from seq2seq.runs import ownership as rundir
 from seq2seq.runs.settings import load_for_run
+from seq2seq.text import normalize
 
 
 def evaluate(cfg: Config, checkpoint: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
@@ -80,10 +81,14 @@ def _nothing_to_score(cfg: Config, log: Callable[[str], None]) -> dict:
 
 
 def _read_file(path: Path) -> list[str]:
-    if not path.is_file():
+    """The normalized lines of a source or reference file (:func:`seq2seq.text.normalize`); anything
+    readable is one, as for translate -i (/dev/stdin, ``<(...)``)."""
+    if not path.exists():
         raise UserError(f"file not found: {path}")
-    with open(path, "rb") as f:
-        return list(read_lines(f, str(path), hint=None))
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a file")
+    with open(path, "rb") as f:  # a file, or a pipe (--ref <(...)): read once
+        return [normalize(line) for line in read_lines(f, str(path), hint=None)]
 
 
 def evaluate_files(
@@ -152,6 +157,7 @@ def evaluate_command(
             raise UserError(
                 f"{target} is a run directory: give --src FILE --ref FILE (or a recipe, to score its test splits)"
             )
+        check_not_an_input(output, [("--src", src)] + [("--ref", r) for r in refs])
         results, hyps = evaluate_files(target, src, list(refs), checkpoint, tuple(overrides))
         if output is not None:
             atomic_write_text(output, "".join(h + "\n" for h in hyps))

@@ -21,6 +21,14 @@ from seq2seq.runs import ownership as rundir
 
 FORMAT_VERSION = 1
 TRAINING_OWNS = re.compile(r"best|last|step-\d+")  # names the train stage writes and resumes from
+STEP = re.compile(r"step-(\d+)")  # train.keep_checkpoints' files: step-NNNNNNNN.pt
+
+
+def step_checkpoints(folder: Path) -> list[Path]:
+    """The step checkpoints training kept in ``folder`` (``step-N.pt``), oldest first; never anything
+    else named ``step-*`` (an average written as ``-o step-final``)."""
+    steps = {p: int(m[1]) for p in folder.glob(f"step-*{CHECKPOINT_SUFFIX}") if (m := STEP.fullmatch(p.stem))}
+    return sorted(steps, key=steps.__getitem__)
 
 
 def checkpoint_path(run_dir: str | os.PathLike, name: str, label: str = "checkpoint") -> Path:
@@ -142,7 +150,7 @@ def average_run(run_dir: Path, names: list[str], last_n: int, out_name: str) -> 
 
 
 def _average_run(folder: Path, paths: list[Path], last_n: int, out: Path) -> tuple[list[Path], Path]:
-    paths = paths or sorted(folder.glob("step-*.pt"))[-last_n:]
+    paths = paths or step_checkpoints(folder)[-last_n:]
     if not paths:
         raise UserError(
             f"no step-*.pt checkpoints in {folder}: train with keep_checkpoints=N, or name them "
@@ -153,16 +161,26 @@ def _average_run(folder: Path, paths: list[Path], last_n: int, out: Path) -> tup
 
 
 def parent_checkpoint(cfg: Config) -> Path:
-    """The checkpoint ``train.init_from`` names: RUN_DIR (its best.pt) or a checkpoint file."""
+    """The checkpoint ``train.init_from`` names: RUN_DIR (its best.pt) or a checkpoint file; never the
+    run itself or one of its checkpoints (fine-tuning starts from another run)."""
     where = Path(cfg.train.init_from)
-    if where.is_dir():
-        return resolve(where, "best")
-    if where.is_file():
-        return where
-    raise UserError(f"config key 'train.init_from': {where} is neither a run directory nor a checkpoint file")
+    if not where.exists():
+        raise UserError(
+            f"config key 'train.init_from': {where} is neither a run directory nor a checkpoint file"
+        )
+    if (where if where.is_dir() else _run_of(where)).resolve() == cfg.run_path.resolve():
+        raise UserError(
+            f"config key 'train.init_from': {where} is the run itself ({cfg.run_path}): fine-tuning starts "
+            f"from another run; give this one its own run_dir=..."
+        )
+    return resolve(where, "best") if where.is_dir() else where
+
+
+def _run_of(checkpoint: Path) -> Path:
+    """The run directory of a checkpoint file (RUN_DIR for RUN_DIR/checkpoints/X.pt)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS else checkpoint.parent
 
 
 def parent_run(cfg: Config) -> Path:
     """The run directory of the parent checkpoint (RUN_DIR for RUN_DIR/checkpoints/X.pt)."""
-    path = parent_checkpoint(cfg)
-    return path.parent.parent if path.parent.name == CHECKPOINTS else path.parent
+    return _run_of(parent_checkpoint(cfg))

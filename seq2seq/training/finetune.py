@@ -17,6 +17,7 @@ from seq2seq.config.load import from_dict
 from seq2seq.config.schema import SECTIONS, Config
 from seq2seq.config.values import merge
 from seq2seq.constants import checkpoint_file
+from seq2seq.data.tokenizer import Tokenizer, fingerprint_matches
 from seq2seq.errors import UserError
 from seq2seq.runs import checkpoint as ckpt_io
 from seq2seq.runs.checkpoint import parent_checkpoint
@@ -65,12 +66,14 @@ def inherit_model(cfg: Config, log: Callable[[str], None] = print) -> Config:
     return new
 
 
-def parent_weights(cfg: Config, fingerprint: str, log: Callable[[str], None] = print) -> dict:
-    """The parent's parameters, after checking that this run has the same tokenizers (``fingerprint``:
-    :func:`~seq2seq.data.tokenizer.tokenizers_fingerprint`) and the same architecture."""
+def parent_weights(
+    cfg: Config, toks: tuple[Tokenizer, Tokenizer], log: Callable[[str], None] = print
+) -> dict:
+    """The parent's parameters, after checking that this run has the same tokenizers (``toks``, source and
+    target) and the same architecture."""
     path = parent_checkpoint(cfg)
     ckpt = ckpt_io.load(path)
-    if ckpt.get("tokenizers") != fingerprint:
+    if not fingerprint_matches(ckpt.get("tokenizers"), *toks):
         raise UserError(
             f"{path} was trained with other SentencePiece models than {cfg.run_path / 'spm'}: fine-tuning "
             f"needs the parent's (delete {cfg.run_path / 'spm'} and run seq2seq spm with train.init_from set)"

@@ -21,7 +21,7 @@ from seq2seq.config.schema import Config
 from seq2seq.config.values import read_yaml
 from seq2seq.constants import CONFIG, checkpoints_dir
 from seq2seq.data.batches import make_batches
-from seq2seq.data.tokenizer import tokenizers_fingerprint
+from seq2seq.data.tokenizer import fingerprint_matches, tokenizers_fingerprint
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import UserError
 from seq2seq.evaluation.metrics import score
@@ -121,7 +121,7 @@ class Trainer:
         # to the CPU: load_state_dict copies onto the parameters' device, and Adam then keeps its
         # `step` counters where a fresh optimizer keeps them (on the CPU unless fused/capturable)
         ckpt = ckpt_io.load(path)
-        if ckpt.get("tokenizers") != self.fingerprint:
+        if not fingerprint_matches(ckpt.get("tokenizers"), self.translator.src_tok, self.translator.tgt_tok):
             raise UserError(
                 f"{path} was trained with another tokenizer; delete {self.ckpt_dir} or choose another run_dir"
             )
@@ -189,7 +189,7 @@ class Trainer:
             self.save("best", full=False)
         if tc.keep_checkpoints:  # parameters only, for seq2seq average
             self.save(f"step-{p.step:08d}", full=False)
-            for old in sorted(self.ckpt_dir.glob("step-*.pt"))[: -tc.keep_checkpoints]:
+            for old in ckpt_io.step_checkpoints(self.ckpt_dir)[: -tc.keep_checkpoints]:
                 old.unlink()
 
     # ---- the loop ----------------------------------------------------------------------------

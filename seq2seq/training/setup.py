@@ -133,7 +133,7 @@ def build_trainer(cfg: Config, log: Optional[Callable[[str], None]] = None) -> T
     init = None
     if cfg.train.init_from and not checkpoint_file(cfg.run_path, "last").is_file():  # resuming wins
         say = (log or print) if dist.main else (lambda *_: None)
-        init = finetune.parent_weights(cfg, tokenizers_fingerprint(src_tok, tgt_tok), say)
+        init = finetune.parent_weights(cfg, (src_tok, tgt_tok), say)
     parts = setup_parts(cfg, len(src_tok), len(tgt_tok), dist, init)
     data = setup_data(cfg, src_tok, tgt_tok, dist, log or print)
     translator = Translator([parts.model], src_tok, tgt_tok, cfg, dist.device)  # validation decodes with it

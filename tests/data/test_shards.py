@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import tiny_recipe_dict
+from conftest import rehash_manifest, tiny_recipe_dict
 
 from seq2seq.config.load import load_config
 from seq2seq.data.corpus import download
@@ -48,6 +48,7 @@ def test_filters_and_dedupe(tmp_path):
     de += [de[0], "", "eins " * 150, "eins zwei drei vier fünf sechs sieben acht neun zehn elf zwölf"]
     train_en.write_text("".join(x + "\n" for x in en))
     train_de.write_text("".join(x + "\n" for x in de))
+    rehash_manifest(cfg.data_dir)
     cfg.train.dedupe, cfg.train.filter_ratio = True, 3.0
     src, tgt = build_pairs(cfg, s, t, fp, log=QUIET)
     stats = json.loads((cfg.run_path / "bin" / "meta.json").read_text())["stats"]

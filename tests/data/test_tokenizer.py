@@ -13,6 +13,7 @@ from seq2seq.constants import BOS, EOS, PAD, UNK
 from seq2seq.data.corpus import download, read_split
 from seq2seq.data.tokenizer import (
     Tokenizer,
+    fingerprint_matches,
     load_tokenizers,
     spm_paths,
     tokenizers_fingerprint,
@@ -204,11 +205,17 @@ def test_fingerprints(tmp_path: Path, corpus_dir: Path):
     src, tgt = load_tokenizers(cfg.run_path)
     again = Tokenizer(src.path)
     assert src.fingerprint() == again.fingerprint() != tgt.fingerprint()
-    assert src.fingerprint() == hashlib.sha256(src.path.read_bytes()).hexdigest()  # the file is the proto
-    expected = hashlib.sha256(
-        src.path.read_bytes() + tgt.path.read_bytes()
-    ).hexdigest()  # the format checkpoints hold
-    assert tokenizers_fingerprint(src, tgt) == expected != tokenizers_fingerprint(tgt, src)
+    assert tokenizers_fingerprint(src, tgt) != tokenizers_fingerprint(tgt, src)
+    # the same corpus and settings trained elsewhere (another staging folder, another run): the same content
+    other = from_dict({**cfg.to_dict(), "run_dir": str(tmp_path / "elsewhere")})
+    train_tokenizers(other, log=_quiet)
+    src2, tgt2 = load_tokenizers(other.run_path)
+    assert src.path.read_bytes() != src2.path.read_bytes()  # the bytes name the folder they were trained in
+    assert tokenizers_fingerprint(src, tgt) == tokenizers_fingerprint(src2, tgt2)
+    # checkpoints of earlier versions recorded the bytes: they still match
+    legacy = hashlib.sha256(src.path.read_bytes() + tgt.path.read_bytes()).hexdigest()
+    assert fingerprint_matches(legacy, src, tgt) and not fingerprint_matches(legacy, src2, tgt2)
+    assert fingerprint_matches(tokenizers_fingerprint(src, tgt), src2, tgt2)
 
 
 def test_failed_training_leaves_no_temporary_files(tmp_path: Path, corpus_dir: Path, monkeypatch):

@@ -95,3 +95,24 @@ def test_checkpoint_by_name_or_by_file(trained_run, tmp_path):
     assert Translator.load([cfg.run_path], checkpoint="last.pt").translate(LINES) == by_name
     with pytest.raises(UserError, match="checkpoint file not found"):
         Translator.load(cfg.run_path, checkpoint=str(tmp_path / "nope.pt"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried"
+        ),
+        MemoryError(),
+    ],
+)
+def test_out_of_memory_while_decoding_is_one_line(translator, monkeypatch, error):
+    """A beam or batch too large for the memory (a limit, a small GPU): a UserError naming what to lower."""
+    import seq2seq.decode.translator as module
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(module, "decode_ids", fail)
+    with pytest.raises(UserError, match=r"out of memory decoding with beam \d+ .*--beam-size"):
+        translator.translate(["one is the"])

@@ -270,7 +270,7 @@ BAD = [
         400,
         "'beam_size' must be a number, got a string",
     ),
-    ("/v1/translate", b'{"text": ["a"], "beam_size": 0}', 400, "'beam_size' must be in [1, inf), got 0"),
+    ("/v1/translate", b'{"text": ["a"], "beam_size": 0}', 400, "'beam_size' must be in [1, 256], got 0"),
     ("/v1/translate", b'{"text": ["a"], "beam_size": 2.5}', 400, "'beam_size': expected an integer, got 2.5"),
     ("/v1/translate", b'{"text": ["a"], "length_penalty": 11}', 400, "'length_penalty' must be in [0, 10]"),
     (
