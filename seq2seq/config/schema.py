@@ -96,7 +96,10 @@ class TrainConfig:
     max_epochs: int = 50
     valid_every: int = 500
     log_every: int = 100
-    patience: int = 10  # validations without dev BLEU improvement before stopping (0 = never stop early)
+    patience: int = 10  # validations without improvement before stopping (0 = never stop early)
+    # what "improvement" means for best.pt, patience and the plateau schedule: bleu (dev BLEU higher),
+    # loss or ppl (dev loss lower; ppl = exp(loss), the same order: JoeyNMT's early_stopping_metric)
+    early_stopping: str = "bleu"
     lr_schedule: str = "plateau"  # plateau: x lr_factor after lr_patience bad validations; cosine: to min_lr
     warmup_steps: int = 0  # linear warm-up from 0 to lr
     lr_patience: int = 3
@@ -196,6 +199,7 @@ CHOICES = {
     "model.dec_cell": ("lstm", "gru", "rnn"),
     "model.attention": ("additive", "dot", "general", "none"),
     "train.lr_schedule": ("plateau", "cosine"),
+    "train.early_stopping": ("bleu", "loss", "ppl"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.compile": ("off", "default", "reduce-overhead", "max-autotune"),
     "decode.compile_search": ("off", "default", "reduce-overhead", "max-autotune"),

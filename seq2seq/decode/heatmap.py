@@ -48,8 +48,14 @@ def label_layout(labels: list[str]) -> tuple[float, bool]:
     return (col if flat else 0.42), flat
 
 
+def colour_top(weights) -> float:
+    """The weight the brightest colour stands for: the largest one shown (at least 1e-6)."""
+    return max(float(weights.max()), 1e-6) if weights.size else 1.0
+
+
 def heatmap_png(h: Heatmap, out: Path) -> Path:
-    """Attention weights as a colour map (0 to 1) with a colour bar; source labels stay horizontal (each
+    """Attention weights as a colour map (0 to the largest weight shown, so a weak model's diffuse
+    attention is not all dark) with a colour bar; source labels stay horizontal (each
     column as wide as its longest label needs) unless the figure would get too wide."""
     plt = pyplot()
     src, tgt = [piece_label(p) for p in h.src], [piece_label(p) for p in h.tgt]
@@ -57,7 +63,8 @@ def heatmap_png(h: Heatmap, out: Path) -> Path:
     left = CHAR_INCHES * max(len(x) for x in tgt) + 0.6  # the output pieces' labels and the axis title
     fig, ax = plt.subplots(figsize=(max(5.0, col * len(src) + left + 1.6), max(3.0, 0.36 * len(tgt) + 1.8)))
     ax.tick_params(labelsize=9)
-    image = ax.imshow(h.weights[:, : len(src)], cmap="viridis", aspect="auto", vmin=0, vmax=1)
+    shown = h.weights[:, : len(src)]
+    image = ax.imshow(shown, cmap="viridis", aspect="auto", vmin=0, vmax=colour_top(shown))
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
     if flat:
         ax.set_xticks(range(len(src)), src)

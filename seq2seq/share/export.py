@@ -1,5 +1,5 @@
 """``seq2seq export RUN_DIR -o DIR``: a run's checkpoint as a self-contained model folder
-(format: :mod:`seq2seq.model_folder`).
+(format: :mod:`seq2seq.decode.model_folder`).
 
 The folder is built in a temporary folder beside DIR and renamed into place only once complete: an
 interrupted export leaves DIR as it was. An existing DIR is replaced only when it is empty or a model

@@ -43,10 +43,17 @@ class Progress:
     step: int = 0
     epoch: int = 0
     batch: int = 0  # next batch of this epoch
-    best_bleu: float = -1.0
+    best_bleu: float = -1.0  # the dev BLEU of best.pt
+    best_loss: float = math.inf  # the dev loss of best.pt
     best_step: int = 0
     bad_validations: int = 0
     stopped_early: bool = False
+
+
+def is_improvement(metric: str, bleu: float, loss: float, best: Progress) -> bool:
+    """Whether a validation beats best.pt's: higher dev BLEU (``bleu``), or lower dev loss (``loss`` and
+    ``ppl``: perplexity is exp(loss), the same order)."""
+    return bleu > best.best_bleu if metric == "bleu" else loss < best.best_loss
 
 
 class Trainer:
@@ -169,9 +176,9 @@ class Trainer:
     def _validate_and_save(self, rng_states: list) -> None:
         p, tc = self.progress, self.cfg.train
         dev_loss, bleu = self.validate()
-        improved = bleu > p.best_bleu
+        improved = is_improvement(tc.early_stopping, bleu, dev_loss, p)
         if improved:
-            p.best_bleu, p.best_step, p.bad_validations = bleu, p.step, 0
+            p.best_bleu, p.best_loss, p.best_step, p.bad_validations = bleu, dev_loss, p.step, 0
         else:
             p.bad_validations += 1
         self.parts.schedule.observe(improved)

@@ -248,3 +248,13 @@ def test_a_missing_checkpoint_lists_the_ones_that_exist(trained):
     cfg = trained[0]
     with pytest.raises(UserError, match=r"has no checkpoint nope.pt \(it has: best, last, step-00000006"):
         ckpt_io.resolve(cfg.run_path, "nope")
+
+
+def test_heatmap_colours_span_the_weights_shown():
+    """A weak model's diffuse attention (all weights below 0.3) still uses the whole colour range."""
+    import numpy as np
+
+    from seq2seq.decode.heatmap import colour_top
+
+    assert colour_top(np.array([[0.1, 0.25], [0.2, 0.05]])) == 0.25
+    assert colour_top(np.zeros((2, 2))) == 1e-6 and colour_top(np.zeros((0, 3))) == 1.0

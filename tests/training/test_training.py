@@ -19,7 +19,7 @@ from seq2seq.data.tokenizer import train_tokenizers
 from seq2seq.decode.loading import load_run
 from seq2seq.errors import UserError
 from seq2seq.runs import checkpoint as ckpt_io
-from seq2seq.training.loop import Progress
+from seq2seq.training.loop import Progress, is_improvement
 from seq2seq.training.setup import build_trainer, train
 from seq2seq.training.step import loss_fn
 
@@ -483,3 +483,27 @@ def test_log_window_reports_the_mean_and_the_largest_step_gradient_norm(monkeypa
     w.reset()
     w.add(torch.tensor(1.0), torch.tensor(0.5), tokens=10)
     assert w.stats(dist, lr=0.1)["grad_norm_max"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "metric, bleu, loss, improved",
+    [
+        ("bleu", 30.0, 2.5, True),  # higher BLEU, worse loss: BLEU decides
+        ("bleu", 20.0, 1.0, False),
+        ("loss", 20.0, 1.0, True),  # lower loss, worse BLEU: loss decides
+        ("loss", 30.0, 2.5, False),
+        ("ppl", 20.0, 1.0, True),
+        ("ppl", 30.0, 2.0, False),  # equal is no improvement
+    ],
+)
+def test_early_stopping_metric_decides_what_improves(metric, bleu, loss, improved):
+    best = Progress(best_bleu=25.0, best_loss=2.0)
+    assert is_improvement(metric, bleu, loss, best) is improved
+
+
+def test_early_stopping_metric_is_a_checked_choice(tmp_path):
+    assert (
+        from_dict(tiny_recipe_dict(tmp_path, train={"early_stopping": "ppl"})).train.early_stopping == "ppl"
+    )
+    with pytest.raises(UserError, match="early_stopping"):
+        from_dict(tiny_recipe_dict(tmp_path, train={"early_stopping": "chrf"}))
