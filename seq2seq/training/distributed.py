@@ -148,7 +148,10 @@ class Dist:
         return box[0]
 
     def close(self) -> None:
+        """Leave the group together: no rank tears its side down (rank 0 hosts the store) while another
+        still uses it, which aborted a rank at exit ("terminate called without an active exception")."""
         if self.world > 1 and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
 
