@@ -14,6 +14,12 @@ import click
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 RECIPE = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 OVERRIDES = click.argument("overrides", nargs=-1)
+MIRROR = click.option(
+    "--mirror",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Local folder holding the recipe's files (found by file name); nothing is fetched.",
+)
 
 
 def checkpoint_option(default: Optional[str] = None):

@@ -7,19 +7,22 @@ from pathlib import Path
 
 import click
 
-from seq2seq.cli.common import CONTEXT, OVERRIDES, RECIPE, checkpoint_option, load_recipe, load_run_recipe
+from seq2seq.cli.common import (
+    CONTEXT,
+    MIRROR,
+    OVERRIDES,
+    RECIPE,
+    checkpoint_option,
+    load_recipe,
+    load_run_recipe,
+)
 from seq2seq.config.schema import OUTPUT_FORMATS
 
 
 @click.command(context_settings=CONTEXT)
 @RECIPE
 @OVERRIDES
-@click.option(
-    "--mirror",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Local folder holding the recipe's files (found by file name); nothing is fetched.",
-)
+@MIRROR
 def download(recipe, overrides, mirror):
     """Fetch the corpus and write <data_dir>/<split>.<lang> plus manifest.json."""
     from seq2seq.data.corpus import download as run
@@ -115,12 +118,7 @@ def config_cmd(recipe, overrides, stamps, print_run_dir):
 @click.command("run", context_settings=CONTEXT)
 @RECIPE
 @OVERRIDES
-@click.option(
-    "--mirror",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Local folder holding the recipe's files (found by file name); nothing is fetched.",
-)
+@MIRROR
 @click.option("--nproc", type=click.IntRange(min=1), default=1, help="Train with N processes (torchrun).")
 @click.option(
     "--until",
