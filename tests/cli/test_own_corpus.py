@@ -1,4 +1,5 @@
-"""The README's "Your own corpus" recipes, each run end to end on a tiny generated corpus, and
+"""The smallest recipe of each corpus kind (docs/data.md, linked from the README's "Your own corpus"),
+each run end to end on a tiny generated corpus, and
 `seq2seq new-recipe`: what it writes, its checks, and a pipeline run on what it wrote."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from seq2seq.errors import UserError
 from seq2seq.evaluation.stage import evaluate
 from seq2seq.training.setup import train
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DATA_DOC = Path(__file__).resolve().parents[2] / "docs" / "data.md"
 SIZES = {"train": 300, "dev": 12, "test": 12}
 # a few steps of a tiny model: the recipes' own model sizes are for real corpora
 TINY = [
@@ -86,9 +87,10 @@ def _write_hub_mirror(mirror: Path) -> None:
 
 
 def readme_recipes() -> dict[str, str]:
-    """The YAML blocks of the README's "Your own corpus" section, by the file name in their first line."""
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Your own corpus") :]
+    """The YAML blocks of docs/data.md's "The smallest recipe of each kind", by the file name in their
+    first line."""
+    text = DATA_DOC.read_text(encoding="utf-8")
+    section = text[text.index("## The smallest recipe of each kind") :] + "\n## "
     section = section[: section.index("\n## ")]
     blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
     return {re.match(r"# (\S+\.yaml)", b).group(1): b for b in blocks}
