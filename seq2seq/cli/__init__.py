@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import traceback
+from typing import NoReturn
 
 import click
 
@@ -67,6 +70,39 @@ def utf8_output() -> None:
 
 
 def main(argv=None) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        leave_process(_exit_code(_main, argv))
+    _main(argv)
+
+
+def _exit_code(fn, *args) -> int:
+    """The exit status ``fn(*args)`` ends with (its ``sys.exit`` included)."""
+    try:
+        fn(*args)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def leave_process(code: int) -> NoReturn:
+    """End a torchrun worker without the interpreter's teardown. DDP's reducer holds the gloo process
+    group to the end (destroy_process_group cannot free it: its worker threads stay alive), and the C++
+    teardown at interpreter exit raced with those threads: a rank aborted after its work was done and
+    saved (SIGABRT, "terminate called without an active exception"), failing the whole torchrun. By
+    here every file is written and closed; only the output streams need flushing."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(code)
+
+
+def _main(argv=None) -> None:
     utf8_output()
     try:
         os.getcwd()

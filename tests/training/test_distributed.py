@@ -37,7 +37,7 @@ def _recipe(tmp: Path, name: str, **train) -> Path:
 
 
 def _run(args: list[str], nproc: int = 1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # an abort shows every thread
     cmd = (
         [sys.executable, "-m", "seq2seq", *args]
         if nproc == 1
@@ -137,6 +137,7 @@ def _start(commands: list[list[str]], folder: Path, name: str) -> list[subproces
         env = {
             **os.environ,
             "OMP_NUM_THREADS": "1",
+            "PYTHONFAULTHANDLER": "1",
             "WORLD_SIZE": str(len(commands)),
             "RANK": str(rank),
             "LOCAL_RANK": str(rank),
