@@ -1,9 +1,10 @@
 """Recipe configuration: the dataclasses of a recipe's sections, and the one table of every key's allowed
 choices (CHOICES) and numeric range (RANGES).
 
-A recipe has the sections ``data``, ``spm``, ``model``, ``train`` and ``decode`` plus a few
-top-level keys (``name``, ``run_dir``). :mod:`seq2seq.config.load` reads it from YAML with ``key=value``
-overrides; :mod:`seq2seq.config.rules` checks it against these tables.
+A recipe has the sections ``data``, ``spm``, ``model``, ``train``, ``decode`` and ``clean`` (cleaning
+the training pairs in the download stage) plus a few top-level keys (``name``, ``run_dir``).
+:mod:`seq2seq.config.load` reads it from YAML with ``key=value`` overrides;
+:mod:`seq2seq.config.rules` checks it against these tables.
 """
 
 from __future__ import annotations
@@ -151,6 +152,28 @@ class DecodeConfig:
 
 
 @dataclass
+class CleanConfig:
+    # duplicates: drop a training pair whose source and target both repeat an earlier kept pair's;
+    # every rule is off by default and cleans the train split only (dev and test are never cleaned)
+    duplicates: bool = False
+    # drop a pair equal to an earlier kept one once case, punctuation, digits and spacing are ignored
+    near_duplicates: bool = False
+    # drop a pair whose target is its source (ignoring case, punctuation, digits and spacing)
+    copies: bool = False
+    length_unit: str = "words"  # words | chars: what max_length and length_ratio count
+    max_length: int = 0  # drop a pair with a side longer than this many length_units (0 = off)
+    # drop a pair whose longer side has over this many times the length_units of the shorter (0 = off)
+    length_ratio: float = 0.0
+    brackets: bool = False  # drop a pair with a side whose brackets or double quotes do not pair up
+    numbers: bool = False  # drop a pair whose two sides do not hold the same numbers (digits)
+    # drop a pair with a side whose letters are less than this share in its language's script (0 = off)
+    script: float = 0.0
+    # drop a pair with a side that py3langid names another language with at least this probability
+    # (0 = off); data.src_lang / tgt_lang (before any "-") must be among its 97 languages
+    language: float = 0.0
+
+
+@dataclass
 class Config:
     name: str = "default"
     run_dir: str = ""  # default: data/<name>/run
@@ -159,6 +182,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
     # not a setting: the recipe file load_config read (None for a config built in code); a run directory
     # records it to tell its own recipe from another one of the same name (seq2seq/runs/ownership.py)
     recipe_path = None
@@ -191,6 +215,7 @@ SECTIONS = {
     "model": ModelConfig,
     "train": TrainConfig,
     "decode": DecodeConfig,
+    "clean": CleanConfig,
 }
 CHOICES = {
     "data.source": ("embedded", "hub", "text", "tsv", "jsonl"),
@@ -206,6 +231,7 @@ CHOICES = {
     # sacreBLEU's BLEU tokenizers (tests/evaluation/test_evaluate.py checks them against sacrebleu's list)
     "decode.bleu_tokenize": ("auto", "13a", "intl", "zh", "char", "none", "ja-mecab", "ko-mecab")
     + ("spm", "flores101", "flores200"),
+    "clean.length_unit": ("words", "chars"),
 }
 
 
@@ -258,4 +284,8 @@ RANGES = {
     "decode.temperature": "[0.01, 100]",  # beyond: overflowing or flat distributions
     "decode.topk": "[0, inf)",
     "decode.sampling_seed": "[0, inf)",
+    "clean.max_length": "[0, inf)",
+    "clean.length_ratio": "[0, inf)",  # a ratio under 1 drops every pair of unequal lengths
+    "clean.script": "[0, 1]",
+    "clean.language": "[0, 1]",
 }

@@ -32,7 +32,7 @@ from typing import Iterator, Optional
 
 from seq2seq.config.load import from_dict
 from seq2seq.config.schema import Config
-from seq2seq.config.stamps import STAGE_KEYS
+from seq2seq.config.stamps import STAGE_KEYS, stage_values
 from seq2seq.config.values import read_yaml
 from seq2seq.constants import CONFIG, LOCK, MANIFEST, OWNER, checkpoints_dir, spm_dir
 from seq2seq.errors import UserError
@@ -142,8 +142,7 @@ def _recipe(cfg: Optional[Config], folder: Path) -> Optional[dict]:
 
 
 def stage_settings(cfg: Config, stage: str) -> dict:
-    values = cfg.to_dict()
-    return {s: values[s] for s in STAGE_KEYS[stage]}
+    return stage_values(cfg, stage)
 
 
 def check_recipe(folder: Path, cfg: Optional[Config], owner: dict) -> None:
