@@ -5,6 +5,7 @@ A recipe named ``NAME`` (its file's stem unless the recipe sets ``name``) keeps 
 
     data/NAME/corpus/        the download stage's text files per split and language, manifest.json
     data/NAME/corpus/downloads/   files fetched from URLs
+    data/NAME/corpus/dropped.tsv  the training pairs that cleaning dropped (a ``clean`` rule on)
     data/NAME/run/           the run directory (``run_dir`` moves it):
         config.yaml          the settings the run was trained with
         spm/                 SentencePiece models (joint.model, or src.model + tgt.model)
@@ -32,6 +33,7 @@ STAMPS = "stamps"
 # in a corpus folder
 MANIFEST = "manifest.json"
 DOWNLOADS = "downloads"
+DROPPED = "dropped.tsv"  # the training pairs the clean section's rules dropped (rule, source, target)
 
 # in a run directory
 CONFIG = "config.yaml"

@@ -13,7 +13,9 @@ Local files are read where they are; files at URLs are downloaded once into
 ``<data_dir>/downloads/``; only ``hub`` without a mirror uses the Hugging Face cache. With a mirror
 folder every file is found inside it by file name and nothing is fetched; for ``hub`` the mirror
 is a Hub download in any of its layouts (:mod:`seq2seq.data.hub`).
-Output: ``<data_dir>/<split>.<lang>`` for every split and language, and ``manifest.json``.
+Output: ``<data_dir>/<split>.<lang>`` for every split and language, and ``manifest.json``. With a rule
+of the ``clean`` section on, the train split is cleaned (:mod:`seq2seq.data.clean`): the manifest's
+"clean" entry counts each rule's drops and ``dropped.tsv`` lists the dropped pairs.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from seq2seq.fileio import AtomicOutput, atomic_write_text
 from seq2seq.text import normalize
 from seq2seq.data.hub import file_rows, load_hub, mirror_files
 from seq2seq.data.sources import jsonl_rows, rows_pairs, text_lines, tsv_pairs
-from seq2seq.constants import MANIFEST
+from seq2seq.constants import DROPPED, MANIFEST
+from seq2seq.data.clean import Cleaner, clean_entry, rules_on
 from seq2seq.data.embedded import generate
 from seq2seq.config.bleu import check_bleu_tokenizer
 
@@ -196,10 +199,16 @@ def _download(
     }
     langs = (cfg.data.src_lang, cfg.data.tgt_lang)
     pending, counts = [], {}  # every split is written before any replaces the previous download's files
+    cleaner = Cleaner(cfg.clean, *langs) if rules_on(cfg.clean) else None  # unknown languages fail here
     try:
         for split, pairs in streams.items():
             outs = [AtomicOutput(out_dir / f"{split}.{lang}") for lang in langs]
             pending += outs
+            cleaning = cleaner if split == "train" else None  # dev and test sets are never cleaned
+            if cleaning:
+                report = AtomicOutput(out_dir / DROPPED)
+                pending.append(report)
+                report.write("rule\tsource\ttarget\n")
             count = 0
             stream = pairs()
             if sys.stderr.isatty():  # a bar per split on terminals; log lines only elsewhere
@@ -207,11 +216,16 @@ def _download(
 
                 stream = tqdm(stream, desc=f"download {split}", unit=" pairs", leave=False, file=sys.stderr)
             for src, tgt in stream:
-                outs[0].write(normalize(src) + "\n")
-                outs[1].write(normalize(tgt) + "\n")
+                src, tgt = normalize(src), normalize(tgt)
+                rule = cleaning.reason(src, tgt) if cleaning else None
+                if rule is not None:
+                    report.write(f"{rule}\t{src}\t{tgt}\n")
+                    continue
+                outs[0].write(src + "\n")
+                outs[1].write(tgt + "\n")
                 count += 1
             if not count:
-                raise UserError(f"split '{split}' is empty")
+                raise UserError(f"split '{split}' is empty" + (" after cleaning" if cleaning else ""))
             counts[split] = count
     except BaseException:
         for o in pending:
@@ -219,6 +233,11 @@ def _download(
         raise
     for o in pending:
         o.commit()
+    if cleaner is None or "train" not in streams:
+        (out_dir / DROPPED).unlink(missing_ok=True)  # a report of an earlier download's cleaning
+    else:
+        manifest["clean"] = clean_entry(cleaner)
+        log(f"train: {cleaner.summary()} -> {out_dir / DROPPED}")
     for split, count in counts.items():
         paths = [out_dir / f"{split}.{lang}" for lang in langs]
         for lang, path in zip(langs, paths):
