@@ -186,6 +186,7 @@ def _download(
     corpus never has to fit in memory and a failure leaves earlier output as it was.
     """
     mirror_path = Path(mirror) if mirror else None
+    cleaner = Cleaner(cfg.clean, cfg.data.src_lang, cfg.data.tgt_lang) if rules_on(cfg.clean) else None
     streams = corpus_streams(cfg, mirror_path)
     out_dir = cfg.data_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +200,6 @@ def _download(
     }
     langs = (cfg.data.src_lang, cfg.data.tgt_lang)
     pending, counts = [], {}  # every split is written before any replaces the previous download's files
-    cleaner = Cleaner(cfg.clean, *langs) if rules_on(cfg.clean) else None  # unknown languages fail here
     try:
         for split, pairs in streams.items():
             outs = [AtomicOutput(out_dir / f"{split}.{lang}") for lang in langs]
@@ -233,7 +233,7 @@ def _download(
         raise
     for o in pending:
         o.commit()
-    if cleaner is None or "train" not in streams:
+    if cleaner is None:
         (out_dir / DROPPED).unlink(missing_ok=True)  # a report of an earlier download's cleaning
     else:
         manifest["clean"] = clean_entry(cleaner)
