@@ -153,8 +153,8 @@ class DecodeConfig:
 
 @dataclass
 class CleanConfig:
-    # duplicates: drop a training pair whose source and target both repeat an earlier kept pair's;
-    # every rule is off by default and cleans the train split only (dev and test are never cleaned)
+    # every rule is off by default and cleans the train split only (dev and test are never cleaned);
+    # drop a pair whose source and target both repeat those of an earlier kept pair
     duplicates: bool = False
     # drop a pair equal to an earlier kept one once case, punctuation, digits and spacing are ignored
     near_duplicates: bool = False
@@ -169,7 +169,7 @@ class CleanConfig:
     # drop a pair with a side whose letters are less than this share in its language's script (0 = off)
     script: float = 0.0
     # drop a pair with a side that py3langid names another language with at least this probability
-    # (0 = off); data.src_lang / tgt_lang (before any "-") must be among its 97 languages
+    # (0 = off); data.src_lang / tgt_lang (before any "-") must be one it knows
     language: float = 0.0
 
 

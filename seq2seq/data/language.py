@@ -1,6 +1,6 @@
 """Language identification of one line, by py3langid (langid.py's naive Bayes model over byte n-grams,
-97 languages; the model ships inside the wheel, so nothing is downloaded). Loading the model takes about
-a second, once per process; a line then takes a fraction of a millisecond."""
+140 languages in 0.4; the model ships inside the wheel, so nothing is downloaded). Loading the model
+takes about a second, once per process; a line then takes about 0.1 ms."""
 
 from __future__ import annotations
 
