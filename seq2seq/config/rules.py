@@ -51,6 +51,7 @@ def validate(cfg: Config) -> None:
             raise UserError(f"config key '{key}' must be in {interval}, got {_get(cfg, key)!r}")
     check_relations(cfg)
     check_data(cfg)
+    check_clean(cfg)
 
 
 def check_relations(cfg: Config) -> None:
@@ -116,4 +117,13 @@ def check_data(cfg: Config) -> None:
         raise UserError(
             f"config keys 'data.src_field' and 'data.tgt_field' are required when data.source is "
             f"{cfg.data.source}"
+        )
+
+
+def check_clean(cfg: Config) -> None:
+    """The clean section's keys beyond their ranges."""
+    if 0 < cfg.clean.length_ratio < 1:
+        raise UserError(
+            f"config key 'clean.length_ratio' must be 0 (off) or at least 1 (the longer side over the "
+            f"shorter), got {cfg.clean.length_ratio}"
         )

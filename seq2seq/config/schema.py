@@ -285,7 +285,7 @@ RANGES = {
     "decode.topk": "[0, inf)",
     "decode.sampling_seed": "[0, inf)",
     "clean.max_length": "[0, inf)",
-    "clean.length_ratio": "[0, inf)",  # a ratio under 1 drops every pair of unequal lengths
+    "clean.length_ratio": "[0, inf)",  # 0 (off) or at least 1 (rules.check_clean)
     "clean.script": "[0, 1]",
     "clean.language": "[0, 1]",
 }

@@ -187,6 +187,8 @@ class Cleaner:
         return max(a, b) > self.clean.length_ratio * min(a, b)
 
     def _copy(self, src: str, tgt: str) -> bool:
+        if not src:
+            return False  # an empty pair is no copy (training drops it as empty)
         return src == tgt or bool(letters_key(src)) and letters_key(src) == letters_key(tgt)
 
     def _brackets(self, src: str, tgt: str) -> bool:

@@ -179,9 +179,16 @@ def test_turning_cleaning_off_removes_the_old_report(tmp_path: Path, corpus: Pat
 
 
 def test_cleaning_settings_are_part_of_the_data_stage(tmp_path: Path, corpus: Path):
+    from seq2seq.training.pipeline import stale_reason
+
     cfg = _cfg(tmp_path, corpus, numbers=True)
     assert stage_settings(cfg, "data")["clean"]["numbers"] is True
     assert "clean" in stage_settings(cfg, "train")
+    download(_cfg(tmp_path, corpus), log=_quiet)
+    assert stale_reason(_cfg(tmp_path, corpus), "data") is None
+    assert stale_reason(cfg, "data") == "data settings changed"  # seq2seq run downloads again
+    download(cfg, log=_quiet)
+    assert stale_reason(cfg, "data") is None
 
 
 def test_unknown_language_fails_before_reading(tmp_path: Path, corpus: Path):
@@ -214,6 +221,8 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path, corpus: Path):
         _cfg(tmp_path, corpus, script=1.5)
     with pytest.raises(UserError, match="clean.length_unit"):
         _cfg(tmp_path, corpus, length_unit="bytes")
+    with pytest.raises(UserError, match="clean.length_ratio"):
+        _cfg(tmp_path, corpus, length_ratio=0.5)
 
 
 @pytest.mark.parametrize(
@@ -227,6 +236,7 @@ def test_bad_settings_are_one_line_errors(tmp_path: Path, corpus: Path):
         ("er sagte „hallo“", True),
         ("er sagte „hallo", False),
         ("it's Tom's", True),
+        ("« bonjour »", True),
     ],
 )
 def test_balanced(line: str, ok: bool):
@@ -239,6 +249,11 @@ def test_the_pieces():
     assert numbers("no digits") == []
     assert script_share("abc где", ("LATIN",)) == 0.5
     assert script_share("123 !", ("LATIN",)) == 1.0
+
+
+def test_an_empty_pair_is_no_copy():
+    cleaner = Cleaner(from_dict({"clean": {"copies": True}}).clean, "en", "de")
+    assert cleaner.reason("", "") is None and cleaner.reason("2012", "2012") == "copy"
 
 
 def test_chars_unit(tmp_path: Path):
