@@ -11,7 +11,12 @@ from seq2seq.errors import UserError
 
 @functools.lru_cache(maxsize=1)
 def _identifier():
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    try:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    except ImportError:
+        raise UserError(
+            "config key 'clean.language' needs py3langid, a dependency of seq2seq: pip install 'py3langid>=0.4'"
+        ) from None
 
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
