@@ -205,9 +205,10 @@ class Trainer:
         spent = (tc.max_steps and p.step >= tc.max_steps) or (tc.max_epochs and p.epoch >= tc.max_epochs)
         return not (p.stopped_early or spent)
 
-    def _prepare(self, micro: list[list[int]]) -> tuple[list, int]:
-        """This rank's collated shares of ``micro`` and the global target tokens (see rank_shares)."""
-        return rank_shares(micro, self.data, self.dist, pin=self.device.type == "cuda")
+    def _prepare(self, micro: list[list[int]], epoch: int = 0) -> tuple[list, int]:
+        """This rank's collated shares of ``micro`` (batches of ``epoch``) and the global target tokens
+        (see rank_shares)."""
+        return rank_shares(micro, self.data, self.dist, pin=self.device.type == "cuda", epoch=epoch)
 
     def _train_step(
         self, micro: list[list[int]], prepared=None, nll: Optional[torch.Tensor] = None
@@ -215,7 +216,7 @@ class Trainer:
         """One optimizer step over ``micro`` (devices x accum_steps batches of sentence indices), whose
         shares may already be ``prepared`` (:meth:`_prepare`): (this rank's summed loss, gradient norm,
         global target tokens); adds the unsmoothed NLL to ``nll``."""
-        shares, total = prepared or self._prepare(micro)
+        shares, total = prepared or self._prepare(micro, self.progress.epoch)
         lr = self.parts.schedule.lr(self.progress.step + 1)
         loss, norm = train_step(self.parts, shares, self.dist.world / total, lr, self.cfg.train, nll)
         return loss, norm, total
@@ -322,7 +323,7 @@ class Trainer:
         last = tc.max_steps and p.step + 1 >= tc.max_steps
         upcoming = [] if last else batches[after : after + per_step]  # this epoch's next step
         prepared = ahead.get(
-            (p.epoch, p.batch), (micro,), (p.epoch, after) if upcoming else None, (upcoming,)
+            (p.epoch, p.batch), (micro, p.epoch), (p.epoch, after) if upcoming else None, (upcoming, p.epoch)
         )
         window.add(*self._train_step(micro, prepared, window.nll))
         p.step, p.batch = p.step + 1, after
