@@ -187,3 +187,18 @@ def test_bad_sampling_settings_are_one_line_config_errors(tmp_path, spm, message
     path.write_text(yaml.safe_dump(tiny_recipe_dict(tmp_path, spm={"subword_sampling": True, **spm})))
     with pytest.raises(UserError, match=message.replace(".", r"\.")):
         load_config(path)
+
+
+def test_every_rank_counts_the_same_sampled_tokens_and_takes_its_own_batches(built):
+    """Under several processes each rank samples every batch of the step: the global count agrees, and
+    a batch is sampled alike on whichever rank collates it."""
+    _, _, ids, sampled = built
+    data = TrainData(*ids, [], [], [], [], sampled)
+    ranks = [type("Rank", (), {"world": 2, "rank": r})() for r in (0, 1)]
+    (mine0, total0), (mine1, total1) = (rank_shares(BATCHES, data, r, epoch=2) for r in ranks)
+    alone, total = rank_shares(BATCHES, data, type("One", (), {"world": 1, "rank": 0})(), epoch=2)
+    assert total0 == total1 == total
+    assert [w for _, w in mine0] == [1.0, 1.0] and [w for _, w in mine1] == [1.0, 0.0]
+    for got, expected in zip([*mine0, mine1[0]], alone):
+        assert got[0].src.equal(expected[0].src) and got[0].tgt_out.equal(expected[0].tgt_out)
+    assert mine1[1][0].src.equal(alone[0][0].src)  # the zero-weight copy of the step's first batch
