@@ -9,7 +9,7 @@ A recipe named ``NAME`` (its file's stem unless the recipe sets ``name``) keeps 
     data/NAME/run/           the run directory (``run_dir`` moves it):
         config.yaml          the settings the run was trained with
         spm/                 SentencePiece models (joint.model, or src.model + tgt.model)
-        checkpoints/         best.pt, last.pt, step-N.pt, averaged ones
+        checkpoints/         best.pt, last.pt, step-N.pt, averaged.pt (train.average_last), other averages
         train.log, metrics.jsonl, tensorboard/
         results.json, results.txt, hyp.<split>.<lang>
         stamps/              the settings each stage last succeeded with (``seq2seq run`` compares them)
@@ -45,6 +45,7 @@ TENSORBOARD = "tensorboard"
 RESULTS_JSON = "results.json"
 RESULTS_TXT = "results.txt"
 CHECKPOINT_SUFFIX = ".pt"
+AVERAGED = "averaged"  # checkpoints/averaged.pt: train.average_last's average of the last step checkpoints
 
 # in either: who owns the folder, and the stage lock
 LOCK = ".lock"

@@ -25,7 +25,9 @@ MIRROR = click.option(
 def checkpoint_option(default: Optional[str] = None):
     """``--checkpoint NAME|FILE``: a name in <run_dir>/checkpoints or a file; no default: the run's
     decode.checkpoint."""
-    where = "Checkpoint name in <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file"
+    where = (
+        "Checkpoint name in <run_dir>/checkpoints (best, last, averaged, average, ...) or a checkpoint file"
+    )
     return click.option(
         "--checkpoint",
         default=default,

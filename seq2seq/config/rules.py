@@ -71,6 +71,25 @@ def check_relations(cfg: Config) -> None:
             f"({cfg.decode.beam_size})"
         )
     check_model(cfg)
+    check_training_extras(cfg)
+
+
+def check_training_extras(cfg: Config) -> None:
+    """Subword sampling (spm.subword_sampling and its parameters) and checkpoint averaging (train.average_last)."""
+    sc, tc = cfg.spm, cfg.train
+    if sc.subword_sampling and sc.model_type == "bpe" and sc.alpha >= 1:
+        raise UserError(
+            f"config key 'spm.alpha': for bpe it is the dropout probability of a merge, below 1; got {sc.alpha}"
+        )
+    if sc.subword_sampling and sc.model_type == "unigram" and sc.nbest_size in (0, 1):
+        raise UserError(
+            f"config key 'spm.nbest_size': {sc.nbest_size} samples nothing; -1 (all segmentations) or 2 and more"
+        )
+    if tc.average_last > tc.keep_checkpoints:
+        raise UserError(
+            f"config key 'train.average_last' ({tc.average_last}) needs train.keep_checkpoints >= "
+            f"{tc.average_last}, got {tc.keep_checkpoints}"
+        )
 
 
 def check_model(cfg: Config) -> None:

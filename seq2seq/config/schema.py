@@ -51,6 +51,12 @@ class SpmConfig:
     vocab_size: int = 8000
     character_coverage: float = 1.0
     input_sentence_size: int = 0  # 0 = all training sentences
+    # subword regularization of the training pairs (never dev, test or decoding): each epoch segments
+    # them afresh by sampling (unigram: Kudo 2018; bpe: BPE-dropout, Provilkov et al. 2020). These three
+    # keys shape training, not the tokenizer: changing them never retrains it
+    subword_sampling: bool = False
+    alpha: float = 0.1  # unigram: smoothing of the sampling distribution; bpe: the merge dropout probability
+    nbest_size: int = 64  # unigram: sample among the n best segmentations, -1: among all; bpe: unused
 
 
 @dataclass
@@ -113,6 +119,9 @@ class TrainConfig:
     dedupe: bool = False  # drop repeated (source, target) training pairs
     threads: int = 0  # CPU threads, 0 = torch's default
     keep_checkpoints: int = 0  # keep the parameters of the last N validations (for seq2seq average)
+    # at the end of training, average the last N kept step checkpoints into checkpoints/averaged.pt, log its dev
+    # BLEU (0 = off; needs keep_checkpoints >= N); decode it with decode.checkpoint: averaged
+    average_last: int = 0
     tensorboard: bool = True  # event files in <run_dir>/tensorboard
     # torch.compile of the decoder step on bucketed shapes (seq2seq/model/compiled.py). Training never
     # records CUDA graphs (a graph per target position per bucket, with memory/keys/weights copied
@@ -134,7 +143,8 @@ class DecodeConfig:
     max_len_offset: int = 10
     batch_size: int = 64  # sentences per decoding batch
     n_best: int = 1
-    checkpoint: str = "best"  # best | last | average | step-NNNNNNNN (a file in <run_dir>/checkpoints)
+    # best | last | averaged (train.average_last) | average | step-NNNNNNNN: a file in <run_dir>/checkpoints
+    checkpoint: str = "best"
     # sacreBLEU tokenizer of BLEU (test scores and the dev BLEU of training): auto picks it from
     # data.tgt_lang as sacreBLEU's -l/trg_lang does (zh -> zh, ja -> ja-mecab, ko -> ko-mecab, else 13a)
     bleu_tokenize: str = "auto"  # auto | 13a | intl | zh | char | none | ja-mecab | ko-mecab | spm | ...
@@ -208,6 +218,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
+SPM_SAMPLING_KEYS = ("subword_sampling", "alpha", "nbest_size")  # spm keys of training, not of the models
 OUTPUT_FORMATS = ("text", "json")  # seq2seq translate --format
 SECTIONS = {
     "data": DataConfig,
@@ -242,6 +253,8 @@ RANGES = {
     "spm.vocab_size": "[8, inf)",  # 4 special pieces + a few; the corpus's characters may need more
     "spm.character_coverage": "(0, 1]",
     "spm.input_sentence_size": "[0, inf)",
+    "spm.alpha": "[0, inf)",  # bpe: a probability, below 1 (seq2seq/config/rules.py)
+    "spm.nbest_size": "[-1, inf)",  # unigram sampling: -1 (all) or 2 and more (rules.py)
     "model.emb_dim": "[1, inf)",
     "model.enc_hidden": "[1, inf)",
     "model.enc_layers": "[1, inf)",
@@ -272,6 +285,7 @@ RANGES = {
     "train.filter_ratio": "[0, inf)",
     "train.threads": "[0, inf)",
     "train.keep_checkpoints": "[0, inf)",
+    "train.average_last": "[0, inf)",  # at most train.keep_checkpoints (rules.py)
     "decode.beam_size": "[1, 256]",  # search memory grows with beam x batch x vocabulary
     "decode.length_penalty": "[0, 10]",
     "decode.coverage_penalty": "[0, 10]",

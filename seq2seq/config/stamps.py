@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from seq2seq.config.schema import Config
+from seq2seq.config.schema import SPM_SAMPLING_KEYS, Config
 from seq2seq.fileio import atomic_write_text
 
 # The settings each pipeline stage depends on; make reruns a stage when its stamp changes.
@@ -21,18 +21,22 @@ STAGE_KEYS = {
 OPTIONAL_SECTIONS = ("clean",)
 
 
-def stage_values(cfg: Config, stage: str) -> dict:
-    """The settings ``stage`` depends on, section by section (an optional section at its defaults left out)."""
-    values = cfg.to_dict()
-    default = Config().to_dict()
-    return {s: values[s] for s in STAGE_KEYS[stage] if s not in OPTIONAL_SECTIONS or values[s] != default[s]}
+def stage_settings(cfg: Config, stage: str) -> dict:
+    """The settings ``stage`` depends on, section by section: an optional section at its defaults is left
+    out, and the spm stage leaves out the keys of subword sampling (SPM_SAMPLING_KEYS), which shape
+    training and not the tokenizer model."""
+    values, default = cfg.to_dict(), Config().to_dict()
+    out = {s: values[s] for s in STAGE_KEYS[stage] if s not in OPTIONAL_SECTIONS or values[s] != default[s]}
+    if stage == "spm":
+        out["spm"] = {k: v for k, v in out["spm"].items() if k not in SPM_SAMPLING_KEYS}
+    return out
 
 
 def write_stamps(cfg: Config, folder: Path) -> None:
     """``<folder>/<stage>.yaml`` with the settings of that stage, rewritten only when they changed."""
     folder = Path(folder)
     for stage in STAGE_KEYS:
-        text = yaml.safe_dump(stage_values(cfg, stage), sort_keys=True, allow_unicode=True)
+        text = yaml.safe_dump(stage_settings(cfg, stage), sort_keys=True, allow_unicode=True)
         path = folder / f"{stage}.yaml"
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             atomic_write_text(path, text)

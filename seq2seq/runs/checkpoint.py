@@ -20,7 +20,7 @@ from seq2seq.fileio import atomic_write_bytes
 from seq2seq.runs import ownership as rundir
 
 FORMAT_VERSION = 1
-TRAINING_OWNS = re.compile(r"best|last|step-\d+")  # names the train stage writes and resumes from
+TRAINING_OWNS = re.compile(r"best|last|averaged|step-\d+")  # names the train stage writes (and resumes from)
 STEP = re.compile(r"step-(\d+)")  # train.keep_checkpoints' files: step-NNNNNNNN.pt
 
 
@@ -141,7 +141,7 @@ def average_run(run_dir: Path, names: list[str], last_n: int, out_name: str) -> 
     out = checkpoint_path(run_dir, out_name, "-o/--output")
     if TRAINING_OWNS.fullmatch(out_name):
         raise UserError(
-            f"-o/--output: {out_name}.pt belongs to training (best, last and step-N are its own): "
+            f"-o/--output: {out_name}.pt belongs to training (best, last, averaged and step-N are its own): "
             f"choose another name, e.g. -o average"
         )
     paths = [checkpoint_path(run_dir, n, "--checkpoints") for n in names]
