@@ -10,10 +10,11 @@ model, the same corpus and SentencePiece pieces, the same test file, beam search
 2. Each translates the test split (test_2016_flickr, --limit N: its first N lines) from a file with
    beam --beam and length penalty --length-penalty, once per --threads value, as a process of its own:
    ``python -m seq2seq translate RUN -i FILE -o OUT -b 5 -a A --batch-size B --checkpoint last`` and
-   ``python -m joeynmt translate CONFIG -o OUT < FILE`` (its config's testing section: beam_size,
-   beam_alpha, batch_size B sentences). Threads: OMP_NUM_THREADS and MKL_NUM_THREADS in the process's
-   environment. The same command on the first line alone gives the start-up time (interpreter,
-   imports, model loading), which the main figures leave out.
+   ``python -m joeynmt translate CONFIG < FILE > OUT`` (its config's testing section: beam_size,
+   beam_alpha, batch_size B sentences; its ``-o`` fails in 2.3.0, see Joey.translate_cmd). Threads:
+   OMP_NUM_THREADS and MKL_NUM_THREADS in the process's environment. The same command on the first
+   line alone (the quicker of two runs) gives the start-up time (interpreter, imports, model
+   loading), which the main figures leave out.
 3. Single-sentence latency: one process per toolkit and thread count, kept warm (3 untimed lines),
    translating the first --latency-sentences lines one call each through the Python API (ours:
    benchmarks/_seq2seq_latency.py, ``Translator.translate(line, dc)``; JoeyNMT: the driver's
@@ -24,6 +25,9 @@ CTranslate2's README layout on stderr at the end): see TOKEN_COUNTING and the se
 
     .venv/bin/python benchmarks/translate_compare.py                       # the real measurement
     .venv/bin/python benchmarks/translate_compare.py --steps 5 --limit 50  # plumbing check
+
+OpenNMT-py 3.5 is tried in its own venv (pip, torch pinned to the project's) and reported skipped with
+pip's reason: 3.5.0 and 3.5.1 require torch<2.3.
 """
 
 from __future__ import annotations
@@ -74,7 +78,8 @@ TOKEN_COUNTING = {
     "detokenized output lines, re-encoded with the recipe's joint SentencePiece model (the one both "
     "toolkits use), no EOS; the same count for every toolkit",
     "seconds": "wall time of the translating process minus its start-up (the same command on the "
-    "first line alone: interpreter start, imports, model loading); *_end_to_end: the whole process",
+    "first line alone, the quicker of two runs: interpreter start, imports, model loading); "
+    "*_end_to_end: the whole process",
     "peak_rss_mib": "the translating process's peak resident set (os.wait4's ru_maxrss), whole file",
     "bleu": "sacreBLEU corpus BLEU of the detokenized output against the raw reference lines",
     "latency_ms_median": "median wall time of one Python API call translating one sentence, over "
@@ -329,13 +334,20 @@ class Joey:
         )
 
 
-def try_opennmt(venv: Path) -> str:
-    """Why OpenNMT-py 3.5 is skipped: it could not be installed beside the project's torch, or (should
-    it install) this script does not drive it."""
+def try_opennmt(venv: Path) -> tuple[str, str]:
+    """Why OpenNMT-py 3.5 is skipped, in full and in a few words: it could not be installed beside the
+    project's torch, or (should it install) this script does not drive it."""
     found, why = install_venv(venv, [[f"torch=={TORCH_PIN}", ONMT_SPEC]], [f"torch=={TORCH_PIN}"], ONMT_CHECK)
     if found is None:
-        return f"{ONMT_SPEC} could not be installed beside torch {TORCH_PIN}: {why}"
-    return f"OpenNMT-py installed ({found}), but this script does not train or translate with it yet"
+        conflict = next((x for x in why.split(" | ") if " depends on torch" in x), "see its install log")
+        return (
+            f"{ONMT_SPEC} could not be installed beside torch {TORCH_PIN}: {why}",
+            f"not installable beside torch {TORCH_PIN} ({conflict})",
+        )
+    return (
+        f"OpenNMT-py installed ({found}), but this script does not train or translate with it yet",
+        "installed, not driven by this script",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -359,7 +371,10 @@ def measure(tk, args, src: Path, first: Path, refs: list[str], tgt_tok, threads:
     out, out1 = folder / f"{tag}.out", folder / f"{tag}.first.out"
     info(f"{tk.name}, {threads} thread(s): start-up (first line alone)")
     cmd1, stdin1, stdout1 = tk.translate_cmd(first, out1)
-    startup = timed_process(cmd1, env, folder / f"{tag}.first.log", stdin1, stdout1)
+    startup = min(  # the quicker of two: less noise from the page cache and other processes
+        (timed_process(cmd1, env, folder / f"{tag}.first.log", stdin1, stdout1) for _ in range(2)),
+        key=lambda r: r["wall"],
+    )
     info(f"{tk.name}, {threads} thread(s): {len(refs)} lines")
     cmd, stdin, stdout = tk.translate_cmd(src, out)
     busy = CpuShare(children=True)
@@ -374,7 +389,7 @@ def measure(tk, args, src: Path, first: Path, refs: list[str], tgt_tok, threads:
     lat_src = folder / "latency.src"
     timed_process(tk.latency_cmd(lat_src, lat_out, threads), env, folder / f"{tag}.latency.log")
     lat = json.loads(lat_out.read_text())
-    seconds = run["wall"] - startup["wall"]
+    seconds = run["wall"] - startup["wall"]  # <= 0 only for a file as short as its first line: no figure
     ntok = pieces(tgt_tok, hyps)
     score, signature = bleu(hyps, refs)
     ms = sorted(x * 1000 for x in lat["seconds"])
@@ -408,12 +423,16 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         if r.get("skipped"):
-            lines.append(f"| {r['toolkit']} | skipped: {r['reason'][:120]} | | | | |")
+            lines.append(f"| {r['toolkit']} | skipped: {r['reason_short']} | | | | |")
             continue
         who = f"{r['version']}, {r['threads']} thread{'s' if r['threads'] > 1 else ''}"
+        tok, sent = (
+            f"{x:,.{d}f}" if x is not None else "n/a"
+            for x, d in ((r["tgt_tok_per_s"], 0), (r["sent_per_s"], 1))
+        )
         lines.append(
-            f"| {who} | {r['tgt_tok_per_s']:,.0f} | {r['sent_per_s']:,.1f} | {r['peak_rss_mib']:,.0f}MB | "
-            f"{r['bleu']:.2f} | {r['latency_ms_median']:,.1f} ms |"
+            f"| {who} | {tok} | {sent} | {r['peak_rss_mib']:,.0f}MB | {r['bleu']:.2f} | "
+            f"{r['latency_ms_median']:,.1f} ms |"
         )
     return "\n".join(lines)
 
@@ -453,16 +472,17 @@ def main(argv=None) -> int:
         versions, why = ensure_venv(venv)
         if versions is None:
             info(f"JoeyNMT skipped: {why}")
+            reason = f"JoeyNMT could not be installed: {why}"
             skipped.append(
-                {"toolkit": "joeynmt", "skipped": True, "reason": f"JoeyNMT could not be installed: {why}"}
+                {"toolkit": "joeynmt", "skipped": True, "reason": reason, "reason_short": "not installed"}
             )
         else:
             info(f"JoeyNMT {versions[0]} with torch {versions[1]} in {venv}")
             toolkits.append(Joey(args, cfg, folder, venv, versions[0]))
     if "opennmt" in args.toolkits:
-        reason = try_opennmt(resolve(args.onmt_venv))
+        reason, short = try_opennmt(resolve(args.onmt_venv))
         info(f"OpenNMT-py skipped: {reason}")
-        skipped.append({"toolkit": "opennmt-py", "skipped": True, "reason": reason})
+        skipped.append({"toolkit": "opennmt-py", "skipped": True, "reason": reason, "reason_short": short})
 
     for tk in toolkits:
         tk.train()
