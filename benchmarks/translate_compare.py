@@ -297,6 +297,7 @@ class Joey:
         exported = export_texts(cfg, self.folder)
         conf = joey_config(cfg, exported, self.model_dir, a.steps)
         conf["name"] = "translate_compare"
+        conf["training"]["epochs"] = 1000  # --steps (its "updates") ends training, not an epoch's end
         conf["testing"] = {
             "beam_size": a.beam,
             "beam_alpha": a.length_penalty,
