@@ -39,9 +39,10 @@ def checkpoint_option(default: Optional[str] = None):
 
 PRECISION = click.option(
     "--precision",
-    type=click.Choice(CHOICES["decode.precision"]),
+    "search_precision",
+    type=click.Choice(CHOICES["decode.search_precision"]),
     default=None,
-    help="Decoding arithmetic (decode.precision): auto (the checkpoint's: int8 for a seq2seq quantize "
+    help="Decoding arithmetic (decode.search_precision): auto (the checkpoint's: int8 for a seq2seq quantize "
     "file, else fp32), fp32, bf16 (native bf16 only) or int8 (CPU; quantizes on load).",
 )
 

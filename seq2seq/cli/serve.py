@@ -92,7 +92,7 @@ def serve(
     api_key_file,
     threads,
     device,
-    precision,
+    search_precision,
     access_log,
     cors_origins,
     **limits,
@@ -117,5 +117,5 @@ def serve(
         device,
         threads,
         access_log,
-        precision=precision,
+        precision=search_precision,
     )

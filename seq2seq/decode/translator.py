@@ -129,7 +129,7 @@ class Translator:
         self._searchers: dict[
             tuple[str, str], object
         ] = {}  # (compile_search, precision) -> what search steps
-        self._int8: Optional[list] = None  # the models quantized (decode.precision int8), once
+        self._int8: Optional[list] = None  # the models quantized (decode.search_precision int8), once
         self.warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
         self._rng: Optional[tuple[int, torch.Generator]] = None  # (seed, generator) of sampling
 
@@ -161,7 +161,7 @@ class Translator:
         precision: Optional[str] = None,
     ):
         """Load the checkpoint ``checkpoint`` of each run directory; ``device``: a torch.device, or a
-        ``train.device`` value; ``precision``: a ``decode.precision`` value that replaces the run's (None
+        ``train.device`` value; ``precision``: a ``decode.search_precision`` value that replaces the run's (None
         keeps it), checked (and int8 models built) now."""
         dev = device if isinstance(device, torch.device) else pick_device(device)
         models, toks, cfg = [], None, None
@@ -174,28 +174,28 @@ class Translator:
             toks, cfg = toks or toks_i, cfg or cfg_i
             models.append(model)
         if precision is not None:
-            cfg = replace(cfg, decode=with_decode(cfg, precision=precision).decode)
+            cfg = replace(cfg, decode=with_decode(cfg, search_precision=precision).decode)
         translator = cls(models, toks[0], toks[1], cfg, dev)
-        translator.models_for(cfg.decode.precision)
+        translator.models_for(cfg.decode.search_precision)
         return translator
 
     def models_for(self, precision: str) -> list:
-        """The models that decode in ``precision`` (a ``decode.precision`` value): as loaded (fp32, or int8
+        """The models that decode in ``precision`` (a ``decode.search_precision`` value): as loaded (fp32, or int8
         from a ``seq2seq quantize`` file), or quantized to int8 once (CPU only). bf16 needs native bf16
         (:func:`seq2seq.model.precision.choose_precision`); an int8 checkpoint decodes in int8 only."""
         stored = [is_int8(m) for m in self.models]
         if precision in ("fp32", "bf16") and any(stored):
             raise UserError(
-                f"decode.precision {precision}: the checkpoint is int8 (seq2seq quantize wrote it); decode it "
-                f"with precision auto or int8, or give the fp32 checkpoint"
+                f"decode.search_precision {precision}: the checkpoint is int8 (seq2seq quantize wrote it); decode it "
+                f"with search_precision auto or int8, or give the fp32 checkpoint"
             )
         if precision == "bf16":
-            choose_precision("bf16", self.device, key="decode.precision")
+            choose_precision("bf16", self.device, key="decode.search_precision")
         if precision != "int8" or all(stored):
             return self.models
         if self.device.type != "cpu":
             raise UserError(
-                f"decode.precision int8 runs on the CPU only (this translator is on {self.device})"
+                f"decode.search_precision int8 runs on the CPU only (this translator is on {self.device})"
             )
         if self._int8 is None:
             self._int8 = [m if is_int8(m) else quantize(m) for m in self.models]
@@ -240,9 +240,9 @@ class Translator:
         dropped. Time and memory per line stay bounded, whatever its length."""
         dc = dc or self.cfg.decode
         parts, owners = self._parts(ids)
-        searcher = self.searcher(dc.compile_search, dc.precision)
+        searcher = self.searcher(dc.compile_search, dc.search_precision)
         try:
-            with autocast(self.device, torch.bfloat16 if dc.precision == "bf16" else None):
+            with autocast(self.device, torch.bfloat16 if dc.search_precision == "bf16" else None):
                 hyps = decode_ids(
                     searcher, parts, dc, self.device, return_attention, progress, self._generator(dc)
                 )

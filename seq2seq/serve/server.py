@@ -73,7 +73,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def loader(run_dir: Path, checkpoint: str, device: str, precision: Optional[str] = None):
     """The function the app runs at startup: the run loaded with translate's checks, and /info.
-    ``precision``: a decode.precision value instead of the run's (None keeps it)."""
+    ``precision``: a decode.search_precision value instead of the run's (None keeps it)."""
     dev = pick_device(device, "--device")
 
     def load():
@@ -131,7 +131,7 @@ def serve(
     log=None,
     precision: Optional[str] = None,
 ) -> None:
-    """Serve ``run_dir`` until SIGTERM/SIGINT, decoding in ``precision`` (a decode.precision value; None:
+    """Serve ``run_dir`` until SIGTERM/SIGINT, decoding in ``precision`` (a decode.search_precision value; None:
     the run's). Raises UserError for a run that does not load, a port in use, a bad key file."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     settings = settings or ServeSettings()
