@@ -112,8 +112,12 @@ def quantize(run_dir, checkpoint, out):
 
     path, size, fp32 = quantize_run(run_dir, checkpoint, out)
     click.echo(
-        f"wrote {path}: {size / 1e6:.1f} MB, {100 * size / fp32:.0f}% of the fp32 parameters ({fp32 / 1e6:.1f} MB)"
+        f"wrote {path}: {_size(size)}, {100 * size / fp32:.0f}% of the fp32 parameters ({_size(fp32)})"
     )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 @click.command("tune-decode", context_settings=CONTEXT)

@@ -122,3 +122,16 @@ def test_evaluate_takes_the_precision_override(int8_file, tmp_path):
         ["two plus three", "one is the"]
     )
     assert hyps == want
+
+
+def test_fine_tuning_from_an_int8_checkpoint_is_refused(int8_file, tmp_path):
+    from dataclasses import replace
+
+    from seq2seq.data.tokenizer import load_tokenizers
+    from seq2seq.training.finetune import parent_weights
+
+    cfg, path = int8_file[:2]
+    child = replace(cfg, run_dir=str(tmp_path / "child"), train=replace(cfg.train, init_from=str(path)))
+    toks = load_tokenizers(cfg.run_path, cfg.spm.joint)
+    with pytest.raises(UserError, match="is an int8 checkpoint: fine-tune from an fp32 one"):
+        parent_weights(child, toks)

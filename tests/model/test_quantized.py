@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.ao.nn.quantized as nnq
 import torch.ao.nn.quantized.dynamic as nnqd
+from conftest import random_ids, tiny_model
 from torch import nn
 
 from seq2seq.config.schema import DecodeConfig
@@ -18,7 +19,6 @@ from seq2seq.data.batches import source_tensor
 from seq2seq.decode.search import decode
 from seq2seq.errors import UserError
 from seq2seq.model.quantized import Int8Decoder, Int8Encoder, from_int8_state, int8_state, quantize
-from tests.conftest import random_ids, tiny_model
 
 ARCHITECTURES = {
     "default": {},
