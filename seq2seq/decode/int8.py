@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from seq2seq.constants import CHECKPOINT_SUFFIX
+from seq2seq.constants import CHECKPOINT_SUFFIX, checkpoints_dir
 from seq2seq.decode.loading import load_run
 from seq2seq.errors import UserError
 from seq2seq.model.quantized import QUANTIZATION, int8_state
@@ -55,6 +55,11 @@ def quantize_run(run_dir: Path, which: str = "best", out: Optional[Path] = None)
         raise UserError(f"-o {out}: a checkpoint file name ends in {CHECKPOINT_SUFFIX}")
     if Path(out).resolve() == path.resolve():
         raise UserError(f"-o {out} is the checkpoint being quantized: give another file")
+    own = Path(out).resolve().parent == checkpoints_dir(run_dir).resolve()
+    if own and ckpt_io.TRAINING_OWNS.fullmatch(Path(out).stem):
+        raise UserError(
+            f"-o {out}: {Path(out).name} belongs to training (best, last, step-N): choose another name"
+        )
     with rundir.claim(run_dir, None, "quantize", create=False):
         _, model = load_run(run_dir, str(path))
         payload = int8_payload(ckpt, model)

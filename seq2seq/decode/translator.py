@@ -186,8 +186,8 @@ class Translator:
         stored = [is_int8(m) for m in self.models]
         if precision in ("fp32", "bf16") and any(stored):
             raise UserError(
-                f"decode.search_precision {precision}: the checkpoint is int8 (seq2seq quantize wrote it); decode it "
-                f"with search_precision auto or int8, or give the fp32 checkpoint"
+                f"decode.search_precision {precision} (--precision): the checkpoint is int8 (seq2seq quantize "
+                f"wrote it): decode it with auto or int8, or give the fp32 checkpoint"
             )
         if precision == "bf16":
             choose_precision("bf16", self.device, key="decode.search_precision")

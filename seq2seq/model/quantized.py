@@ -101,13 +101,19 @@ def int8_state(model: Seq2Seq) -> dict[str, torch.Tensor]:
     return out
 
 
-def _qweight(state: dict[str, torch.Tensor], name: str) -> torch.Tensor:
-    """The quantized tensor (torch.qint8, per-row scales) of the int8 weight ``name``."""
+def _rows(state: dict[str, torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the weight int8 * scale in fp32 (N, K), the scales (N,) in float64) of the int8 weight ``name``:
+    quantizing it again with those scales gives back exactly the int8 values."""
     q, scale = state[name], state[name + SCALE]
     if q.dtype != torch.int8 or scale.dim() != 1 or scale.numel() != q.size(0):
         raise UserError(f"int8 weights: {name} is not an int8 tensor with one scale per row")
-    zero = torch.zeros(q.size(0), dtype=torch.long)
-    return torch._make_per_channel_quantized_tensor(q, scale.double(), zero, 0)
+    return q.float() * scale.float().unsqueeze(1), scale.double()
+
+
+def _qweight(state: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """The quantized tensor (torch.qint8, symmetric per-row scales) of the int8 weight ``name``."""
+    w, scale = _rows(state, name)
+    return torch.quantize_per_channel(w, scale, torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
 
 
 def linear(state: dict, prefix: str) -> nnqd.Linear:
@@ -122,15 +128,10 @@ def linear(state: dict, prefix: str) -> nnqd.Linear:
 def embedding(state: dict, name: str, padding_idx: Optional[int]) -> nnq.Embedding:
     """An int8-row embedding (``torch.ao.nn.quantized.Embedding``, quint8 with per-row scale and offset
     128: the same numbers as the int8 rows) from the int8 weight ``name``."""
-    q, scale = state[name], state[name + SCALE].double()
-    w = torch.quantize_per_channel(
-        q.float() * scale.unsqueeze(1).float(),
-        scale,
-        torch.full_like(scale, 128.0),  # float zero points: the per-row "float qparams" embeddings take
-        0,
-        torch.quint8,
-    )
-    layer = nnq.Embedding(q.size(0), q.size(1), padding_idx=padding_idx, dtype=torch.quint8)
+    w, scale = _rows(state, name)
+    zero = torch.full_like(scale, 128.0)  # float zero points: the per-row "float qparams" embeddings take
+    w = torch.quantize_per_channel(w, scale, zero, 0, torch.quint8)
+    layer = nnq.Embedding(w.size(0), w.size(1), padding_idx=padding_idx, dtype=torch.quint8)
     layer.set_weight(w)
     return layer
 

@@ -58,6 +58,8 @@ def test_precision_refusals(int8_file):
         Translator.from_run_dirs([cfg.run_path], "best-int8", "cpu", precision="fp32")
     with pytest.raises(UserError, match="already an int8 checkpoint"):
         quantize_run(cfg.run_path, "best-int8")
+    with pytest.raises(UserError, match="belongs to training"):
+        quantize_run(cfg.run_path, "best", cfg.run_path / "checkpoints" / "last.pt")
     with pytest.raises(UserError, match="int8 checkpoint: average the fp32"):
         ckpt_io.average([path, cfg.run_path / "checkpoints" / "best.pt"], cfg.run_path / "x.pt")
     translator = Translator.from_run_dirs([cfg.run_path], "best-int8", "cpu")

@@ -157,3 +157,14 @@ def test_beam_search_outputs_are_mostly_identical_on_a_trained_model():
     int8 = [h[0].tokens for h in decode(quantize(model), src, lengths, dc)]
     assert sum(a == x[::-1] for a, x in zip(fp32, ids)) >= 20  # the model did learn the task
     assert sum(a == b for a, b in zip(fp32, int8)) >= 36, (fp32, int8)
+
+
+def test_the_built_layers_hold_exactly_the_saved_int8_values():
+    model = tiny_model()
+    state = int8_state(model)
+    q = from_int8_state(model.cfg, state)
+    weight = q.decoder.output.weight()  # the prepacked layer's weight, unpacked
+    assert torch.equal(weight.int_repr(), state["decoder.output.weight"])
+    assert torch.allclose(weight.q_per_channel_scales().float(), state["decoder.output.weight_scale"])
+    embedded = q.decoder.embed.weight()
+    assert torch.equal(embedded.int_repr().int() - 128, state["decoder.embed.weight"].int())
