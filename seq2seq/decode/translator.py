@@ -139,10 +139,12 @@ class Translator:
         run_dirs: Union[str, Path, Sequence[Union[str, Path]]],
         checkpoint: str = "best",
         device: str = "auto",
+        precision: Optional[str] = None,
     ) -> "Translator":
         """The Python API's entry: one run directory (or a list: an ensemble); ``checkpoint``: a name in
-        <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file; ``device``: auto, cpu,
-        cuda or cuda:N."""
+        <run_dir>/checkpoints (best, last, average, best-int8, ...) or a checkpoint file; ``device``: auto,
+        cpu, cuda or cuda:N; ``precision``: auto, fp32, bf16 or int8 (decode.search_precision; None: the
+        run's)."""
         dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs
         if not isinstance(dirs, (list, tuple)) or not all(isinstance(d, (str, Path)) for d in dirs):
             raise TypeError(
@@ -150,7 +152,7 @@ class Translator:
             )
         if not dirs:
             raise UserError("Translator.load: no run directory given (an empty list)")
-        return cls.from_run_dirs(list(dirs), checkpoint, device)
+        return cls.from_run_dirs(list(dirs), checkpoint, device, precision)
 
     @classmethod
     def from_run_dirs(

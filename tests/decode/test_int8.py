@@ -42,7 +42,8 @@ def test_the_int8_file_translates_as_quantizing_on_load(int8_file):
     from_file = Translator.from_run_dirs([cfg.run_path], "best-int8", "cpu")
     on_load = Translator.from_run_dirs([cfg.run_path], "best", "cpu", precision="int8")
     assert is_int8(from_file.searcher("off", "auto")) and is_int8(on_load.searcher("off", "int8"))
-    fp32 = Translator.from_run_dirs([cfg.run_path], "best", "cpu")
+    fp32 = Translator.load(cfg.run_path, device="cpu")
+    assert is_int8(Translator.load(cfg.run_path, device="cpu", precision="int8").searcher("off", "int8"))
     assert not is_int8(fp32.searcher("off", "auto"))
     for dc in (None, {"beam_size": 1}):
         opts = dc or {}
