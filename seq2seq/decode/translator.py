@@ -126,9 +126,8 @@ class Translator:
         self.model = models[0] if len(models) == 1 else Ensemble(models)
         self.compile_backend = compile_backend
         fast_fp32_matmul(device)  # decoding runs in fp32: TF32 on CUDA
-        self._searchers: dict[
-            tuple[str, str], object
-        ] = {}  # (compile_search, precision) -> what search steps
+        # (compile_search, search_precision) -> what search steps through
+        self._searchers: dict[tuple[str, str], object] = {}
         self._int8: Optional[list] = None  # the models quantized (decode.search_precision int8), once
         self.warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
         self._rng: Optional[tuple[int, torch.Generator]] = None  # (seed, generator) of sampling
@@ -163,8 +162,8 @@ class Translator:
         precision: Optional[str] = None,
     ):
         """Load the checkpoint ``checkpoint`` of each run directory; ``device``: a torch.device, or a
-        ``train.device`` value; ``precision``: a ``decode.search_precision`` value that replaces the run's (None
-        keeps it), checked (and int8 models built) now."""
+        ``train.device`` value; ``precision``: a ``decode.search_precision`` value that replaces the run's
+        (None keeps it), checked (and int8 models built) now."""
         dev = device if isinstance(device, torch.device) else pick_device(device)
         models, toks, cfg = [], None, None
         for run_dir in map(Path, run_dirs):
@@ -182,8 +181,8 @@ class Translator:
         return translator
 
     def models_for(self, precision: str) -> list:
-        """The models that decode in ``precision`` (a ``decode.search_precision`` value): as loaded (fp32, or int8
-        from a ``seq2seq quantize`` file), or quantized to int8 once (CPU only). bf16 needs native bf16
+        """The models that decode in ``precision`` (a ``decode.search_precision`` value): as loaded (fp32, or
+        int8 from a ``seq2seq quantize`` file), or quantized to int8 once (CPU only). bf16 needs native bf16
         (:func:`seq2seq.model.precision.choose_precision`); an int8 checkpoint decodes in int8 only."""
         stored = [is_int8(m) for m in self.models]
         if precision in ("fp32", "bf16") and any(stored):
