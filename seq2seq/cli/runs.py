@@ -112,7 +112,8 @@ def quantize(run_dir, checkpoint, out):
 
     path, size, fp32 = quantize_run(run_dir, checkpoint, out)
     click.echo(
-        f"wrote {path}: {_size(size)}, {100 * size / fp32:.0f}% of the fp32 parameters ({_size(fp32)})"
+        f"wrote {path} (int8 weights with per-row scales): {_size(size)}, {100 * size / fp32:.0f}% of the "
+        f"fp32 parameters ({_size(fp32)}); translate it with --checkpoint {path.stem}"
     )
 
 
