@@ -151,6 +151,10 @@ class DecodeConfig:
     # as train.compile, for the search step (greedy and beam); reduce-overhead and max-autotune
     # replay it as CUDA graphs
     compile_search: str = "off"
+    # the arithmetic of decoding: auto = the checkpoint's own (int8 for a file `seq2seq quantize` wrote,
+    # else fp32); int8 quantizes an fp32 checkpoint on load (CPU only); bf16 autocasts the matmuls (CPUs
+    # with AVX512-BF16/AMX, GPUs of compute capability 8.0+), the recurrences' states stay fp32
+    search_precision: str = "auto"  # auto | fp32 | bf16 | int8
     min_len: int = 0  # no EOS before this many output pieces (the length limit still applies)
     no_repeat_ngram: int = 0  # no n-gram of this many pieces twice in one output (0 = off)
     # sampling (back-translation): draw each piece from the model's distribution instead of searching;
@@ -239,6 +243,7 @@ CHOICES = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.compile": ("off", "default", "reduce-overhead", "max-autotune"),
     "decode.compile_search": ("off", "default", "reduce-overhead", "max-autotune"),
+    "decode.search_precision": ("auto", "fp32", "bf16", "int8"),
     # sacreBLEU's BLEU tokenizers (tests/evaluation/test_evaluate.py checks them against sacrebleu's list)
     "decode.bleu_tokenize": ("auto", "13a", "intl", "zh", "char", "none", "ja-mecab", "ko-mecab")
     + ("spm", "flores101", "flores200"),

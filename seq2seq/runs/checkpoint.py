@@ -111,6 +111,9 @@ def average(paths: list[Path], out: Path) -> dict[str, Any]:
     if not paths:
         raise UserError("no checkpoints to average")
     ckpts = [load(p) for p in paths]
+    for path, c in zip(paths, ckpts):
+        if c.get("quantization") is not None:
+            raise UserError(f"{path} is an int8 checkpoint: average the fp32 checkpoints, then quantize")
     first = ckpts[0]["model"]
     for path, c in zip(paths[1:], ckpts[1:]):
         if c["model"].keys() != first.keys() or any(c["model"][k].shape != v.shape for k, v in first.items()):
