@@ -12,6 +12,7 @@ from conftest import random_ids, tiny_model
 from seq2seq.config.schema import DecodeConfig
 from seq2seq.constants import EOS
 from seq2seq.data.batches import source_tensor
+from seq2seq.decode.constraints import Rules
 from seq2seq.decode.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths
 from seq2seq.decode.translator import Ensemble, EnsembleState, decode_ids
 
@@ -429,3 +430,96 @@ def test_reorder_moves_the_recurrent_rows_only():
     assert all(
         m.memory is s.memory and torch.equal(m.h, s.h[:, index]) for m, s in zip(moved.states, ens.states)
     )
+
+
+# ---- host transfers and rows per step -----------------------------------------------------------
+
+HOST_TRANSFERS = ("tolist", "item", "cpu", "numpy", "__bool__", "__int__", "__float__")
+
+
+class StepWatch:
+    """The model, recording at every decoder step its rows and, given a ``monkeypatch``, the host
+    transfers (a tensor's ``tolist``, ``item``, ``cpu``, ``bool()``, ...: each a device sync on a GPU)
+    since the step before."""
+
+    def __init__(self, model, monkeypatch=None):
+        self.model, self.rows, self.transfers, self.count = model, [], [], 0
+        for name in HOST_TRANSFERS if monkeypatch is not None else ():
+            monkeypatch.setattr(torch.Tensor, name, self.counting(getattr(torch.Tensor, name)))
+
+    def counting(self, method):
+        def counted(tensor, *args, **kwargs):
+            self.count += 1
+            return method(tensor, *args, **kwargs)
+
+        return counted
+
+    def encode(self, src, lengths):
+        return self.model.encode(src, lengths)
+
+    def decode_step(self, prev, state):
+        self.transfers.append(self.count)  # the first: encoding and the length limits, once per batch
+        self.rows.append(prev.size(0))
+        self.count = 0
+        return self.model.decode_step(prev, state)
+
+    def per_step(self) -> list[int]:
+        """Host transfers of each step, from its decoder call to the next one (or the search's end)."""
+        return self.transfers[1:] + [self.count]
+
+
+@pytest.mark.parametrize(
+    "attention,beta,no_repeat,most",
+    [(False, 0.0, 0, 1), (False, 0.4, 3, 2), (True, 0.4, 0, 3)],
+)
+def test_a_beam_step_moves_one_small_tensor_to_the_host(monkeypatch, attention, beta, no_repeat, most):
+    """One transfer per step, whatever finishes; a step where hypotheses finish adds one for their
+    coverage penalties and one for their attention, each only when kept."""
+    seqs = random_ids(9, VOCAB, 1, 9, seed=720)
+    model = eos_prone_model(19, seqs, coverage=beta > 0)
+    src, lengths = tensors(seqs)
+    kw = dict(beam_size=4, n_best=2, return_attention=attention, coverage_penalty=beta)
+    kw["rules"] = Rules(no_repeat_ngram=no_repeat)
+    plain = beam_search(model, src, lengths, **kw)
+    watch = StepWatch(model, monkeypatch)
+    watched = beam_search(watch, src, lengths, **kw)
+    monkeypatch.undo()
+    for a, b in zip(plain, watched):
+        assert_same_hyps(a, b, tol=0.0)
+    steps = watch.per_step()
+    assert len(steps) > 5 and min(steps) == 1
+    assert max(steps) == most  # hypotheses finished at some step (eos_prone_model)
+
+
+@pytest.mark.parametrize("attention,most", [(False, 1), (True, 2)])
+def test_a_greedy_step_moves_one_small_tensor_to_the_host(monkeypatch, attention, most):
+    seqs = random_ids(9, VOCAB, 1, 9, seed=721)
+    model = eos_prone_model(20, seqs)
+    watch = StepWatch(model, monkeypatch)
+    greedy(watch, *tensors(seqs), return_attention=attention)
+    monkeypatch.undo()
+    assert set(watch.per_step()) == {most}
+
+
+def search(model, seqs, beam: int):
+    src, lengths = tensors(seqs)
+    return beam_search(model, src, lengths, beam_size=beam) if beam > 1 else greedy(model, src, lengths)
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_rows_shrink_as_sentences_finish(beam):
+    """At step t the batch holds ``beam`` rows for each sentence that, decoded alone, takes more than t
+    steps: a finished sentence leaves at once, its rows with it."""
+    seqs = random_ids(10, VOCAB, 1, 9, seed=722)
+    model = eos_prone_model(21, seqs)
+    alone = []
+    for s in seqs:
+        watch = StepWatch(model)
+        search(watch, [s], beam)
+        assert set(watch.rows) == {beam}
+        alone.append(len(watch.rows))
+    watch = StepWatch(model)
+    search(watch, seqs, beam)
+    expected = [beam * sum(n > t for n in alone) for t in range(max(alone))]
+    assert watch.rows == expected
+    assert len(set(expected)) > 3, "sentences left at several steps"
