@@ -146,12 +146,14 @@ def top_candidates(scores: torch.Tensor, logp: torch.Tensor, k: int):
     """The ``k`` best continuations of each sentence's beams, best first: scores (A, K) cumulative
     log-probs, logp (A*K, V) -> values (A, k), beam (A, k), id (A, k): one top-k over all K*V sums.
 
-    Not two stages (each row's top k, then the sentence's top k of those K*k): the values would be the
-    same, but torch.topk orders equal values as its algorithm happens to, and a tie (equal sums,
-    common in a small model) would then break another way than here and change the output."""
+    ``logp`` becomes the sums (added in place: a fresh (A, K*V) tensor of a few MB costs more to
+    page in than to fill). One flat top-k, not two stages (each row's top k, then the sentence's top k
+    of those K*k): the values would be the same, but torch.topk orders equal values as its algorithm
+    happens to, and a tie (equal sums, common in a small model) would break another way."""
     A, K = scores.shape
     V = logp.size(1)
-    top, where = (scores.unsqueeze(2) + logp.view(A, K, V)).view(A, K * V).topk(min(k, K * V), dim=1)
+    sums = logp.view(A, K, V).add_(scores.unsqueeze(2)).view(A, K * V)
+    top, where = sums.topk(min(k, K * V), dim=1)
     return top, where // V, where % V
 
 

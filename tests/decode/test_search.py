@@ -13,7 +13,14 @@ from seq2seq.config.schema import DecodeConfig
 from seq2seq.constants import EOS
 from seq2seq.data.batches import source_tensor
 from seq2seq.decode.constraints import Rules
-from seq2seq.decode.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths
+from seq2seq.decode.search import (
+    Hypothesis,
+    beam_search,
+    greedy,
+    length_penalty,
+    max_lengths,
+    top_candidates,
+)
 from seq2seq.decode.translator import Ensemble, EnsembleState, decode_ids
 
 VOCAB = 40
@@ -523,3 +530,18 @@ def test_rows_shrink_as_sentences_finish(beam):
     expected = [beam * sum(n > t for n in alone) for t in range(max(alone))]
     assert watch.rows == expected
     assert len(set(expected)) > 3, "sentences left at several steps"
+
+
+def test_top_candidates_are_the_top_k_of_all_sums():
+    """The same values, beams and ids as a top-k over a fresh (A, K*V) tensor of the sums, -inf included."""
+    g = torch.Generator().manual_seed(723)
+    A, K, V = 6, 4, 30
+    scores = torch.randn(A, K, generator=g)
+    scores[:, 1:] = torch.where(torch.arange(A).unsqueeze(1) < 2, float("-inf"), scores[:, 1:])  # first step
+    logp = torch.log_softmax(torch.randn(A * K, V, generator=g), dim=1)
+    logp[:, 0] = float("-inf")
+    top, where = (scores.unsqueeze(2) + logp.view(A, K, V)).view(A, K * V).topk(2 * K, dim=1)
+    values, beam, ids = top_candidates(scores, logp.clone(), 2 * K)
+    assert torch.equal(values, top)
+    assert torch.equal(beam * V + ids, where)
+    assert (beam[:2] == 0).all(), "beams at -inf continue nothing"
