@@ -30,7 +30,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.config.schema import ModelConfig
 from seq2seq.constants import EOS, PAD, UNK
-from seq2seq.model import cells, teacher_forcing
+from seq2seq.model import cells, precision, teacher_forcing
 from seq2seq.model.attention import Attention
 from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder_gru import padded_gru
@@ -184,9 +184,6 @@ class Decoder(nn.Module):
         else:  # LSTM (a tanh RNN sums its projections the same way, with H gates)
             gates_x = F.linear(emb, cell.weight_ih[:, :E], cell.bias_ih + cell.bias_hh).float()  # (B, T, 4H)
             w_rec = torch.cat([cell.weight_ih[:, E:], cell.weight_hh], dim=1)  # (4H, [H] + H); RNN: H rows
-        device = tgt_in.device.type
-        if torch.is_autocast_enabled(device):  # cast once: autocast caches casts of leaf weights only
-            w_rec = w_rec.to(torch.get_autocast_dtype(device))
         if loop is None and teacher_forcing.applies(self, tgt_in.device):
             return teacher_forcing.run(self, gates_x, w_rec, state)
         if loop is None:
@@ -216,11 +213,14 @@ def run_positions(step_fn, gates_x: torch.Tensor, w_rec: torch.Tensor, state: De
     """gates_x (B, T, 4H) -> attentional vectors (B, T, H): ``step_fn`` (a :meth:`Decoder.recur_step`)
     once per target position, carrying feed, h, c and coverage."""
     feed, h, c, coverage = state.feed, state.h, state.c, state.coverage
+    w_rec_use = precision.autocast_uses(w_rec)  # cast once; gradients summed in fp32
     feeds = []
     # position-major: every gx (B, 4H) is contiguous whatever T is (a compiled step guards on strides);
     # unbind is one backward node, not T full-size zero-filled gradients
     for gx in gates_x.transpose(0, 1).contiguous().unbind(0):
-        feed, h, c, coverage = step_fn(gx, w_rec, feed, h, c, state.memory, state.keys, state.mask, coverage)
+        feed, h, c, coverage = step_fn(
+            gx, w_rec_use(), feed, h, c, state.memory, state.keys, state.mask, coverage
+        )
         feeds.append(feed)
     return torch.stack(feeds, dim=1)  # (B, T, H)
 
