@@ -12,8 +12,9 @@ time loop: the first LSTM layer's input projection of all target embeddings, the
 keys, and the output layer (computed once over all positions).
 
 Mixed precision (autocast): matmuls run in the autocast dtype, but the recurrences do not. The
-encoder's GRU runs with autocast disabled (CUDA autocast would run cuDNN's RNN in fp16 even under
-bf16, where no loss scaler guards its gradients), and every LSTM layer of the decoder does its gate
+encoder's RNN runs with autocast disabled (CUDA autocast would run cuDNN's RNN in fp16 even under
+bf16, where no loss scaler guards its gradients; the CPU GRU takes bf16 matmuls with fp32 gates and
+state under CPU bf16 autocast, :mod:`seq2seq.model.encoder_gru`), and every LSTM layer of the decoder does its gate
 arithmetic and carries ``h``/``c`` in fp32 (:func:`seq2seq.model.cells.lstm_cell`): a bf16 cell state summed over 100
 positions loses what small updates it gets.
 """
@@ -98,9 +99,10 @@ class Encoder(nn.Module):
         a GRU's padded recurrence that skips it (:mod:`seq2seq.model.encoder_gru`, same numbers, faster).
         """
         x = self.drop(self.embed(src)).float()  # (B, S, E)
+        low = precision.cpu_matmul_dtype()  # the CPU GRU's matmuls: bf16 under CPU bf16 autocast
         with torch.autocast(src.device.type, enabled=False):  # fp32 (TF32 on GPUs), never fp16
             if src.device.type == "cpu" and isinstance(self.rnn, nn.GRU):
-                out, h = padded_gru(self.rnn, x, lengths, self.between_layers)  # (B, S, M)
+                out, h = padded_gru(self.rnn, x, lengths, self.between_layers, low)  # (B, S, M)
             else:
                 packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
                 out, h = self.rnn(packed)  # h: (layers * directions, B, He); an LSTM's is (h, c)

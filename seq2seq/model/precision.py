@@ -69,6 +69,14 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def cpu_matmul_dtype() -> torch.dtype:
+    """The dtype of the CPU one-node paths' matmuls (:mod:`seq2seq.model.teacher_forcing`,
+    :mod:`seq2seq.model.encoder_gru`): bf16 under CPU bf16 autocast, else fp32 (their gates and states
+    are fp32 either way)."""
+    bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return torch.bfloat16 if bf16 else torch.float32
+
+
 class _FullPrecisionGrad(torch.autograd.Function):
     """(w, w_low) -> w_low (a view), whose gradient goes back to w in w's dtype."""
 

@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import torch
 
+from seq2seq.model.precision import cpu_matmul_dtype
+
 
 def applies(decoder, device: torch.device) -> bool:
     """Whether ``decoder``'s teacher-forced loop on ``device`` is the one :class:`TeacherForcedLoop` runs."""
@@ -54,7 +56,7 @@ def applies(decoder, device: torch.device) -> bool:
         and decoder.input_feeding
         and decoder.attention.kind == "additive"
         and not decoder.coverage
-        and low_dtype() in (torch.float32, torch.bfloat16)
+        and (not torch.is_autocast_enabled("cpu") or cpu_matmul_dtype() == torch.bfloat16)
         and not torch.compiler.is_compiling()
     )
 
@@ -191,17 +193,12 @@ def mm_add(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor
     return torch.add(bias, torch.mm(a.to(b.dtype), b))
 
 
-def low_dtype() -> torch.dtype:
-    """The matmuls' dtype: CPU autocast's (bf16 where training asks for it), else fp32."""
-    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
-
-
 def run(decoder, gates_x: torch.Tensor, w_rec: torch.Tensor, state) -> torch.Tensor:
     """The loop of :meth:`seq2seq.model.network.Decoder.forward` for a decoder :func:`applies` to: gates_x
     (B, T, 4H), w_rec (4H, 2H), the initial :class:`seq2seq.model.network.DecoderState` -> attentional vectors
-    (B, T, H) in the matmuls' dtype (:func:`low_dtype`); w_rec and the attention's weights are the fp32
-    parameters (cast once inside), memory and keys as :meth:`seq2seq.model.network.Decoder.init_state` made
-    them."""
+    (B, T, H) in the matmuls' dtype (:func:`seq2seq.model.precision.cpu_matmul_dtype`); w_rec and the
+    attention's weights are the fp32 parameters (cast once inside), memory and keys as
+    :meth:`seq2seq.model.network.Decoder.init_state` made them."""
     B, T, _ = gates_x.shape
     drop = decoder.drop.scales(torch.Size((T, B, decoder.hidden)), gates_x.dtype)  # T masks of (B, H)
     att = decoder.attention
@@ -219,6 +216,6 @@ def run(decoder, gates_x: torch.Tensor, w_rec: torch.Tensor, state) -> torch.Ten
         att.v.weight.view(-1),
         decoder.combine.weight,
         drop,
-        low_dtype(),
+        cpu_matmul_dtype(),
     )
     return feeds.transpose(0, 1)  # (B, T, H)
