@@ -64,8 +64,9 @@ def applies(decoder, device: torch.device) -> bool:
 class TeacherForcedLoop(torch.autograd.Function):
     """gates_x (T, B, 4H) layer 0's input gates (both biases in), w_rec (4H, 2H) the weight of [feed; h],
     feed0 / h0 / c0 (B, H), memory (B, S, M), keys (B, S, A), mask (B, S) True at real tokens,
-    w_q (A, H), b_q (A), v (A,), w_c (H, M + H), drop (T, B, H) dropout scales or None
-    -> attentional vectors (T, B, H).
+    w_q (A, H), b_q (A), v (A,), w_c (H, M + H), drop (T, B, H) dropout scales or None, low the matmuls'
+    dtype (gates_x's, or bf16: the weights come in gates_x's dtype and are cast inside)
+    -> attentional vectors (T, B, H) in ``low``.
 
     The attention's tanh is taken as tanh(x) = 2 sigmoid(2x) - 1 (ATen's CPU tanh is ~3x slower than its
     sigmoid), and only u = sigmoid(2 (keys + q)) is kept: the scores are 2 u.v - sum(v), and tanh's
