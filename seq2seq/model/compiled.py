@@ -137,13 +137,15 @@ def training_loop(model: Seq2Seq, mode: str, backend: str = "inductor") -> Optio
     step = compile_step(model.decoder.recur_step, mode, backend, cuda_graphs=False)
 
     @torch._dynamo.config.patch(optimize_ddp=False)  # one graph per step, under DDP too
-    def loop(gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState) -> torch.Tensor:
+    def loop(gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState, upper=(), drop=None):
         B, S = gates_x.size(0), state.memory.size(1)  # gates_x (B, T, 4H)
         rows = bucket_rows(B)
         if rows > B:
             gates_x = torch.cat([gates_x, gates_x[:1].expand(rows - B, -1, -1)])
+            if drop is not None:  # masks (T, L-1, B, H) and (T, B, H): rows are their second-to-last dim
+                drop = tuple(F.pad(d, (0, 0, 0, rows - B), value=1.0) for d in drop)
         state = first_position_like_the_rest(pad_state(state, rows, bucket_len(S)))
-        return run_positions(step, gates_x, w_rec, state)[:B]  # (B, T, H)
+        return run_positions(step, gates_x, w_rec, state, upper, drop)[:B]  # (B, T, H)
 
     return loop
 
