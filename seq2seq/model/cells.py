@@ -90,15 +90,41 @@ def gru_hoisted(cell: nn.GRUCell, emb: torch.Tensor) -> tuple[torch.Tensor, torc
     bias = torch.cat([b_i[: 2 * H] + b_h[: 2 * H], b_i[2 * H :]])  # (3H)
     gx = F.linear(emb, w_i[:, :E], bias).float()  # (B, T, 3H)
     gates_x = torch.cat([gx, b_h[2 * H :].float().expand(*gx.shape[:2], H)], dim=2)  # (B, T, 4H)
-    w_feed = w_i[:, E:]  # (3H, [H])
-    w_rec = torch.cat(
+    return gates_x, gru_blocks(w_i[:, E:], w_h)  # w_rec (4H, [H] + H)
+
+
+def gru_blocks(w_x: torch.Tensor, w_h: torch.Tensor) -> torch.Tensor:
+    """The weight of ``[x; h]`` whose product gives a GRU's gates in the four blocks of :func:`gru_hoisted`:
+    w_x (3H, I) the input weight's rows r, z, n, w_h (3H, H) the hidden weight's -> (4H, I + H)."""
+    H, n_in = w_h.size(1), w_x.size(1)
+    return torch.cat(
         [
-            torch.cat([w_feed[: 2 * H], w_h[: 2 * H]], dim=1),  # (2H, [H] + H)
-            torch.cat([w_feed[2 * H :], w_h.new_zeros(H, H)], dim=1),  # (H, [H] + H)
-            torch.cat([w_feed.new_zeros(H, w_feed.size(1)), w_h[2 * H :]], dim=1),  # (H, [H] + H)
+            torch.cat([w_x[: 2 * H], w_h[: 2 * H]], dim=1),  # (2H, I + H)
+            torch.cat([w_x[2 * H :], w_h.new_zeros(H, H)], dim=1),  # (H, I + H)
+            torch.cat([w_x.new_zeros(H, n_in), w_h[2 * H :]], dim=1),  # (H, I + H)
         ]
     )
-    return gates_x, w_rec
+
+
+def joint_weights(cell: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decoder layer's weight and bias for one matmul of ``[x; h]`` per step, built once per batch
+    (teacher forcing): -> w_t (I + H, G) transposed, b (G,) both biases summed; G = 4H (LSTM, and GRU in
+    the blocks of :func:`gru_hoisted`) or H (tanh RNN)."""
+    w_i, w_h, b_i, b_h = cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+    if isinstance(cell, nn.GRUCell):
+        H = cell.hidden_size
+        bias = torch.cat([b_i[: 2 * H] + b_h[: 2 * H], b_i[2 * H :], b_h[2 * H :]])  # (4H)
+        return gru_blocks(w_i, w_h).t(), bias
+    return torch.cat([w_i, w_h], dim=1).t(), b_i + b_h
+
+
+def joint_step(cell: nn.Module, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_t, b):
+    """A decoder layer's step on the weights of :func:`joint_weights`: x (B, I), h/c (B, H) -> new h, c
+    fp32, the numbers of :func:`lstm_cell` / :func:`step` up to float rounding (GRU/RNN: c unchanged)."""
+    gates = torch.addmm(b, torch.cat([x, h], dim=1), w_t).float()  # (B, G)
+    if isinstance(cell, nn.LSTMCell):
+        return lstm_update(gates, c)
+    return recur_update(cell, gates, h), c
 
 
 def recur_update(cell: nn.Module, gates: torch.Tensor, h: torch.Tensor) -> torch.Tensor:

@@ -19,12 +19,18 @@ model is patched. What is compiled is the per-position step only (:meth:`Decoder
 training, :meth:`Seq2Seq.step_tensors` in search); the fused cuDNN GRU encoder, the output layer
 over all positions and the loss stay eager, as ``nn.GRU``/``nn.LSTM`` break graphs.
 
+Under DDP the training step stays one graph: dynamo would cut it at DDP's gradient-bucket boundaries
+(``optimize_ddp``) to overlap early buckets' all-reduce with the rest of backward, but the step runs at
+every position and its parameters' gradients are complete only after the first position's backward, so
+a cut would overlap nothing and only split the fusion.
+
 ``train.compile`` and ``decode.compile_search`` choose the mode (off by default). Compiling costs
 seconds to minutes once per bucket shape seen, so it pays on long GPU runs, not on short CPU ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -102,6 +108,22 @@ def pad_state(state: DecoderState, rows: int, length: int) -> DecoderState:
     return state
 
 
+def first_position_like_the_rest(state: DecoderState) -> DecoderState:
+    """``state`` whose fed vector and coverage require a gradient wherever every later position's do.
+
+    The first position's are zeros that need none, the later ones' are computed from the parameters,
+    and a compiled step guards on ``requires_grad``: without this, every bucket would compile a graph
+    for the first position and another for the rest. Their gradients are computed and dropped.
+    """
+    if not torch.is_grad_enabled():
+        return state
+    return dataclasses.replace(state, feed=_needing_grad(state.feed), coverage=_needing_grad(state.coverage))
+
+
+def _needing_grad(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return t if t is None or t.requires_grad else t.detach().requires_grad_()
+
+
 def training_loop(model: Seq2Seq, mode: str, backend: str = "inductor") -> Optional[Callable]:
     """The ``loop`` argument of ``model(src, lengths, tgt_in, loop=...)`` that runs a compiled
     :meth:`Decoder.recur_step` on bucketed shapes; None when ``mode`` is off (the eager loop).
@@ -114,13 +136,16 @@ def training_loop(model: Seq2Seq, mode: str, backend: str = "inductor") -> Optio
         return None
     step = compile_step(model.decoder.recur_step, mode, backend, cuda_graphs=False)
 
-    def loop(gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState) -> torch.Tensor:
+    @torch._dynamo.config.patch(optimize_ddp=False)  # one graph per step, under DDP too
+    def loop(gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState, upper=(), drop=None):
         B, S = gates_x.size(0), state.memory.size(1)  # gates_x (B, T, 4H)
         rows = bucket_rows(B)
         if rows > B:
             gates_x = torch.cat([gates_x, gates_x[:1].expand(rows - B, -1, -1)])
-        state = pad_state(state, rows, bucket_len(S))
-        return run_positions(step, gates_x, w_rec, state)[:B]  # (B, T, H)
+            if drop is not None:  # masks (T, L-1, B, H) and (T, B, H): rows are their second-to-last dim
+                drop = tuple(F.pad(d, (0, 0, 0, rows - B), value=1.0) for d in drop)
+        state = first_position_like_the_rest(pad_state(state, rows, bucket_len(S)))
+        return run_positions(step, gates_x, w_rec, state, upper, drop)[:B]  # (B, T, H)
 
     return loop
 

@@ -55,10 +55,18 @@ class Dropout(nn.Module):
             return F.dropout(x, self.p, True)
         return x * keep_mask(x.shape, self.p, x.dtype)
 
-    def scales(self, shape: torch.Size, dtype: torch.dtype) -> Optional[torch.Tensor]:
-        """What a CPU forward of an input of ``shape`` multiplies it by (a :func:`keep_mask`), None where
-        forward is the identity: for code that applies the mask itself (seq2seq.model.teacher_forcing)."""
-        return keep_mask(shape, self.p, dtype) if self.active() else None
+    def scales(
+        self, shape: torch.Size, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> Optional[torch.Tensor]:
+        """What a forward of an input of ``shape`` on ``device`` multiplies it by, None where forward is
+        the identity: for code that draws the masks of many steps at once and applies them itself
+        (seq2seq.model.teacher_forcing, the decoder's time loop). On the CPU a :func:`keep_mask`, elsewhere
+        Bernoulli draws of the device's generator scaled as ``F.dropout`` scales them."""
+        if not self.active():
+            return None
+        if torch.device(device).type == "cpu":
+            return keep_mask(shape, self.p, dtype)
+        return torch.empty(shape, dtype=dtype, device=device).bernoulli_(1 - self.p).div_(1 - self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

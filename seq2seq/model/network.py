@@ -9,7 +9,8 @@ The model exposes :meth:`Seq2Seq.encode` and :meth:`Seq2Seq.decode_step` for sea
 training :meth:`Seq2Seq.forward` that gives the same numbers as stepping ``decode_step`` with
 teacher forcing but hoists everything that does not depend on the previous step out of the
 time loop: the first LSTM layer's input projection of all target embeddings, the attention
-keys, and the output layer (computed once over all positions).
+keys, the upper layers' joint weights, every position's dropout masks, and the output layer
+(computed once over all positions).
 
 Mixed precision (autocast): matmuls run in the autocast dtype, but the recurrences do not. The
 encoder's RNN runs with autocast disabled (CUDA autocast would run cuDNN's RNN in fp16 even under
@@ -152,18 +153,48 @@ class Decoder(nn.Module):
             return cells.lstm_cell(self.cells[i], x, h, c)
         return cells.step(self.cells[i], x, h, c)
 
-    def finish_step(self, h0, c0, state: DecoderState):
-        """Layers 1..L-1 on top of layer 0's new (h0, c0), then attention. Returns the new state's pieces
-        (the attention weights (B, S): add them to the coverage with :func:`add_coverage`)."""
+    def finish_step(self, h0, c0, state: DecoderState, upper=(), drop=None):
+        """Layers 1..L-1 on top of layer 0's new (h0, c0), then attention. Returns the new state's pieces:
+        h, c as tuples of L (B, H) tensors (stack them for a :class:`DecoderState`), feed (B, H) and the
+        attention weights (B, S) (add them to the coverage with :func:`add_coverage`). ``state.h``/``c``:
+        (L, B, H) or L (B, H) tensors.
+
+        Teacher forcing passes what every position shares, made once per batch: ``upper``, layers 1..L-1's
+        :func:`seq2seq.model.cells.joint_weights` (empty: each cell's own), and ``drop``, this position's
+        dropout scales (between-layer (L-1, B, H), attentional vector (B, H)) from :meth:`position_masks`
+        (None: ``self.drop`` draws them here)."""
         hs, cs, x = [h0], [c0], h0
         for i in range(1, self.layers):
-            h, c = self.cell_step(i, self.drop(x), state.h[i], state.c[i])
+            x = self.drop(x) if drop is None else x * drop[0][i - 1]
+            if upper:
+                h, c = cells.joint_step(self.cells[i], x, state.h[i], state.c[i], *upper[i - 1])
+            else:
+                h, c = self.cell_step(i, x, state.h[i], state.c[i])
             hs.append(h), cs.append(c)
             x = h
         # (B, M), (B, S)
         context, weights = self.attention(x, state.keys, state.memory, state.mask, state.coverage)
-        feed = self.drop(torch.tanh(self.combine(torch.cat([context, x], dim=1))))  # (B, H)
-        return torch.stack(hs), torch.stack(cs), feed, weights
+        feed = torch.tanh(self.combine(torch.cat([context, x], dim=1)))  # (B, H)
+        feed = self.drop(feed) if drop is None else feed * drop[1]
+        return tuple(hs), tuple(cs), feed, weights
+
+    def position_masks(self, T: int, B: int, device: torch.device):
+        """The dropout scales of all T teacher-forced positions, drawn at once in the order stepping draws
+        them (per position: before each layer 1..L-1, then the attentional vector's): (between-layer
+        (T, L-1, B, H) fp32, attentional vector (T, B, H) in its dtype, the autocast one under autocast),
+        or None where dropout is the identity."""
+        scales = self.drop.scales(torch.Size((T, self.layers, B, self.hidden)), torch.float32, device)
+        if scales is None:
+            return None
+        autocast = torch.is_autocast_enabled(device.type)
+        return scales[:, :-1], scales[:, -1].to(
+            torch.get_autocast_dtype(device.type) if autocast else torch.float32
+        )
+
+    def joint_upper(self) -> tuple:
+        """Layers 1..L-1's :func:`seq2seq.model.cells.joint_weights` (w_t (2H, G), b (G,)) for one batch,
+        in fp32: :func:`run_positions` casts them once under autocast, as it does ``w_rec``."""
+        return tuple(cells.joint_weights(cell) for cell in self.cells[1:])
 
     def logits(self, feed: torch.Tensor) -> torch.Tensor:
         """(..., H) attentional vectors -> (..., V) output scores."""
@@ -175,9 +206,11 @@ class Decoder(nn.Module):
         Why it exists: training hoists what does not depend on the previous step. Layer 0's input
         projection of all embeddings (and both biases) is one matmul; each position then adds one
         matmul of [feed; h] against the concatenated recurrent weights (:meth:`recur_step`).
-        ``loop(gates_x, w_rec, state) -> feeds`` runs the positions: by default on the CPU the default
-        decoder's one-node loop (:mod:`seq2seq.model.teacher_forcing`, same numbers, faster backward), else
-        :func:`run_positions` over :meth:`recur_step`; seq2seq.model.compiled passes one with a compiled step.
+        ``loop(gates_x, w_rec, state, upper, drop) -> feeds`` runs the positions: by default on the CPU the
+        default decoder's one-node loop (:mod:`seq2seq.model.teacher_forcing`, same numbers, faster backward),
+        else :func:`run_positions` over :meth:`recur_step`; seq2seq.model.compiled passes one with a compiled
+        step. What every position shares is made once here, not at every position: the upper layers'
+        joint weights (``upper``) and the dropout masks of all positions (``drop``, :meth:`position_masks`).
         """
         cell, E = self.cells[0], self.emb_dim
         emb = self.drop(self.embed(tgt_in))  # (B, T, E)
@@ -188,21 +221,25 @@ class Decoder(nn.Module):
             w_rec = torch.cat([cell.weight_ih[:, E:], cell.weight_hh], dim=1)  # (4H, [H] + H); RNN: H rows
         if loop is None and teacher_forcing.applies(self, tgt_in.device):
             return teacher_forcing.run(self, gates_x, w_rec, state)
+        B, T = tgt_in.shape
+        upper, drop = self.joint_upper(), self.position_masks(T, B, tgt_in.device)
         if loop is None:
-            return run_positions(self.recur_step, gates_x, w_rec, state)
-        return loop(gates_x, w_rec, state)
+            return run_positions(self.recur_step, gates_x, w_rec, state, upper, drop)
+        return loop(gates_x, w_rec, state, upper, drop)
 
-    def recur_step(self, gx, w_rec, feed, h, c, memory, keys, mask, coverage=None):
+    def recur_step(self, gx, w_rec, feed, h, c, memory, keys, mask, coverage=None, upper=(), drop=None):
         """One teacher-forced position on plain tensors (what training compiles): gx (B, 4H) layer 0's
-        input gates, w_rec (4H, [H] + H), feed (B, H), h/c (L, B, H), memory (B, S, M), keys (B, S, K),
-        mask (B, S), coverage (B, S) or None -> new feed, h, c, coverage."""
+        input gates, w_rec (4H, [H] + H), feed (B, H), h/c L (B, H) tensors (or (L, B, H)), memory (B, S, M),
+        keys (B, S, K), mask (B, S), coverage (B, S) or None, upper and drop as :meth:`finish_step` takes
+        them -> new feed, h, c (tuples of L (B, H) tensors), coverage."""
         rec = torch.cat([feed, h[0]], dim=1) if self.input_feeding else h[0]
         gates = gx.float() + F.linear(rec, w_rec).float()  # (B, 4H) in fp32 (tanh RNN: (B, H))
         if self.lstm:
             h0, c0 = cells.lstm_update(gates, c[0])
         else:  # GRU/RNN: no cell state
             h0, c0 = cells.recur_update(self.cells[0], gates, h[0]), c[0]
-        h, c, feed, weights = self.finish_step(h0, c0, DecoderState(h, c, feed, memory, keys, mask, coverage))
+        state = DecoderState(h, c, feed, memory, keys, mask, coverage)
+        h, c, feed, weights = self.finish_step(h0, c0, state, upper, drop)
         return feed, h, c, add_coverage(coverage, weights)
 
 
@@ -211,17 +248,38 @@ def add_coverage(coverage: Optional[torch.Tensor], weights: torch.Tensor) -> Opt
     return None if coverage is None else coverage + weights
 
 
-def run_positions(step_fn, gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState) -> torch.Tensor:
+def run_positions(
+    step_fn, gates_x: torch.Tensor, w_rec: torch.Tensor, state: DecoderState, upper=(), drop=None
+) -> torch.Tensor:
     """gates_x (B, T, 4H) -> attentional vectors (B, T, H): ``step_fn`` (a :meth:`Decoder.recur_step`)
-    once per target position, carrying feed, h, c and coverage."""
-    feed, h, c, coverage = state.feed, state.h, state.c, state.coverage
+    once per target position, carrying feed, h, c and coverage. ``upper``: the upper layers' joint weights
+    (:meth:`Decoder.joint_upper`), like ``w_rec`` cast once under autocast and handed to every position;
+    ``drop``: all positions' dropout masks (:meth:`Decoder.position_masks`), each position gets its own.
+
+    Nothing is launched per position that every position shares: h and c travel as tuples of L (B, H)
+    tensors (no stacking at each position, and no zero-filled gradient of an (L, B, H) stack for each of
+    its rows in backward), masks are drawn beforehand and the feeds are stacked once at the end."""
+    feed, h, c, coverage = state.feed, state.h.unbind(0), state.c.unbind(0), state.coverage
+    T = gates_x.size(1)
+    drops = zip(drop[0].unbind(0), drop[1].unbind(0)) if drop is not None else [None] * T
     w_rec_use = precision.autocast_uses(w_rec)  # cast once; gradients summed in fp32
+    upper_uses = [(precision.autocast_uses(w), precision.autocast_uses(b)) for w, b in upper]
     feeds = []
     # position-major: every gx (B, 4H) is contiguous whatever T is (a compiled step guards on strides);
     # unbind is one backward node, not T full-size zero-filled gradients
-    for gx in gates_x.transpose(0, 1).contiguous().unbind(0):
+    for gx, d in zip(gates_x.transpose(0, 1).contiguous().unbind(0), drops):
         feed, h, c, coverage = step_fn(
-            gx, w_rec_use(), feed, h, c, state.memory, state.keys, state.mask, coverage
+            gx,
+            w_rec_use(),
+            feed,
+            h,
+            c,
+            state.memory,
+            state.keys,
+            state.mask,
+            coverage,
+            tuple((w(), b()) for w, b in upper_uses),
+            d,
         )
         feeds.append(feed)
     return torch.stack(feeds, dim=1)  # (B, T, H)
@@ -265,7 +323,7 @@ class Seq2Seq(nn.Module):
         state = DecoderState(h, c, feed, memory, keys, mask, coverage)
         h, c, feed, weights = dec.finish_step(h0, c0, state)
         logp = torch.log_softmax(dec.logits(feed).float(), dim=-1)
-        return logp, h, c, feed, weights, add_coverage(coverage, weights)
+        return logp, torch.stack(h), torch.stack(c), feed, weights, add_coverage(coverage, weights)
 
     def forward(
         self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor, loop=None

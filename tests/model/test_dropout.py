@@ -122,3 +122,25 @@ def test_scales_are_what_forward_multiplies_by():
     assert torch.equal(x * drop.scales(x.shape, x.dtype), expected)
     assert drop.eval().scales(x.shape, x.dtype) is None
     assert Dropout(0.0).train().scales(x.shape, x.dtype) is None
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "meta",
+        pytest.param(
+            "cuda",
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")],
+        ),
+    ],
+)
+def test_scales_off_the_cpu_are_drawn_on_the_device(device):
+    """Masks drawn at once for many steps (the decoder's time loop) come from the device's own generator:
+    0 or 1 / (1 - p), dropped at rate p."""
+    scales = Dropout(0.3).train().scales(torch.Size((64, 512)), torch.float32, device)
+    assert scales.device.type == device and scales.shape == (64, 512) and scales.dtype == torch.float32
+    if device == "cuda":
+        dropped, kept = scales.unique().tolist()
+        assert dropped == 0.0 and kept == pytest.approx(1 / 0.7)
+        assert abs((scales == 0).float().mean().item() - 0.3) < 0.02
+    assert Dropout(0.3).eval().scales(torch.Size((2, 2)), torch.float32, device) is None

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 
 import pytest
 import torch
 from conftest import random_ids, tiny_model
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from seq2seq.config.schema import ModelConfig
 from seq2seq.constants import BOS, EOS, PAD, UNK
 from seq2seq.data.batches import pad, source_tensor
-from seq2seq.model.network import DecoderState, Seq2Seq, build_model, count_parameters
+from seq2seq.model.network import DecoderState, Seq2Seq, build_model, count_parameters, run_positions
 
 VOCAB = 40
 ATOL = 1e-5
@@ -277,3 +279,118 @@ def test_decoder_state_select_reorders_and_expands_rows():
         sel_logp, sel_next, _ = model.decode_step(prev.index_select(0, index), sel)
     assert torch.allclose(sel_logp, full_logp.index_select(0, index), atol=1e-6)
     assert torch.allclose(sel_next.h, full_next.h.index_select(1, index), atol=1e-6)
+
+
+# ---- the teacher-forced eager loop launches per position only what depends on the position -------
+
+
+class Kernels(TorchDispatchMode):
+    """Counts the operators that launch a kernel on a GPU (views and detach launch none)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.overloadpacket is not torch.ops.aten.detach:
+            self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def step_kernels(model: Seq2Seq, T: int) -> tuple[collections.Counter, collections.Counter]:
+    """Kernels of a training forward and of its backward over 4 sentences of T target positions, through
+    the eager per-position loop (the one CUDA runs: the CPU's one-node loop is not asked for)."""
+    ids = random_ids(4, VOCAB, 6, 6, seed=1)
+    src, lengths = source_tensor(ids)
+    tgt = torch.tensor(random_ids(4, VOCAB, T, T, seed=2))
+    eager = lambda *args: run_positions(model.decoder.recur_step, *args)  # noqa: E731
+    model.zero_grad(set_to_none=True)  # each count's backward creates the gradients
+    with Kernels() as forward:
+        loss = model(src, lengths, tgt, loop=eager).logsumexp(-1).sum()
+    with Kernels() as backward:
+        loss.backward()
+    return forward.ops, backward.ops
+
+
+def per_position(model: Seq2Seq) -> tuple[dict, dict]:
+    """The kernels each target position adds, forward and backward: counted at 8 and at 16 positions."""
+    (f8, b8), (f16, b16) = step_kernels(model, 8), step_kernels(model, 16)
+    grow = lambda a, b: {k: (b[k] - a[k]) / 8 for k in a | b if b[k] != a[k]}  # noqa: E731
+    return grow(f8, f16), grow(b8, b16)
+
+
+SHARED = {  # what every position shares: drawn, cast, stacked or zero-filled once per batch, if at all
+    "random_", "bernoulli_", "empty", "ge", "_to_copy", "stack", "select_backward", "zeros", "zeros_like",
+    "zero_", "fill_", "new_zeros", "copy_", "clone", "div_", "mul_", "t", "transpose", "contiguous",
+}  # fmt: skip
+
+
+def test_each_position_of_the_eager_loop_launches_only_its_own_arithmetic():
+    """The wmt14 recipe's decoder shape (2 LSTM layers, additive attention, input feeding, dropout) in
+    fp32: per position exactly the step's own arithmetic, no dropout mask drawn, no weight concatenated,
+    no bias summed, no state stacked (and, in backward, no (L, B, H) zero-filled gradient per layer)."""
+    model = tiny_model(seed=1, vocab=VOCAB, dec_layers=2, dropout=0.3).train()
+    forward, backward = per_position(model)
+    assert forward == {
+        "mul": 8,  # LSTM 3 x 2 layers, dropout masks applied 2
+        "sigmoid": 6,
+        "tanh": 6,  # LSTM 2 x 2, attention 1, attentional vector 1
+        "add": 4,  # layer 0's hoisted gates + its recurrence, c 2, keys + query
+        "cat": 3,  # [feed; h], layer 1's [x; h], [context; h]
+        "mm": 3,  # layer 0's recurrence, the attention's v, the combine layer
+        "addmm": 2,  # layer 1, the attention's query
+        "_unsafe_view": 1,
+        "_softmax": 1,
+        "masked_fill": 1,
+        "bitwise_not": 1,  # ~mask: the attention's interface takes the mask of real tokens
+        "bmm": 1,
+    }, forward
+    assert backward == {
+        "add": 15,
+        "mul": 14,
+        "mm": 10,
+        "tanh_backward": 6,
+        "sigmoid_backward": 6,
+        "sum": 3,
+        "cat": 2,
+        "bmm": 2,
+        "_softmax_backward_data": 1,
+        "masked_fill": 1,
+    }, backward
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"dec_cell": "gru", "dec_layers": 3},
+        {"dec_cell": "rnn", "dec_layers": 2, "input_feeding": False},
+        {"dec_layers": 1, "coverage": True},
+        {"dec_layers": 2, "attention": "general"},
+    ],
+)
+def test_no_decoder_launches_a_shared_kernel_at_every_position(overrides):
+    model = tiny_model(seed=2, vocab=VOCAB, dropout=0.2, **overrides).train()
+    forward, backward = per_position(model)
+    assert not SHARED & (forward.keys() | backward.keys()), (forward, backward)
+
+
+@pytest.mark.parametrize("dec_layers", [1, 3])
+def test_masks_drawn_at_once_are_the_masks_each_position_would_draw(dec_layers):
+    """Decoder.position_masks draws every position's dropout masks in one call, in the order the positions
+    drew them one by one (CPU, B * H a multiple of 4): the same seed gives the same outputs."""
+    model = tiny_model(seed=4, vocab=VOCAB, dec_layers=dec_layers, dropout=0.3).train()
+    dec, B, T = model.decoder, 4, 7
+    src, lengths = source_tensor(random_ids(B, VOCAB, 2, 6, seed=5))
+    tgt = torch.tensor(random_ids(B, VOCAB, T, T, seed=6))
+    outputs = []
+    for at_once in (True, False):
+
+        def loop(gates_x, w_rec, state, upper, drop, at_once=at_once):
+            torch.manual_seed(7)  # after the encoder's and the embeddings' masks
+            drop = dec.position_masks(T, B, tgt.device) if at_once else None  # None: drawn at each position
+            return run_positions(dec.recur_step, gates_x, w_rec, state, upper, drop)
+
+        torch.manual_seed(0)
+        outputs.append(model(src, lengths, tgt, loop=loop))
+    assert torch.equal(outputs[0], outputs[1])
+    assert not torch.equal(outputs[0], model.eval()(src, lengths, tgt))  # dropout did drop

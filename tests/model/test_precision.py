@@ -144,15 +144,15 @@ def test_decoder_lstm_state_is_fp32_under_autocast(dec_layers):
     batch = collate(random_ids(3, seed=4), random_ids(3, seed=5, min_len=6))
     seen = []
 
-    def recording(gates_x, w_rec, state):
+    def recording(gates_x, w_rec, state, upper, drop):
         seen.append((state.h.dtype, state.c.dtype))
 
         def step(*args):
             feed, h, c, coverage = model.decoder.recur_step(*args)
-            seen.append((h.dtype, c.dtype))
+            seen.append((torch.stack(h).dtype, torch.stack(c).dtype))  # h, c: L (B, H) tensors each
             return feed, h, c, coverage
 
-        return run_positions(step, gates_x, w_rec, state)
+        return run_positions(step, gates_x, w_rec, state, upper, drop)
 
     with torch.autocast("cpu", dtype=BF16):
         logits = model(batch.src, batch.lengths, batch.tgt_in, loop=recording)

@@ -17,7 +17,7 @@ VOCAB = 40
 
 def eager_loop(model):
     """The eager per-position loop, as Decoder.forward runs it where the one-node loop does not apply."""
-    return lambda gates_x, w_rec, state: run_positions(model.decoder.recur_step, gates_x, w_rec, state)
+    return lambda *args: run_positions(model.decoder.recur_step, *args)
 
 
 def batch(n=5, seed=0):

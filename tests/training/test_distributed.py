@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -36,8 +37,10 @@ def _recipe(tmp: Path, name: str, **train) -> Path:
     return path
 
 
-def _run(args: list[str], nproc: int = 1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # an abort shows every thread
+def _run(args: list[str], nproc: int = 1, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    """``seq2seq *args`` in ``nproc`` processes (torchrun) with ``env`` added to this one's."""
+    # PYTHONFAULTHANDLER: an abort shows every thread
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     cmd = (
         [sys.executable, "-m", "seq2seq", *args]
         if nproc == 1
@@ -91,6 +94,23 @@ def test_two_gloo_processes_match_one_process_accumulating_two_batches(prepared:
     # the dev loss, computed on rank 0 alone, agrees too
     dev = lambda out: [x for x in out.splitlines() if x.startswith("validation step 4")][0]  # noqa: E731
     assert dev(single.stdout).split("BLEU")[0][:40] == dev(ddp.stdout).split("BLEU")[0][:40]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "g++")) is None, reason="inductor needs a C++ compiler (g++ or $CXX)"
+)
+def test_two_gloo_processes_train_the_compiled_loop_as_one_eager_process(prepared: Path, tmp_path: Path):
+    """train.compile=default (inductor, generating C++ on the CPU) under DDP: its graphs' own compile,
+    validation through them, and the same parameters as one eager process accumulating the 2 batches."""
+    steps = {"max_steps": 2, "valid_every": 2}
+    _run(["train", str(_with_spm(prepared, "eager2", accum_steps=2, **steps))])
+    recipe = _with_spm(prepared, "compiled2", compile="default", **steps)
+    _run(["train", str(recipe)], nproc=2, env={"TORCHINDUCTOR_CACHE_DIR": str(tmp_path)})  # compiles anew
+    a, b = _params(prepared / "eager2"), _params(prepared / "compiled2")
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, worst
+    assert any(tmp_path.rglob("*.so")), "inductor built its C++ kernels"
 
 
 @pytest.mark.slow

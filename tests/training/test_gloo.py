@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import socket
 from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import pytest
 import torch
-from conftest import random_ids
+from conftest import random_ids, tiny_model
 from fixtures.gloo import spawn
 
 import seq2seq.model.precision as precision
 import seq2seq.training.distributed as distributed
 from seq2seq.config.schema import Config, ModelConfig, TrainConfig
-from seq2seq.data.batches import Batch
+from seq2seq.data.batches import Batch, collate
 from seq2seq.errors import UserError
+from seq2seq.model.compiled import training_loop
 from seq2seq.training.distributed import Dist, gloo_follows_nccl, gloo_ifname, process_device
 from seq2seq.training.loop import Trainer
+from seq2seq.training.loss import TrainingLoss
 from seq2seq.training.setup import setup_parts
 from seq2seq.training.step import TrainData, rank_shares, train_step
 
@@ -151,3 +154,30 @@ def test_batches_for_a_gpu_are_pinned(monkeypatch):
         )
         shares, _ = Trainer._prepare(fake, MICRO)
         assert len(pinned) == expected and len(shares) == 2
+
+
+def compiled_step_graphs() -> int:
+    """Graphs a rank compiles the training step into under DDP (a backend that counts what it gets)."""
+    Dist(torch.device("cpu"))  # joins the group
+    graphs = []
+
+    def backend(gm: torch.fx.GraphModule, _inputs) -> Callable:
+        graphs.append(gm)
+        return gm.forward
+
+    # the step's parameters (combine 512 x 1024: 2 MB) outgrow DDP's first gradient bucket (1 MB)
+    model = tiny_model(seed=1, dec_hidden=512, enc_hidden=256).train()
+    forward = distributed.data_parallel(TrainingLoss(model, 0.1, training_loop(model, "default", backend)))
+    b = collate(random_ids(5, VOCAB, seed=1), random_ids(5, VOCAB, seed=2))
+    forward(b.src, b.lengths, b.tgt_in, b.tgt_out)[0].backward()
+    return len(graphs)
+
+
+@pytest.mark.slow
+def test_the_compiled_step_is_one_graph_under_ddp():
+    """Inside DDP's forward, dynamo would cut a compiled graph at DDP's gradient-bucket boundaries
+    (DDPOptimizer) so that early buckets' all-reduce overlaps the rest of backward. The step runs at every
+    target position and its parameters' gradients are complete only after the first position's backward,
+    so cutting would overlap nothing and only split the fusion: the step stays one graph, and the first
+    position compiles no graph of its own."""
+    assert spawn(compiled_step_graphs, 2) == [1, 1]
