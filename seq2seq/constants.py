@@ -33,6 +33,9 @@ STAMPS = "stamps"
 MANIFEST = "manifest.json"
 DOWNLOADS = "downloads"
 
+# beside the files of back-translations (<stem>.back-translation.json): what made them
+BACK_TRANSLATION_RECORD = "back-translation.json"
+
 # in a run directory
 CONFIG = "config.yaml"
 SPM = "spm"

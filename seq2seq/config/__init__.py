@@ -7,12 +7,14 @@ from seq2seq.config.load import from_dict, load_config, parse_overrides, save_co
 from seq2seq.config.rules import check_setting, in_range, validate
 from seq2seq.config.schema import (
     CHOICES,
+    LIST_SECTIONS,
     RANGES,
     SECTIONS,
     Config,
     DataConfig,
     DecodeConfig,
     ModelConfig,
+    SourceConfig,
     SpmConfig,
     TrainConfig,
 )
@@ -28,11 +30,13 @@ __all__ = [
     "validate",
     "Config",
     "DataConfig",
+    "SourceConfig",
     "SpmConfig",
     "ModelConfig",
     "TrainConfig",
     "DecodeConfig",
     "SECTIONS",
     "CHOICES",
+    "LIST_SECTIONS",
     "RANGES",
 ]

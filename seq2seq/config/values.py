@@ -110,6 +110,15 @@ def coerce(key: str, value: Any, typ: Any) -> Any:
         if value is None or isinstance(value, (dict, list)):
             raise UserError(f"config key '{key}': expected a string, got {value!r}")
         return str(value)
+    if origin is list:  # a list of mappings, each built into the item dataclass (data.sources)
+        value = _parse_mapping(key, value, "a list") if isinstance(value, str) else value
+        if not isinstance(value, list):
+            raise UserError(f"config key '{key}': expected a list, got {value!r}")
+        (item,) = typing.get_args(typ)
+        for i, entry in enumerate(value):
+            if not isinstance(entry, (dict, item)):
+                raise UserError(f"config key '{key}': item {i + 1} must be a mapping, got {entry!r}")
+        return [e if isinstance(e, item) else build(item, e, f"{key}.", {}) for e in value]
     if typ is dict:
         value = _parse_mapping(key, value) if isinstance(value, str) else value
         if not isinstance(value, dict):
@@ -118,11 +127,11 @@ def coerce(key: str, value: Any, typ: Any) -> Any:
     raise AssertionError(f"unsupported config type {typ} for {key}")
 
 
-def _parse_mapping(key: str, text: str):
+def _parse_mapping(key: str, text: str, what: str = "a mapping"):
     try:
         return load_yaml(text)
     except yaml.YAMLError as e:
-        raise UserError(f"config key '{key}': expected a mapping, not valid YAML: {yaml_error(e)}") from None
+        raise UserError(f"config key '{key}': expected {what}, not valid YAML: {yaml_error(e)}") from None
 
 
 def build(cls, values: dict, prefix: str, sections: dict):

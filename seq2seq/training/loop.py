@@ -20,7 +20,7 @@ from seq2seq.config.load import save_config
 from seq2seq.config.schema import Config
 from seq2seq.config.values import read_yaml
 from seq2seq.constants import CONFIG, checkpoints_dir
-from seq2seq.data.batches import make_batches
+from seq2seq.data.batches import epoch_batches
 from seq2seq.data.tokenizer import fingerprint_matches, tokenizers_fingerprint
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import UserError
@@ -271,12 +271,13 @@ class Trainer:
         try:
             with _interrupt_flag() as flag:
                 while self.budget_left():
-                    batches = make_batches(
+                    batches = epoch_batches(
                         self.data.train_src.lengths,
                         self.data.train_tgt.lengths,
                         self.cfg.train.batch_tokens,
                         self.cfg.train.seed,
                         self.progress.epoch,
+                        self.data.shares,
                     )
                     while self.progress.batch < len(batches) and self.budget_left():
                         due = self._step(batches, window, ahead)

@@ -15,7 +15,7 @@ import torch
 from seq2seq.config.schema import Config, TrainConfig
 from seq2seq.constants import checkpoint_file
 from seq2seq.data.corpus import read_split
-from seq2seq.data.token_ids import build_pairs, drop_reason
+from seq2seq.data.token_ids import build_pairs, drop_reason, source_counts
 from seq2seq.data.tokenizer import (
     Tokenizer,
     copy_parent_tokenizers,
@@ -113,7 +113,15 @@ def setup_data(
         raise UserError("no training pairs left after filtering (train.max_len, filter_ratio, dedupe)")
     dev_lines, dev_refs = read_split(cfg, "dev")
     dev_src, dev_tgt = load_pairs(cfg, "dev", src_tok, tgt_tok)
-    return TrainData(train_src, train_tgt, dev_lines, dev_refs, dev_src, dev_tgt)
+    return TrainData(train_src, train_tgt, dev_lines, dev_refs, dev_src, dev_tgt, source_shares(cfg))
+
+
+def source_shares(cfg: Config) -> tuple[tuple[int, float], ...]:
+    """(kept training pairs, weight) of each corpus of ``data.sources``; () for a single corpus."""
+    if not cfg.data.sources:
+        return ()
+    weights = {s.name: s.weight for s in cfg.data.sources}
+    return tuple((n, weights.get(name, 1.0)) for name, n in source_counts(cfg))
 
 
 def load_tokenizers_of(cfg: Config, dist: Dist, log: Optional[Callable[[str], None]]):

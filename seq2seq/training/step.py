@@ -48,6 +48,8 @@ class TrainData:
     dev_refs: list[str]
     dev_src: list[list[int]]  # dev pairs as ids (non-empty), for dev loss
     dev_tgt: list[list[int]]
+    # (kept pairs, weight) of each corpus of data.sources, in the order of train_src (): each pair once
+    shares: tuple = ()
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
