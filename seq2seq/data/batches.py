@@ -91,6 +91,17 @@ def make_batches(
     return [order[a:b].tolist() for a, b in bounds]
 
 
+def _drawn(n: int, weight: float) -> tuple[int, int]:
+    """(times every pair is taken, pairs drawn once more) of a corpus of ``n`` pairs and ``weight``."""
+    whole = int(np.floor(weight))
+    return whole, int(np.floor((weight - whole) * n + 0.5))
+
+
+def epoch_size(shares: list[tuple[int, float]]) -> int:
+    """The pairs of one epoch of :func:`epoch_pairs`: the sum of round(weight x pairs)."""
+    return sum(whole * n + extra for n, w in shares for whole, extra in [_drawn(n, w)])
+
+
 def epoch_pairs(shares: list[tuple[int, float]], seed: int, epoch: int) -> np.ndarray:
     """The pair indices of one epoch over corpora laid out one after the other: ``shares`` holds each
     corpus's (pairs, weight). A corpus of ``n`` pairs and weight ``w`` gives round(w x n) of them:
@@ -98,8 +109,7 @@ def epoch_pairs(shares: list[tuple[int, float]], seed: int, epoch: int) -> np.nd
     from the generator of (seed, epoch, corpus). In corpus order; :func:`make_batches` shuffles."""
     out, start = [], 0
     for i, (n, weight) in enumerate(shares):
-        whole = int(np.floor(weight))
-        extra = int(np.floor((weight - whole) * n + 0.5))
+        whole, extra = _drawn(n, weight)
         pairs = np.arange(start, start + n, dtype=np.int64)
         out.append(np.tile(pairs, whole))
         if extra:

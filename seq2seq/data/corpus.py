@@ -74,6 +74,11 @@ def _location(
     name = source.file_pattern.format(split=split_name, lang=lang)
     base = source.url
     full = name if not base else (base.rstrip("/") + "/" + name)
+    if not source.mirror and "://" not in full and not Path(full).exists():
+        raise UserError(
+            f"data file not found: {full} (source '{source.name}' has mirror: false, a corpus made here: "
+            f"seq2seq back-translate writes one, docs/data.md#back-translation)"
+        )
     return _locate(full, mirror if source.mirror else None)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from seq2seq.config.load import from_dict, load_config
 from seq2seq.constants import MANIFEST
-from seq2seq.data.batches import epoch_batches, epoch_pairs, make_batches
+from seq2seq.data.batches import epoch_batches, epoch_pairs, epoch_size, make_batches
 from seq2seq.data.corpus import download, read_split
 from seq2seq.data.token_ids import build_pairs, source_counts
 from seq2seq.data.tokenizer import load_tokenizers, tokenizers_fingerprint, train_tokenizers
@@ -72,6 +72,7 @@ def test_each_source_gets_its_share_of_an_epoch_exactly():
         chosen = epoch_pairs(shares, seed=1, epoch=epoch)
         per_source = Counter(int(np.searchsorted([10, 17, 22, 26], i, side="right")) for i in chosen)
         assert per_source == {0: 20, 1: 4, 2: 5, 3: 5}  # round(weight x pairs): 20, 3.5 -> 4, 5, 5
+        assert len(chosen) == epoch_size(shares) == 34
         counts = Counter(chosen.tolist())
         assert all(counts[i] == 2 for i in range(10))  # weight 2: every pair twice
         assert all(counts[i] <= 1 for i in range(10, 17))  # 0.5: without replacement
@@ -191,3 +192,14 @@ def test_kept_pairs_are_counted_per_source_and_weighted(tmp_path: Path):
     assert [n for _, n in counts] == expect
     assert any("per source: numbers" in line for line in lines)
     assert source_shares(cfg) == ((expect[0], 1.0), (expect[1], 1.5))
+
+
+def test_a_source_url_is_relative_to_the_recipe(tmp_path: Path, monkeypatch):
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    sources = _sources(tmp_path)
+    sources[1]["url"] = "../extra"
+    recipe = folder / "r.yaml"
+    recipe.write_text(json.dumps({"data": {"src_lang": "en", "tgt_lang": "de", "sources": sources}}))
+    monkeypatch.chdir(tmp_path / "extra")
+    assert load_config(recipe).data.sources[1].url == str(tmp_path / "extra")

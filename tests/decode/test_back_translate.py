@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import yaml
 from seq2seq.config.load import load_config
 from seq2seq.data.corpus import read_split
 from seq2seq.data.embedded import generate
+from seq2seq.data.tokenizer import load_tokenizers
 from seq2seq.decode.back_translate import back_translate
 from seq2seq.errors import UserError
 from seq2seq.training.pipeline import run_pipeline, stale_reason
@@ -108,7 +111,10 @@ def test_back_translation_end_to_end(corpus: Path, tmp_path: Path):
     src, tgt = read_split(cfg, "train")
     assert src[300:] == [f"<BT> {line}" for line in synthetic] and tgt[300:] == mono
     assert [w for _, w in source_shares(cfg)] == [1.0, 0.5]
+    src_tok, _ = load_tokenizers(cfg.run_path)
+    assert src_tok.pieces(src[300])[:2] == ["\u2581", "<BT>"]  # the tag is one piece
     assert (cfg.run_path / "checkpoints" / "best.pt").is_file()
+    assert "an epoch by the sources' weights" in (cfg.run_path / "train.log").read_text(encoding="utf-8")
     assert stale_reason(cfg, "data") is None
     later = os.stat(cfg.data_dir / "manifest.json").st_mtime + 5
     os.utime(tmp_path / "synthetic" / "bt.en", (later, later))
@@ -140,3 +146,16 @@ def test_back_translation_needs_a_reverse_run_and_a_text_source(trained_run, tmp
         back_translate(cfg, "nope", trained_cfg.run_path, str(mono), log=_quiet)
     with pytest.raises(UserError, match="monolingual input not found"):
         back_translate(cfg, "bt", trained_cfg.run_path, str(tmp_path / "none.de"), log=_quiet)
+
+
+def test_the_command_is_thin_and_its_errors_one_line(tmp_path: Path):
+    data = {"src_lang": "en", "tgt_lang": "de", "dir": str(tmp_path / "c")}
+    recipe = _recipe(tmp_path, "single", data)
+    proc = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "back-translate", str(recipe), "--source", "bt"]
+        + ["--model", str(tmp_path), "--input", "mono.de"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1  # a UserError
+    assert "no source 'bt' in data.sources of single (sources: none" in proc.stderr
