@@ -203,3 +203,18 @@ def test_a_source_url_is_relative_to_the_recipe(tmp_path: Path, monkeypatch):
     recipe.write_text(json.dumps({"data": {"src_lang": "en", "tgt_lang": "de", "sources": sources}}))
     monkeypatch.chdir(tmp_path / "extra")
     assert load_config(recipe).data.sources[1].url == str(tmp_path / "extra")
+
+
+def test_a_corpus_key_is_overridden_by_the_corpus_name(tmp_path: Path):
+    recipe = tmp_path / "r.yaml"
+    data = {"src_lang": "en", "tgt_lang": "de", "sources": _sources(tmp_path)}
+    recipe.write_text(json.dumps({"data": data}))
+    cfg = load_config(recipe, ["data.sources.extra.weight=0.5", "sources.extra.tag=007", "sources.numbers.take=3"])
+    assert [(s.weight, s.tag, s.take) for s in cfg.data.sources] == [(1.0, "", 3), (0.5, "007", 0)]
+    with pytest.raises(UserError, match="no item of sources is named 'nope' \\(names: numbers, extra\\)"):
+        load_config(recipe, ["sources.nope.weight=2"])
+    with pytest.raises(UserError, match=re.escape("data.sources[2].weight' must be in (0, 1000]")):
+        load_config(recipe, ["sources.extra.weight=0"])
+    whole = json.dumps(data["sources"][:1])  # the whole list, then an item of it
+    cfg = load_config(recipe, [f"data.sources={whole}", "sources.numbers.weight=3"])
+    assert [(s.name, s.weight) for s in cfg.data.sources] == [("numbers", 3.0)]
