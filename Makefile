@@ -74,7 +74,7 @@ BT_ARGS ?= --skip 14500
 bt: | $(INSTALLED)
 	$(S2S) run $(call Q,$(BT_REVERSE)) $(RUN_OPTS) --until train
 	reverse="$$($(S2S) config $(call Q,$(BT_REVERSE)) --run-dir)" && \
-	$(S2S) back-translate $(R) --source $(call Q,$(BT_SOURCE)) --model "$$reverse" --input $(call Q,$(BT_INPUT)) $(BT_ARGS)
+	$(S2S) back-translate $(R) $(ARGS) --source $(call Q,$(BT_SOURCE)) --model "$$reverse" --input $(call Q,$(BT_INPUT)) $(BT_ARGS)
 	$(S2S) run $(R) $(ARGS) $(RUN_OPTS)
 
 # the linter first (style, imports, likely bugs), then the suite
