@@ -116,23 +116,23 @@ def _text_pairs(cfg: Config, source: SourceConfig, mirror: Optional[Path]) -> di
 
 def _table_pairs(cfg: Config, source: SourceConfig, mirror: Optional[Path]) -> dict[str, Pairs]:
     """tsv/jsonl files: both sides in one file per split, read line by line (no cache)."""
-    d, cache = source, downloads_dir(cfg)
+    cache, fields = downloads_dir(cfg), (source.src_field, source.tgt_field)
     langs = (cfg.data.src_lang, cfg.data.tgt_lang)
     out = {}
-    for split, source_split in d.splits.items():
-        loc = _location(d, source_split, "", mirror)
-        if d.kind == "tsv":
-            out[split] = lambda loc=loc: tsv_pairs(loc, d.src_field, d.tgt_field, langs, cache)
+    for split, source_split in source.splits.items():
+        loc = _location(source, source_split, "", mirror)
+        if source.kind == "tsv":
+            out[split] = lambda loc=loc: tsv_pairs(loc, *fields, langs, cache)
         else:
-            out[split] = lambda loc=loc: rows_pairs(jsonl_rows(loc, cache), d.src_field, d.tgt_field)
+            out[split] = lambda loc=loc: rows_pairs(jsonl_rows(loc, cache), *fields)
     return out
 
 
 def _hub_mirror_pairs(source: SourceConfig, mirror: Path) -> dict[str, Pairs]:
     """A hub dataset's split files in a mirror, in any of the Hub's layouts (see hubfiles)."""
-    d = source
-    files = {split: mirror_files(mirror, d, source_split) for split, source_split in d.splits.items()}
-    return {s: (lambda fs=fs: rows_pairs(file_rows(fs), d.src_field, d.tgt_field)) for s, fs in files.items()}
+    files = {split: mirror_files(mirror, source, name) for split, name in source.splits.items()}
+    fields = (source.src_field, source.tgt_field)
+    return {s: (lambda fs=fs: rows_pairs(file_rows(fs), *fields)) for s, fs in files.items()}
 
 
 def _hub_pairs(source: SourceConfig) -> dict[str, Pairs]:

@@ -51,13 +51,17 @@ class IdSeqs:
 def _meta(cfg: Config, fingerprint: str) -> dict:
     manifest = cfg.data_dir / MANIFEST
     files = json.loads(manifest.read_text(encoding="utf-8"))["files"] if manifest.is_file() else {}
-    return {
+    meta = {
         "tokenizers": fingerprint,
         "max_len": cfg.train.max_len,
         "filter_ratio": cfg.train.filter_ratio,
         "dedupe": cfg.train.dedupe,
         "train": {k: v.get("sha256") for k, v in files.items() if v.get("split") == "train"},
     }
+    ends = train_sources(cfg)
+    if len(ends) > 1:  # several corpora: which lines are whose is part of what the ids were built from
+        meta["sources"] = [list(e) for e in ends]
+    return meta
 
 
 def drop_reason(
