@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from seq2seq.config.load import from_dict, load_config
 from seq2seq.constants import MANIFEST
@@ -218,3 +219,12 @@ def test_a_corpus_key_is_overridden_by_the_corpus_name(tmp_path: Path):
     whole = json.dumps(data["sources"][:1])  # the whole list, then an item of it
     cfg = load_config(recipe, [f"data.sources={whole}", "sources.numbers.weight=3"])
     assert [(s.name, s.weight) for s in cfg.data.sources] == [("numbers", 3.0)]
+
+
+def test_the_example_of_the_docs_is_a_valid_recipe():
+    text = (ROOT / "docs" / "data.md").read_text(encoding="utf-8")
+    section = text[text.index("## Several corpora") :]
+    block = section[section.index("```yaml") + len("```yaml") : section.index("```\n")]
+    cfg = from_dict(yaml.safe_load(block))
+    assert [(s.name, s.kind, s.weight) for s in cfg.data.sources] == [("multi30k", "text", 1.0), ("news", "tsv", 0.5)]
+    assert cfg.test_sets == ["test"]
