@@ -15,7 +15,7 @@ import yaml
 
 from seq2seq.config.paths import resolve_recipe_paths
 from seq2seq.config.rules import validate
-from seq2seq.config.schema import LIST_SECTIONS, SECTIONS, Config
+from seq2seq.config.schema import LIST_SECTIONS, SECTIONS, SINGLE_SOURCE_KEYS, Config
 from seq2seq.config.values import build, merge, nest_overrides, read_yaml
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text
@@ -45,6 +45,13 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     cfg.given_keys = frozenset(
         f"{s}.{k}" for v in (values, extra) for s in SECTIONS if isinstance(v.get(s), dict) for k in v[s]
     )
+    mixed = sorted(k for k in SINGLE_SOURCE_KEYS if f"data.{k}" in cfg.given_keys) if cfg.data.sources else []
+    if mixed:
+        key = "kind" if mixed[0] == "source" else mixed[0]
+        raise UserError(
+            f"config key 'data.{mixed[0]}' is not used with data.sources: give it in the source it is for "
+            f"(data.sources.NAME.{key})"
+        )
     cfg.recipe_path = path.resolve()
     cfg.overrides = tuple(overrides)
     return cfg

@@ -45,6 +45,11 @@ class SourceConfig:
     embedded_seed: int = 1
 
 
+# the keys of data that a corpus of data.sources holds for itself (source: its kind)
+SINGLE_SOURCE_KEYS = ("source", "splits", "url", "file_pattern", "dataset", "dataset_config")
+SINGLE_SOURCE_KEYS += ("src_field", "tgt_field", "embedded_sizes", "embedded_seed")
+
+
 @dataclass
 class DataConfig:
     # embedded | hub | text | tsv | jsonl
@@ -70,16 +75,15 @@ class DataConfig:
     embedded_sizes: dict = field(default_factory=lambda: {"train": 20000, "dev": 500, "test": 1000})
     embedded_seed: int = 1
     dir: str = ""  # default: data/<name>/corpus
-    # several corpora, each with its own kind, files and weight (docs/data.md#several-corpora); when
-    # given, source/splits/url/file_pattern/dataset/fields/embedded_* above are not used
+    # several corpora, each with its own kind, files and weight (docs/data.md#several-corpora); with
+    # them, source/splits/url/file_pattern/dataset/fields/embedded_* belong in each corpus, not here
     sources: list[SourceConfig] = field(default_factory=list)
 
     def source_list(self) -> list[SourceConfig]:
         """The corpora to read: ``sources``, or the single-source keys as one corpus named ``main``."""
         if self.sources:
             return list(self.sources)
-        keys = ("splits", "url", "file_pattern", "dataset", "dataset_config", "src_field", "tgt_field")
-        keys += ("embedded_sizes", "embedded_seed")
+        keys = [k for k in SINGLE_SOURCE_KEYS if k != "source"]
         return [SourceConfig(name="main", kind=self.source, **{k: getattr(self, k) for k in keys})]
 
     @property
@@ -227,10 +231,12 @@ class Config:
 
     def to_dict(self) -> dict:
         """Every setting; ``data.sources`` only when given, so a single-source recipe's settings (its
-        config.yaml, stage stamps and the corpus manifest's record) read as they always have."""
+        config.yaml, stage stamps and the corpus manifest's record) read as they always have, and then
+        without the single-source keys it does not use."""
         values = dataclasses.asdict(self)
-        if not values["data"]["sources"]:
-            del values["data"]["sources"]
+        unused = SINGLE_SOURCE_KEYS if values["data"]["sources"] else ("sources",)
+        for key in unused:
+            del values["data"][key]
         return values
 
 

@@ -228,3 +228,16 @@ def test_the_example_of_the_docs_is_a_valid_recipe():
     cfg = from_dict(yaml.safe_load(block))
     assert [(s.name, s.kind, s.weight) for s in cfg.data.sources] == [("multi30k", "text", 1.0), ("news", "tsv", 0.5)]
     assert cfg.test_sets == ["test"]
+
+
+def test_single_source_keys_beside_sources_are_an_error_and_not_saved(tmp_path: Path):
+    recipe = tmp_path / "r.yaml"
+    data = {"src_lang": "en", "tgt_lang": "de", "sources": _sources(tmp_path)}
+    recipe.write_text(json.dumps({"data": {**data, "url": "corpus"}}))
+    with pytest.raises(UserError, match="'data.url' is not used with data.sources: .*data.sources.NAME.url"):
+        load_config(recipe)
+    recipe.write_text(json.dumps({"data": data}))
+    with pytest.raises(UserError, match="'data.source' is not used .*data.sources.NAME.kind"):
+        load_config(recipe, ["data.source=tsv"])
+    saved = load_config(recipe).to_dict()["data"]
+    assert "url" not in saved and "splits" not in saved and len(saved["sources"]) == 2

@@ -49,6 +49,8 @@ def corpus(tmp_path_factory) -> Path:
 def _recipe(folder: Path, name: str, data: dict) -> Path:
     values = tiny_recipe_dict(folder / name, name=name, data=data, train={"max_steps": 6, "valid_every": 6})
     values["decode"] = {"beam_size": 2, "batch_size": 16}
+    if "sources" in data:  # not the tiny recipe's embedded corpus keys beside them
+        values["data"] = data
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(values), encoding="utf-8")
     return path
@@ -148,6 +150,7 @@ def test_back_translation_needs_a_reverse_run_and_a_text_source(trained_run, tmp
         back_translate(cfg, "bt", trained_cfg.run_path, str(tmp_path / "none.de"), log=_quiet)
 
 
+@pytest.mark.slow
 def test_the_command_is_thin_and_its_errors_one_line(tmp_path: Path):
     data = {"src_lang": "en", "tgt_lang": "de", "dir": str(tmp_path / "c")}
     recipe = _recipe(tmp_path, "single", data)
