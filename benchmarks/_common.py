@@ -197,3 +197,71 @@ def csv_list(text: str) -> list[str]:
 def resolve(path: str) -> Path:
     """A user path: absolute, or relative to the current directory."""
     return Path(path).expanduser().resolve()
+
+
+# ------------------------------------------------------------------------ other toolkits' venvs
+
+TORCH_PIN = torch.__version__.split("+")[0]  # the project's torch, e.g. 2.13.0 (local tag dropped)
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def venv_check(venv: Path, code: str) -> Optional[str]:
+    """What ``python -c code`` prints in the venv (stripped), or None when it fails or there is no venv."""
+    import subprocess
+
+    py = venv_python(venv)
+    if not py.is_file():
+        return None
+    res = subprocess.run([str(py), "-c", code], capture_output=True, text=True)
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def pip_failure(log_text: str) -> str:
+    """pip's reason for failing, from its output: its ERROR lines and a resolver conflict's 'depends on'
+    lines, else its last three lines."""
+    lines = [x.strip() for x in log_text.strip().splitlines()]
+    why = [x for x in lines if x.startswith("ERROR:") or " depends on " in x or "requested" in x]
+    return " | ".join(dict.fromkeys(why or lines[-3:]))
+
+
+def install_venv(
+    venv: Path, installs: list[list[str]], constraints: list[str], check: str
+) -> tuple[Optional[str], str]:
+    """Another toolkit's own venv (never the project's): created with ``python -m venv`` when missing,
+    then ``pip install`` of each requirement list in turn under a constraints file (``constraints``: e.g.
+    ``torch==<the project's>``; torch comes from the wheel on this machine's disk, an unpinned one would
+    pull a CUDA build). Returns (what ``check`` prints in the venv, "") or (None, why); pip's output goes
+    to ``<venv>-install.log`` beside it."""
+    import shlex
+    import subprocess
+
+    log = venv.parent / f"{venv.name}-install.log"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    info(f"installing into {venv} (pip's output goes to {log})")
+    constraint_file = venv.parent / f"{venv.name}-constraints.txt"
+    constraint_file.write_text("".join(x + "\n" for x in constraints))
+    pip = [str(venv_python(venv)), "-m", "pip", "install", "--retries", "2", "-c", str(constraint_file)]
+    steps = [("create the venv", [sys.executable, "-m", "venv", str(venv)])]
+    steps += [(f"install {' '.join(reqs)}", [*pip, *reqs]) for reqs in installs]
+    with log.open("a", encoding="utf-8") as out:
+        for what, cmd in steps:
+            if what == "create the venv" and venv_python(venv).is_file():
+                continue
+            info(f"  {what}")
+            out.write(f"$ {shlex.join(cmd)}\n")
+            out.flush()
+            start = out.tell()
+            res = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            if res.returncode:
+                out.flush()
+                with log.open(encoding="utf-8", errors="replace") as fh:
+                    fh.seek(start)
+                    said = fh.read()
+                return None, f"could not {what} (exit {res.returncode}; see {log}): {pip_failure(said)}"
+    found = venv_check(venv, check)
+    if found is None:
+        return None, f"{check!r} fails in {venv} after installation (see {log})"
+    return found, ""

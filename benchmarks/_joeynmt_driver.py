@@ -1,4 +1,5 @@
-"""Runs JoeyNMT 2.3 training for joeynmt_compare.py, inside JoeyNMT's own venv (never the project's).
+"""Runs JoeyNMT 2.3 training for joeynmt_compare.py and translate_compare.py, and (``--latency``) times
+single sentences for translate_compare.py, inside JoeyNMT's own venv (never the project's).
 
 Only the standard library, torch and joeynmt are imported here. Training is JoeyNMT's own
 ``joeynmt.training.train`` (what ``python -m joeynmt train CONFIG --skip-test`` runs), with two
@@ -17,6 +18,13 @@ With ``--batches FILE`` (a JSON list of index lists into the training files), Jo
 sampler yields exactly those batches, in that order, instead of its own.
 
 Writes a JSON object to ``--out``: {"joeynmt_version", "torch", "threads", "params", "steps": [...]}.
+
+With ``--latency FILE``, no training: the trained model of the config's model_dir (its latest
+checkpoint) is loaded through JoeyNMT's Python API (``joeynmt.hub_interface``: ``_from_pretrained`` and
+``TranslatorHubInterface``, what ``torch.hub.load(..., "joeynmt")`` returns), and each line of FILE is
+translated alone, ``translate([line])`` with the config's testing settings (beam, alpha), after
+``--warmup`` untimed lines; ``--out`` gets {"joeynmt_version", "torch", "threads", "seconds": [...]},
+each call's wall time (SentencePiece encoding, search, decoding).
 """
 
 from __future__ import annotations
@@ -35,12 +43,16 @@ def main() -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--batches", default="")
+    p.add_argument("--latency", default="", help="time single sentences of this file instead of training")
+    p.add_argument("--warmup", type=int, default=3)
     args = p.parse_args()
 
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.latency:
+        return latency(args)
 
     import joeynmt
     from joeynmt import datasets, training
@@ -108,6 +120,34 @@ def main() -> int:
         "threads": torch.get_num_threads(),
         "params": params.get("n"),
         "steps": steps,
+    }
+    Path(args.out).write_text(json.dumps(result))
+    return 0
+
+
+def latency(args) -> int:
+    """Single-sentence wall times through JoeyNMT's Python API (see the module's docstring)."""
+    import joeynmt
+    import torch
+    from joeynmt.config import load_config
+    from joeynmt.hub_interface import TranslatorHubInterface, _from_pretrained
+
+    cfg = load_config(Path(args.config))
+    model, dataset, hub_args = _from_pretrained(cfg["model_dir"], cfg_file=args.config)
+    hub = TranslatorHubInterface(model, dataset, hub_args)
+    lines = [x.rstrip("\n") for x in Path(args.latency).read_text(encoding="utf-8").splitlines()]
+    for line in lines[: args.warmup]:
+        hub.translate([line])
+    seconds = []
+    for line in lines:
+        t0 = time.perf_counter()
+        hub.translate([line])
+        seconds.append(time.perf_counter() - t0)
+    result = {
+        "joeynmt_version": getattr(joeynmt, "__version__", None),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "seconds": seconds,
     }
     Path(args.out).write_text(json.dumps(result))
     return 0

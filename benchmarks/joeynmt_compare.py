@@ -44,6 +44,7 @@ import torch
 import yaml
 from _common import (
     ROOT,
+    TORCH_PIN,
     CpuShare,
     bench_config,
     busy_warning,
@@ -52,9 +53,12 @@ from _common import (
     data_arguments,
     emit,
     info,
+    install_venv,
     loadavg,
     prepare,
     resolve,
+    venv_check,
+    venv_python,
 )
 
 from seq2seq.data.batches import make_batches  # noqa: E402
@@ -74,7 +78,6 @@ JOEY_CHECK = (
     "assert hasattr(sentencepiece.SentencePieceProcessor, 'SetVocabulary'); "
     "print(joeynmt.__version__, torch.__version__)"
 )
-TORCH_PIN = torch.__version__.split("+")[0]  # the project's torch, e.g. 2.13.0 (local tag dropped)
 CPU_FLAGS = re.compile(r"^(avx2|avx512\w*|amx\w*|fma|avx_vnni\w*)$")
 # str.splitlines() (JoeyNMT's file reader) also breaks lines at these; our reader splits at "\n" only
 LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -205,22 +208,10 @@ def cpu_info() -> dict:
 # ------------------------------------------------------------------------------------------ JoeyNMT venv
 
 
-def venv_python(venv: Path) -> Path:
-    return venv / "bin" / "python"
-
-
 def joey_versions(venv: Path) -> Optional[tuple[str, str]]:
     """(joeynmt, torch) versions importable in the venv, or None."""
-    py = venv_python(venv)
-    if not py.is_file():
-        return None
-    res = subprocess.run(
-        [str(py), "-c", JOEY_CHECK],
-        capture_output=True,
-        text=True,
-    )
-    parts = res.stdout.split()
-    return (parts[0], parts[1]) if res.returncode == 0 and len(parts) == 2 else None
+    parts = (venv_check(venv, JOEY_CHECK) or "").split()
+    return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
 def ensure_venv(venv: Path) -> tuple[Optional[tuple[str, str]], str]:
@@ -228,41 +219,25 @@ def ensure_venv(venv: Path) -> tuple[Optional[tuple[str, str]], str]:
     found = joey_versions(venv)
     if found and found[1].split("+")[0] == TORCH_PIN and found[0].startswith("2.3"):
         return found, ""
-    log = venv.parent / f"{venv.name}-install.log"
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    info(f"installing JoeyNMT into {venv} (once; pip's output goes to {log})")
-    constraints = venv.parent / f"{venv.name}-constraints.txt"
-    constraints.write_text("".join(x + "\n" for x in [f"torch=={TORCH_PIN}", *JOEY_CONSTRAINTS]))
-    pip = [str(venv_python(venv)), "-m", "pip", "install", "--retries", "2", "-c", str(constraints)]
-    steps = [
-        ("create the venv", [sys.executable, "-m", "venv", str(venv)]),
-        (f"install torch=={TORCH_PIN}", [*pip, f"torch=={TORCH_PIN}"]),
-        (f"install {JOEY_SPEC}", [*pip, JOEY_SPEC, *JOEY_UNDECLARED]),
-    ]
-    with log.open("a", encoding="utf-8") as out:
-        for what, cmd in steps:
-            if what == "create the venv" and venv_python(venv).is_file():
-                continue
-            info(f"  {what}")
-            out.write(f"$ {shlex.join(cmd)}\n")
-            out.flush()
-            res = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            if res.returncode:
-                tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-                return None, f"could not {what} (exit {res.returncode}; see {log}): " + " | ".join(tail)
+    out, why = install_venv(
+        venv,
+        [[f"torch=={TORCH_PIN}"], [JOEY_SPEC, *JOEY_UNDECLARED]],
+        [f"torch=={TORCH_PIN}", *JOEY_CONSTRAINTS],
+        JOEY_CHECK,
+    )
+    if out is None:
+        return None, why
     found = joey_versions(venv)
-    if not found:
-        return None, f"joeynmt does not import in {venv} after installation (see {log})"
-    return found, ""
+    return (found, "") if found else (None, f"joeynmt does not import in {venv} after installation")
 
 
 # ------------------------------------------------------------------------------------------- JoeyNMT data
 
 
-def export_corpus(cfg, folder: Path, warmup: int, steps: int) -> dict:
-    """Training pairs exactly as our benchmark keeps them (raw lines, one per line), a small dev set,
-    the vocabulary file (our 8k pieces in id order), and our first warmup + steps batches as index
-    lists into those files. Returns paths and our batches' stats."""
+def export_texts(cfg, folder: Path) -> dict:
+    """Training pairs exactly as our benchmark keeps them (raw lines, one per line), a small dev set and
+    the vocabulary file (our 8k pieces in id order), for JoeyNMT. Returns their paths, the SentencePiece
+    model's and the kept training pairs' piece lengths ("lens": source, target)."""
     src_tok, tgt_tok = load_tokenizers(cfg.run_path)
     if src_tok.path != tgt_tok.path:
         raise SystemExit(
@@ -294,6 +269,21 @@ def export_corpus(cfg, folder: Path, warmup: int, steps: int) -> dict:
             (data / f"{name}.{lang}").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
     vocab = folder / "vocab.txt"
     vocab.write_text("".join(src_tok.sp.IdToPiece(i) + "\n" for i in range(len(src_tok))), encoding="utf-8")
+    return {
+        "data": data,
+        "vocab": vocab,
+        "spm": src_tok.path,
+        "train_pairs": len(kept["train"][0]),
+        "lines_with_other_line_breaks_replaced": cleaned,
+        "lens": lens,
+    }
+
+
+def export_corpus(cfg, folder: Path, warmup: int, steps: int) -> dict:
+    """export_texts, and our first warmup + steps batches as index lists into its training files.
+    Returns paths and our batches' stats."""
+    texts = export_texts(cfg, folder)
+    lens = texts.pop("lens")
     tc = cfg.train
     order = make_batches(lens[0], lens[1], tc.batch_tokens, tc.seed, 0)[: warmup + steps]
     if len(order) < warmup + steps:
@@ -304,12 +294,8 @@ def export_corpus(cfg, folder: Path, warmup: int, steps: int) -> dict:
     ntok = [sum(lens[1][i] + 1 for i in b) for b in timed]
     padded = [len(b) * (max(lens[1][i] for i in b) + 1) for b in timed]
     return {
-        "data": data,
-        "vocab": vocab,
-        "spm": src_tok.path,
+        **texts,
         "batches": batches,
-        "train_pairs": len(kept["train"][0]),
-        "lines_with_other_line_breaks_replaced": cleaned,
         "ours_timed_tgt_tokens": sum(ntok),
         "ours_batches": {
             "mean_sentences": round(sum(len(b) for b in timed) / len(timed), 1),

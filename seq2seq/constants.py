@@ -5,10 +5,11 @@ A recipe named ``NAME`` (its file's stem unless the recipe sets ``name``) keeps 
 
     data/NAME/corpus/        the download stage's text files per split and language, manifest.json
     data/NAME/corpus/downloads/   files fetched from URLs
+    data/NAME/corpus/dropped.tsv  the training pairs that cleaning dropped (a ``clean`` rule on)
     data/NAME/run/           the run directory (``run_dir`` moves it):
         config.yaml          the settings the run was trained with
         spm/                 SentencePiece models (joint.model, or src.model + tgt.model)
-        checkpoints/         best.pt, last.pt, step-N.pt, averaged ones
+        checkpoints/         best.pt, last.pt, step-N.pt, averaged.pt (train.average_last), other averages
         train.log, metrics.jsonl, tensorboard/
         results.json, results.txt, hyp.<split>.<lang>
         stamps/              the settings each stage last succeeded with (``seq2seq run`` compares them)
@@ -32,6 +33,7 @@ STAMPS = "stamps"
 # in a corpus folder
 MANIFEST = "manifest.json"
 DOWNLOADS = "downloads"
+DROPPED = "dropped.tsv"  # the training pairs the clean section's rules dropped (rule, source, target)
 
 # beside the files of back-translations (<stem>.back-translation.json): what made them
 BACK_TRANSLATION_RECORD = "back-translation.json"
@@ -46,6 +48,7 @@ TENSORBOARD = "tensorboard"
 RESULTS_JSON = "results.json"
 RESULTS_TXT = "results.txt"
 CHECKPOINT_SUFFIX = ".pt"
+AVERAGED = "averaged"  # checkpoints/averaged.pt: train.average_last's average of the last step checkpoints
 
 # in either: who owns the folder, and the stage lock
 LOCK = ".lock"

@@ -13,7 +13,7 @@ import click
 from seq2seq.cli.common import CONTEXT, Group, PipeClosed, silence_stdout
 from seq2seq.cli.pipeline import clean, config_cmd, download, evaluate, run_cmd, spm, train
 from seq2seq.cli.recipes import new_recipe, recipes
-from seq2seq.cli.runs import average, info, plot, tune_decode
+from seq2seq.cli.runs import average, info, plot, quantize, tune_decode
 from seq2seq.cli.serve import serve
 from seq2seq.cli.share import compare, export, push
 from seq2seq.cli.translate import back_translate, translate
@@ -44,6 +44,7 @@ for command in (
     plot,
     info,
     average,
+    quantize,
     tune_decode,
     new_recipe,
     clean,

@@ -11,6 +11,8 @@ from typing import Optional
 
 import click
 
+from seq2seq.config.schema import CHOICES
+
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 RECIPE = click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 OVERRIDES = click.argument("overrides", nargs=-1)
@@ -25,7 +27,9 @@ MIRROR = click.option(
 def checkpoint_option(default: Optional[str] = None):
     """``--checkpoint NAME|FILE``: a name in <run_dir>/checkpoints or a file; no default: the run's
     decode.checkpoint."""
-    where = "Checkpoint name in <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file"
+    where = (
+        "Checkpoint name in <run_dir>/checkpoints (best, last, averaged, average, ...) or a checkpoint file"
+    )
     return click.option(
         "--checkpoint",
         default=default,
@@ -33,6 +37,16 @@ def checkpoint_option(default: Optional[str] = None):
         metavar="NAME|FILE",
         help=where + ("." if default else " (default: the run's decode.checkpoint)."),
     )
+
+
+PRECISION = click.option(
+    "--precision",
+    "search_precision",
+    type=click.Choice(CHOICES["decode.search_precision"]),
+    default=None,
+    help="Decoding arithmetic (decode.search_precision): auto (the checkpoint's: int8 for a seq2seq quantize "
+    "file, else fp32), fp32, bf16 (native bf16 only) or int8 (CPU; quantizes on load).",
+)
 
 
 def load_recipe(recipe: Path, overrides):

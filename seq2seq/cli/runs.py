@@ -1,4 +1,4 @@
-"""Commands on a trained run: ``plot``, ``info``, ``average``, ``tune-decode`` (added to the group in
+"""Commands on a trained run: ``plot``, ``info``, ``average``, ``quantize``, ``tune-decode`` (added to the group in
 :mod:`seq2seq.cli`)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from seq2seq.cli.common import CONTEXT, OVERRIDES, RECIPE, Setting, load_recipe
+from seq2seq.cli.common import CONTEXT, OVERRIDES, RECIPE, Setting, checkpoint_option, load_recipe
 from seq2seq.config.schema import OUTPUT_FORMATS
 
 
@@ -91,6 +91,34 @@ def average(run_dir, last_n, names, out_name):
             f"warning: --last {last_n}, but the run keeps only {len(paths)} step checkpoints", err=True
         )
     click.echo(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {out}")
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@checkpoint_option("best")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Where the int8 checkpoint goes (default: <run_dir>/checkpoints/<checkpoint>-int8.pt).",
+)
+def quantize(run_dir, checkpoint, out):
+    """Write an int8 checkpoint (int8 weights with per-row scales) for CPU decoding: translate, evaluate
+    and serve it with --checkpoint NAME-int8."""
+    from seq2seq.decode.int8 import quantize_run
+
+    path, size, fp32 = quantize_run(run_dir, checkpoint, out)
+    click.echo(
+        f"wrote {path} (int8 weights with per-row scales): {_size(size)}, {100 * size / fp32:.0f}% of the "
+        f"fp32 parameters ({_size(fp32)}); translate it with --checkpoint {path.stem}"
+    )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 @click.command("tune-decode", context_settings=CONTEXT)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from seq2seq.cli.common import CONTEXT, Setting, checkpoint_option
+from seq2seq.cli.common import CONTEXT, PRECISION, Setting, checkpoint_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -82,8 +82,21 @@ from seq2seq.cli.common import CONTEXT, Setting, checkpoint_option
     "--threads", type=click.IntRange(0), default=0, help="CPU threads of decoding (0: torch's default)."
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@PRECISION
 @click.option("--access-log", is_flag=True, help="Log every request on stderr.")
-def serve(run_dir, checkpoint, host, port, api_key_file, threads, device, access_log, cors_origins, **limits):
+def serve(
+    run_dir,
+    checkpoint,
+    host,
+    port,
+    api_key_file,
+    threads,
+    device,
+    search_precision,
+    access_log,
+    cors_origins,
+    **limits,
+):
     """Serve RUN_DIR over HTTP: POST /v1/translate, LibreTranslate's POST /translate, GET /health, /info,
     /metrics, and a web page at /.
 
@@ -94,4 +107,15 @@ def serve(run_dir, checkpoint, host, port, api_key_file, threads, device, access
     from seq2seq.serve import serve as run
 
     settings = ServeSettings(drain_s=limits.pop("drain_seconds"), cors_origins=list(cors_origins), **limits)
-    run(run_dir, checkpoint, host, port, settings, api_key_file, device, threads, access_log)
+    run(
+        run_dir,
+        checkpoint,
+        host,
+        port,
+        settings,
+        api_key_file,
+        device,
+        threads,
+        access_log,
+        precision=search_precision,
+    )

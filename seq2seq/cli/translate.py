@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from seq2seq.cli.common import CONTEXT, OVERRIDES, RECIPE, Setting, checkpoint_option, load_recipe
+from seq2seq.cli.common import CONTEXT, OVERRIDES, PRECISION, RECIPE, Setting, checkpoint_option, load_recipe
 from seq2seq.config.schema import OUTPUT_FORMATS
 
 
@@ -117,6 +117,7 @@ from seq2seq.config.schema import OUTPUT_FORMATS
 )
 @checkpoint_option("best")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@PRECISION
 @click.option(
     "--replace-invalid", is_flag=True, help="Replace undecodable bytes by U+FFFD instead of failing."
 )

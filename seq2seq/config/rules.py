@@ -58,6 +58,7 @@ def validate(cfg: Config) -> None:
                 raise UserError(f"config key '{label}' must be in {interval}, got {value!r}")
     check_relations(cfg)
     check_data(cfg)
+    check_clean(cfg)
 
 
 def check_relations(cfg: Config) -> None:
@@ -77,6 +78,25 @@ def check_relations(cfg: Config) -> None:
             f"({cfg.decode.beam_size})"
         )
     check_model(cfg)
+    check_training_extras(cfg)
+
+
+def check_training_extras(cfg: Config) -> None:
+    """Subword sampling (spm.subword_sampling and its parameters) and checkpoint averaging (train.average_last)."""
+    sc, tc = cfg.spm, cfg.train
+    if sc.subword_sampling and sc.model_type == "bpe" and sc.alpha >= 1:
+        raise UserError(
+            f"config key 'spm.alpha': for bpe it is the dropout probability of a merge, below 1; got {sc.alpha}"
+        )
+    if sc.subword_sampling and sc.model_type == "unigram" and sc.nbest_size in (0, 1):
+        raise UserError(
+            f"config key 'spm.nbest_size': {sc.nbest_size} samples nothing; -1 (all segmentations) or 2 and more"
+        )
+    if tc.average_last > tc.keep_checkpoints:
+        raise UserError(
+            f"config key 'train.average_last' ({tc.average_last}) needs train.keep_checkpoints >= "
+            f"{tc.average_last}, got {tc.keep_checkpoints}"
+        )
 
 
 def check_model(cfg: Config) -> None:
@@ -168,3 +188,12 @@ def check_sources(sources: list) -> None:
         raise UserError("config key 'data.sources': no source gives a 'train' split")
     if "dev" not in owner:
         raise UserError("config key 'data.sources': no source gives a 'dev' split")
+
+
+def check_clean(cfg: Config) -> None:
+    """The clean section's keys beyond their ranges."""
+    if 0 < cfg.clean.length_ratio < 1:
+        raise UserError(
+            f"config key 'clean.length_ratio' must be 0 (off) or at least 1 (the longer side over the "
+            f"shorter), got {cfg.clean.length_ratio}"
+        )

@@ -1,9 +1,10 @@
 """Recipe configuration: the dataclasses of a recipe's sections, and the one table of every key's allowed
 choices (CHOICES) and numeric range (RANGES).
 
-A recipe has the sections ``data``, ``spm``, ``model``, ``train`` and ``decode`` plus a few
-top-level keys (``name``, ``run_dir``). :mod:`seq2seq.config.load` reads it from YAML with ``key=value``
-overrides; :mod:`seq2seq.config.rules` checks it against these tables.
+A recipe has the sections ``data``, ``spm``, ``model``, ``train``, ``decode`` and ``clean`` (cleaning
+the training pairs in the download stage) plus a few top-level keys (``name``, ``run_dir``).
+:mod:`seq2seq.config.load` reads it from YAML with ``key=value`` overrides;
+:mod:`seq2seq.config.rules` checks it against these tables.
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ class SpmConfig:
     vocab_size: int = 8000
     character_coverage: float = 1.0
     input_sentence_size: int = 0  # 0 = all training sentences
+    # subword regularization of the training pairs (never dev, test or decoding): each epoch segments
+    # them afresh by sampling (unigram: Kudo 2018; bpe: BPE-dropout, Provilkov et al. 2020). These three
+    # keys shape training, not the tokenizer: changing them never retrains it
+    subword_sampling: bool = False
+    alpha: float = 0.1  # unigram: smoothing of the sampling distribution; bpe: the merge dropout probability
+    nbest_size: int = 64  # unigram: sample among the n best segmentations, -1: among all; bpe: unused
 
 
 @dataclass
@@ -161,6 +168,9 @@ class TrainConfig:
     dedupe: bool = False  # drop repeated (source, target) training pairs
     threads: int = 0  # CPU threads, 0 = torch's default
     keep_checkpoints: int = 0  # keep the parameters of the last N validations (for seq2seq average)
+    # at the end of training, average the last N kept step checkpoints into checkpoints/averaged.pt, log its dev
+    # BLEU (0 = off; needs keep_checkpoints >= N); decode it with decode.checkpoint: averaged
+    average_last: int = 0
     tensorboard: bool = True  # event files in <run_dir>/tensorboard
     # torch.compile of the decoder step on bucketed shapes (seq2seq/model/compiled.py). Training never
     # records CUDA graphs (a graph per target position per bucket, with memory/keys/weights copied
@@ -182,13 +192,18 @@ class DecodeConfig:
     max_len_offset: int = 10
     batch_size: int = 64  # sentences per decoding batch
     n_best: int = 1
-    checkpoint: str = "best"  # best | last | average | step-NNNNNNNN (a file in <run_dir>/checkpoints)
+    # best | last | averaged (train.average_last) | average | step-NNNNNNNN: a file in <run_dir>/checkpoints
+    checkpoint: str = "best"
     # sacreBLEU tokenizer of BLEU (test scores and the dev BLEU of training): auto picks it from
     # data.tgt_lang as sacreBLEU's -l/trg_lang does (zh -> zh, ja -> ja-mecab, ko -> ko-mecab, else 13a)
     bleu_tokenize: str = "auto"  # auto | 13a | intl | zh | char | none | ja-mecab | ko-mecab | spm | ...
     # as train.compile, for the search step (greedy and beam); reduce-overhead and max-autotune
     # replay it as CUDA graphs
     compile_search: str = "off"
+    # the arithmetic of decoding: auto = the checkpoint's own (int8 for a file `seq2seq quantize` wrote,
+    # else fp32); int8 quantizes an fp32 checkpoint on load (CPU only); bf16 autocasts the matmuls (CPUs
+    # with AVX512-BF16/AMX, GPUs of compute capability 8.0+), the recurrences' states stay fp32
+    search_precision: str = "auto"  # auto | fp32 | bf16 | int8
     min_len: int = 0  # no EOS before this many output pieces (the length limit still applies)
     no_repeat_ngram: int = 0  # no n-gram of this many pieces twice in one output (0 = off)
     # sampling (back-translation): draw each piece from the model's distribution instead of searching;
@@ -200,6 +215,28 @@ class DecodeConfig:
 
 
 @dataclass
+class CleanConfig:
+    # every rule is off by default and cleans the train split only (dev and test are never cleaned);
+    # drop a pair whose source and target both repeat those of an earlier kept pair
+    duplicates: bool = False
+    # drop a pair equal to an earlier kept one once case, punctuation, digits and spacing are ignored
+    near_duplicates: bool = False
+    # drop a pair whose target is its source (ignoring case, punctuation, digits and spacing)
+    copies: bool = False
+    length_unit: str = "words"  # words | chars: what max_length and length_ratio count
+    max_length: int = 0  # drop a pair with a side longer than this many length_units (0 = off)
+    # drop a pair whose longer side has over this many times the length_units of the shorter (0 = off)
+    length_ratio: float = 0.0
+    brackets: bool = False  # drop a pair with a side whose brackets or double quotes do not pair up
+    numbers: bool = False  # drop a pair whose two sides do not hold the same numbers (digits)
+    # drop a pair with a side whose letters are less than this share in its language's script (0 = off)
+    script: float = 0.0
+    # drop a pair with a side that py3langid names another language with at least this probability
+    # (0 = off); data.src_lang / tgt_lang (before any "-") must be one it knows
+    language: float = 0.0
+
+
+@dataclass
 class Config:
     name: str = "default"
     run_dir: str = ""  # default: data/<name>/run
@@ -208,6 +245,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
     # not a setting: the recipe file load_config read (None for a config built in code); a run directory
     # records it to tell its own recipe from another one of the same name (seq2seq/runs/ownership.py)
     recipe_path = None
@@ -240,6 +278,7 @@ class Config:
         return values
 
 
+SPM_SAMPLING_KEYS = ("subword_sampling", "alpha", "nbest_size")  # spm keys of training, not of the models
 OUTPUT_FORMATS = ("text", "json")  # seq2seq translate --format
 LIST_SECTIONS = {"data.sources": SourceConfig}  # keys holding a list of these, checked item by item
 SECTIONS = {
@@ -248,6 +287,7 @@ SECTIONS = {
     "model": ModelConfig,
     "train": TrainConfig,
     "decode": DecodeConfig,
+    "clean": CleanConfig,
 }
 CHOICES = {
     "data.source": ("embedded", "hub", "text", "tsv", "jsonl"),
@@ -261,9 +301,11 @@ CHOICES = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.compile": ("off", "default", "reduce-overhead", "max-autotune"),
     "decode.compile_search": ("off", "default", "reduce-overhead", "max-autotune"),
+    "decode.search_precision": ("auto", "fp32", "bf16", "int8"),
     # sacreBLEU's BLEU tokenizers (tests/evaluation/test_evaluate.py checks them against sacrebleu's list)
     "decode.bleu_tokenize": ("auto", "13a", "intl", "zh", "char", "none", "ja-mecab", "ko-mecab")
     + ("spm", "flores101", "flores200"),
+    "clean.length_unit": ("words", "chars"),
 }
 
 
@@ -278,6 +320,8 @@ RANGES = {
     "spm.vocab_size": "[8, inf)",  # 4 special pieces + a few; the corpus's characters may need more
     "spm.character_coverage": "(0, 1]",
     "spm.input_sentence_size": "[0, inf)",
+    "spm.alpha": "[0, inf)",  # bpe: a probability, below 1 (seq2seq/config/rules.py)
+    "spm.nbest_size": "[-1, inf)",  # unigram sampling: -1 (all) or 2 and more (rules.py)
     "model.emb_dim": "[1, inf)",
     "model.enc_hidden": "[1, inf)",
     "model.enc_layers": "[1, inf)",
@@ -308,6 +352,7 @@ RANGES = {
     "train.filter_ratio": "[0, inf)",
     "train.threads": "[0, inf)",
     "train.keep_checkpoints": "[0, inf)",
+    "train.average_last": "[0, inf)",  # at most train.keep_checkpoints (rules.py)
     "decode.beam_size": "[1, 256]",  # search memory grows with beam x batch x vocabulary
     "decode.length_penalty": "[0, 10]",
     "decode.coverage_penalty": "[0, 10]",
@@ -320,4 +365,8 @@ RANGES = {
     "decode.temperature": "[0.01, 100]",  # beyond: overflowing or flat distributions
     "decode.topk": "[0, inf)",
     "decode.sampling_seed": "[0, inf)",
+    "clean.max_length": "[0, inf)",
+    "clean.length_ratio": "[0, inf)",  # 0 (off) or at least 1 (rules.check_clean)
+    "clean.script": "[0, 1]",
+    "clean.language": "[0, 1]",
 }

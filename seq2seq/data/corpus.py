@@ -13,12 +13,15 @@ Local files are read where they are; files at URLs are downloaded once into
 ``<data_dir>/downloads/``; only ``hub`` without a mirror uses the Hugging Face cache. With a mirror
 folder every file is found inside it by file name and nothing is fetched; for ``hub`` the mirror
 is a Hub download in any of its layouts (:mod:`seq2seq.data.hub`).
-Output: ``<data_dir>/<split>.<lang>`` for every split and language, and ``manifest.json``.
+Output: ``<data_dir>/<split>.<lang>`` for every split and language, and ``manifest.json``. With a rule
+of the ``clean`` section on, the train split is cleaned (:mod:`seq2seq.data.clean`): the manifest's
+"clean" entry counts each rule's drops and ``dropped.tsv`` lists the dropped pairs.
 
 Several corpora (``data.sources``, docs/data.md#several-corpora): each is read as one of the above;
 the train pairs of all of them go into ``train.<lang>`` one corpus after the other (each cut by its
-``skip``/``take``, its source lines prefixed by its ``tag``), and the manifest's ``sources`` records
-which lines came from which (``train_lines``: [first, end)). Every other split comes from one corpus.
+``skip``/``take``, cleaned, then its source lines prefixed by its ``tag``), and the manifest's ``sources``
+records which lines came from which (``train_lines``: [first, end)) and, with cleaning, each corpus's
+drops. Every other split comes from one corpus.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from seq2seq.fileio import AtomicOutput, atomic_write_text
 from seq2seq.text import normalize
 from seq2seq.data.hub import file_rows, load_hub, mirror_files
 from seq2seq.data.sources import jsonl_rows, rows_pairs, text_lines, tsv_pairs
-from seq2seq.constants import MANIFEST
+from seq2seq.constants import DROPPED, MANIFEST
+from seq2seq.data.clean import Cleaner, clean_entry, rules_on
 from seq2seq.data.embedded import generate
 from seq2seq.config.bleu import check_bleu_tokenizer
 
@@ -167,24 +171,34 @@ def source_streams(cfg: Config, source: SourceConfig, mirror: Optional[Path] = N
     return _hub_pairs(source)
 
 
-def _selected(pairs: Pairs, source: SourceConfig) -> Pairs:
-    """The train pairs of a corpus of ``data.sources``: ``skip``/``take`` applied, ``tag`` prepended."""
+def tagged(src: str, tag: str) -> str:
+    """A source line of a corpus with ``tag`` (data.sources), the tag in front; an empty line stays empty."""
+    return f"{tag} {src}" if tag and src.strip() else src
+
+
+def _selected(pairs: Pairs, source: SourceConfig, with_tag: bool = True) -> Pairs:
+    """The train pairs of a corpus of ``data.sources``: ``skip``/``take`` applied, and (``with_tag``)
+    its ``tag`` prepended."""
 
     def stream():
         stop = source.skip + source.take if source.take else None
         for src, tgt in itertools.islice(pairs(), source.skip, stop):
-            yield (f"{source.tag} {src}" if source.tag and src.strip() else src), tgt
+            yield (tagged(src, source.tag) if with_tag else src), tgt
 
     return stream
 
 
-def corpus_parts(cfg: Config, mirror: Optional[Path] = None) -> dict[str, list[tuple[str, Pairs]]]:
+def corpus_parts(
+    cfg: Config, mirror: Optional[Path] = None, with_tags: bool = True
+) -> dict[str, list[tuple[str, Pairs]]]:
     """For each of our splits, its parts in order as (corpus name, pairs): one part for a single-source
-    recipe; with ``data.sources``, train has a part per corpus that gives one."""
+    recipe; with ``data.sources``, train has a part per corpus that gives one (its source lines tagged,
+    unless ``with_tags`` is False)."""
     out: dict[str, list[tuple[str, Pairs]]] = {}
     for source in cfg.data.source_list():
         for split, pairs in source_streams(cfg, source, mirror).items():
-            out.setdefault(split, []).append((source.name, _selected(pairs, source) if split == "train" else pairs))
+            part = _selected(pairs, source, with_tags) if split == "train" else pairs
+            out.setdefault(split, []).append((source.name, part))
     return out
 
 
@@ -232,7 +246,9 @@ def _download(
     corpus never has to fit in memory and a failure leaves earlier output as it was.
     """
     mirror_path = Path(mirror) if mirror else None
-    parts = corpus_parts(cfg, mirror_path)
+    cleaner = Cleaner(cfg.clean, cfg.data.src_lang, cfg.data.tgt_lang) if rules_on(cfg.clean) else None
+    parts = corpus_parts(cfg, mirror_path, with_tags=False)
+    tags = {s.name: s.tag for s in cfg.data.source_list()}  # of the train pairs, added after cleaning
     out_dir = cfg.data_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
@@ -246,10 +262,16 @@ def _download(
     langs = (cfg.data.src_lang, cfg.data.tgt_lang)
     pending, counts = [], {}  # every split is written before any replaces the previous download's files
     per_source: dict[str, dict[str, int]] = {s.name: {} for s in cfg.data.source_list()}
+    cleaned: dict[str, dict] = {}  # each corpus's share of the cleaning of train
     try:
         for split, split_parts in parts.items():
             outs = [AtomicOutput(out_dir / f"{split}.{lang}") for lang in langs]
             pending += outs
+            cleaning = cleaner if split == "train" else None  # dev and test sets are never cleaned
+            if cleaning:
+                report = AtomicOutput(out_dir / DROPPED)
+                pending.append(report)
+                report.write("rule\tsource\ttarget\n")
             count = 0
             for name, pairs in split_parts:
                 stream = pairs()
@@ -258,16 +280,26 @@ def _download(
 
                     label = f"download {split}" + (f" ({name})" if cfg.data.sources else "")
                     stream = tqdm(stream, desc=label, unit=" pairs", leave=False, file=sys.stderr)
-                first = count
+                first, before = count, _clean_counts(cleaning)
                 for src, tgt in stream:
-                    outs[0].write(normalize(src) + "\n")
-                    outs[1].write(normalize(tgt) + "\n")
+                    src, tgt = normalize(src), normalize(tgt)
+                    rule = cleaning.reason(src, tgt) if cleaning else None
+                    if rule is not None:
+                        report.write(f"{rule}\t{src}\t{tgt}\n")
+                        continue
+                    if split == "train" and tags[name]:
+                        src = normalize(tagged(src, tags[name]))
+                    outs[0].write(src + "\n")
+                    outs[1].write(tgt + "\n")
                     count += 1
                 if not count - first and cfg.data.sources:
-                    raise UserError(f"split '{split}' of source '{name}' is empty")
+                    after = " after cleaning" if cleaning else ""
+                    raise UserError(f"split '{split}' of source '{name}' is empty{after}")
                 per_source[name][split] = count - first
+                if cleaning:
+                    cleaned[name] = _clean_delta(before, _clean_counts(cleaning))
             if not count:
-                raise UserError(f"split '{split}' is empty")
+                raise UserError(f"split '{split}' is empty" + (" after cleaning" if cleaning else ""))
             counts[split] = count
     except BaseException:
         for o in pending:
@@ -275,6 +307,11 @@ def _download(
         raise
     for o in pending:
         o.commit()
+    if cleaner is None:
+        (out_dir / DROPPED).unlink(missing_ok=True)  # a report of an earlier download's cleaning
+    else:
+        manifest["clean"] = clean_entry(cleaner)
+        log(f"train: {cleaner.summary()} -> {out_dir / DROPPED}")
     for split, count in counts.items():
         paths = [out_dir / f"{split}.{lang}" for lang in langs]
         for lang, path in zip(langs, paths):
@@ -285,13 +322,30 @@ def _download(
                 "sha256": _sha256(path),
             }
         log(f"{split}: {count} pairs")
-    manifest["sources"] = source_records(cfg, per_source)
+    manifest["sources"] = source_records(cfg, per_source, cleaned if cfg.data.sources else None)
     if cfg.data.sources:
         for record in manifest["sources"]:
-            log(f"  {record['name']}: " + ", ".join(f"{s} {n}" for s, n in record["pairs"].items()))
+            drops = f" (cleaning kept {c['kept']} of {c['read']})" if (c := record.get("clean")) else ""
+            log(f"  {record['name']}: " + ", ".join(f"{s} {n}" for s, n in record["pairs"].items()) + drops)
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     log(f"wrote {out_dir / MANIFEST}")
     return manifest
+
+
+def _clean_counts(cleaner: Optional[Cleaner]) -> dict:
+    """A snapshot of a cleaner's counts: pairs read and kept, drops per rule."""
+    if cleaner is None:
+        return {}
+    return {"read": cleaner.read, "kept": cleaner.kept, "dropped": dict(cleaner.counts)}
+
+
+def _clean_delta(before: dict, after: dict) -> dict:
+    """What a cleaner counted between two snapshots of :func:`_clean_counts` (one corpus's pairs)."""
+    return {
+        "read": after["read"] - before["read"],
+        "kept": after["kept"] - before["kept"],
+        "dropped": {r: n - before["dropped"][r] for r, n in after["dropped"].items()},
+    }
 
 
 def made_here(cfg: Config) -> list[Path]:
@@ -309,9 +363,11 @@ def made_here(cfg: Config) -> list[Path]:
     return out
 
 
-def source_records(cfg: Config, pairs: dict[str, dict[str, int]]) -> list[dict]:
+def source_records(
+    cfg: Config, pairs: dict[str, dict[str, int]], cleaned: Optional[dict[str, dict]] = None
+) -> list[dict]:
     """The manifest's ``sources``: for each corpus in order, its pairs per split and the lines
-    [first, end) of train.<lang> that came from it."""
+    [first, end) of train.<lang> that came from it, and (``cleaned``) its train pairs' cleaning counts."""
     records, line = [], 0
     for source in cfg.data.source_list():
         counts = pairs[source.name]
@@ -319,6 +375,8 @@ def source_records(cfg: Config, pairs: dict[str, dict[str, int]]) -> list[dict]:
         if "train" in counts:
             record["train_lines"] = [line, line + counts["train"]]
             line += counts["train"]
+        if cleaned and source.name in cleaned:
+            record["clean"] = cleaned[source.name]
         records.append(record)
     return records
 

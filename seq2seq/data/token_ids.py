@@ -6,8 +6,10 @@ SentencePiece models, drops empty, too long (``train.max_len``), badly proportio
 ``<run_dir>/bin/train.{src,tgt}.bin`` (uint16 or int32 ids) plus their lengths. A ``meta.json``
 records what they were built from, so they are rebuilt only when that changes, and how many pairs of
 each corpus were kept (``source_counts``: with ``data.sources`` the kept pairs of a corpus are one
-contiguous run, in the order of the sources). ``drop_reason`` is the pair filter alone, a pure function
-for any caller that filters pairs.
+contiguous run, in the order of the sources). With ``spm.subword_sampling`` the kept pairs' text lines
+go beside them too (``train.{src,tgt}.txt`` and their byte offsets), memory-mapped as :class:`TextLines`
+for sampling segmentations afresh (:mod:`seq2seq.data.sampling`). ``drop_reason`` is the pair filter
+alone, a pure function for any caller that filters pairs.
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ class IdSeqs:
         return self.data[self.offsets[i] : self.offsets[i + 1]].tolist()
 
 
+class TextLines:
+    """A read-only sequence of text lines backed by a memory-mapped UTF-8 file and a memory-mapped array
+    of byte offsets (N + 1 of them): nothing per line is held in memory."""
+
+    def __init__(self, data: Path, offsets: Path):
+        self.offsets = np.load(offsets, mmap_mode="r")  # (N + 1,) int64
+        size = int(self.offsets[-1])
+        self.data = (
+            np.memmap(data, dtype=np.uint8, mode="r", shape=(size,)) if size else np.zeros(0, np.uint8)
+        )
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self.data[int(self.offsets[i]) : int(self.offsets[i + 1]) - 1].tobytes().decode("utf-8")
+
+
 def _meta(cfg: Config, fingerprint: str) -> dict:
     manifest = cfg.data_dir / MANIFEST
     files = json.loads(manifest.read_text(encoding="utf-8"))["files"] if manifest.is_file() else {}
@@ -56,6 +76,7 @@ def _meta(cfg: Config, fingerprint: str) -> dict:
         "max_len": cfg.train.max_len,
         "filter_ratio": cfg.train.filter_ratio,
         "dedupe": cfg.train.dedupe,
+        "text": cfg.spm.subword_sampling,  # the kept lines' text beside the ids
         "train": {k: v.get("sha256") for k, v in files.items() if v.get("split") == "train"},
     }
     ends = train_sources(cfg)
@@ -108,11 +129,14 @@ def train_sources(cfg: Config) -> list[tuple[str, int]]:
 
 def _write_ids(
     cfg: Config, files: list[Path], src_tok, tgt_tok, outs: dict[str, AtomicOutput], dtype: str
-) -> tuple[dict, dict[str, array]]:
-    """Encode, filter and append the kept pairs' ids to ``outs``; returns (counts, lengths per side)."""
+) -> tuple[dict, dict[str, array], dict[str, array]]:
+    """Encode, filter and append the kept pairs' ids to ``outs`` (and, with ``outs["src.txt"]``, their
+    text lines); returns (counts, with the kept pairs per corpus in "sources"; lengths per side; text
+    byte lengths per side: empty without text)."""
     tc = cfg.train
     seen: set[bytes] = set()
     lens = {"src": array("i"), "tgt": array("i")}
+    text_lens = {"src": array("q"), "tgt": array("q")}
     stats = {"read": 0, "empty": 0, "too_long": 0, "ratio": 0, "duplicate": 0}
     ends = train_sources(cfg)
     kept = {name: 0 for name, _ in ends}
@@ -132,11 +156,47 @@ def _write_ids(
             if reason is not None:
                 stats[reason] += 1
                 continue
-            for side, ids in (("src", s), ("tgt", t)):
+            for side, ids, text in (("src", s, a), ("tgt", t, b)):
                 outs[side].write(np.asarray(ids, dtype=dtype).tobytes())
                 lens[side].append(len(ids))
+                if f"{side}.txt" in outs:
+                    raw = text.encode("utf-8") + b"\n"
+                    outs[f"{side}.txt"].write(raw)
+                    text_lens[side].append(len(raw))
             kept[ends[which][0]] += 1
-    return {**stats, "sources": [[name, n] for name, n in kept.items()]}, lens
+    return {**stats, "sources": [[name, n] for name, n in kept.items()]}, lens, text_lens
+
+
+def _reusable(old: dict, meta: dict) -> bool:
+    """Whether files built under ``old`` (meta.json) serve ``meta``: the same ids, and the text lines
+    if wanted (files with text serve a run without sampling as well)."""
+    old = {k: v for k, v in old.items() if k != "stats"}
+    return {**old, "text": meta["text"]} == meta and (old.get("text", False) or not meta["text"])
+
+
+def text_paths(cfg: Config) -> dict[str, tuple[Path, Path]]:
+    """side -> (text file, byte offsets file) of the kept training pairs under <run_dir>/bin."""
+    folder = cfg.run_path / "bin"
+    return {
+        side: (folder / f"train.{side}.txt", folder / f"train.{side}.txt.offsets.npy")
+        for side in ("src", "tgt")
+    }
+
+
+def load_text(cfg: Config) -> tuple[TextLines, TextLines]:
+    """(source lines, target lines) of the kept training pairs, memory-mapped (built with spm.subword_sampling)."""
+    paths = text_paths(cfg)
+    if not all(p.is_file() for pair in paths.values() for p in pair):
+        raise UserError(
+            f"{cfg.run_path / 'bin'} holds no training text: train with spm.subword_sampling=true rebuilds it"
+        )
+    return TextLines(*paths["src"]), TextLines(*paths["tgt"])
+
+
+def _save_npy(path: Path, values: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, values)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def build_pairs(
@@ -152,12 +212,14 @@ def build_pairs(
     }
     if meta_path.is_file():
         old = json.loads(meta_path.read_text(encoding="utf-8"))
-        if {k: v for k, v in old.items() if k != "stats"} == meta:
+        if _reusable(old, meta):
             return IdSeqs(*names["src"], dtype), IdSeqs(*names["tgt"], dtype)
     files = list(corpus_files(cfg, "train"))
     outs = {side: AtomicOutput(names[side][0], binary=True) for side in names}
+    texts = text_paths(cfg) if meta["text"] else {}
+    outs.update({f"{side}.txt": AtomicOutput(texts[side][0], binary=True) for side in texts})
     try:
-        stats, lens = _write_ids(cfg, files, src_tok, tgt_tok, outs, dtype)
+        stats, lens, text_lens = _write_ids(cfg, files, src_tok, tgt_tok, outs, dtype)
     except BaseException:
         for out in outs.values():
             out.discard()
@@ -166,9 +228,12 @@ def build_pairs(
     meta_path.unlink(missing_ok=True)
     for side in names:
         outs[side].commit()
-        buf = io.BytesIO()
-        np.save(buf, np.frombuffer(lens[side], dtype=np.int32))
-        atomic_write_bytes(names[side][1], buf.getvalue())
+        _save_npy(names[side][1], np.frombuffer(lens[side], dtype=np.int32))
+    for side in texts:
+        outs[f"{side}.txt"].commit()
+        offsets = np.zeros(len(text_lens[side]) + 1, dtype=np.int64)
+        np.cumsum(np.frombuffer(text_lens[side], dtype=np.int64), out=offsets[1:])
+        _save_npy(texts[side][1], offsets)
     kept = len(lens["src"])
     atomic_write_text(meta_path, json.dumps({**meta, "stats": {**stats, "kept": kept}}, indent=2) + "\n")
     if len(stats["sources"]) > 1:

@@ -51,6 +51,13 @@ class Tokenizer:
         """Ids of each line, after the one normalization of text that enters (:func:`seq2seq.text.normalize`)."""
         return self.sp.Encode([normalize(line) for line in lines])
 
+    def sample(self, line: str, alpha: float, nbest_size: int = -1) -> list[int]:
+        """Ids of one segmentation of ``line`` drawn at random (subword regularization: unigram samples
+        among the ``nbest_size`` best, -1: all, smoothed by ``alpha``; bpe drops each merge with
+        probability ``alpha``) from SentencePiece's generator of the calling thread
+        (:mod:`seq2seq.data.sampling` seeds it)."""
+        return self.sp.Encode(normalize(line), enable_sampling=True, alpha=alpha, nbest_size=nbest_size)
+
     def pieces(self, line: str) -> list[str]:
         return self.sp.EncodeAsPieces(normalize(line))
 

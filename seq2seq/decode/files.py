@@ -49,7 +49,10 @@ def translate(
         _std("stdout")
     if io.attention_dir is not None and io.attention_dir.exists() and not io.attention_dir.is_dir():
         raise UserError(f"--attention takes a folder (one PNG per line), and {io.attention_dir} is a file")
-    translator = Translator.from_run_dirs(run_dirs, checkpoint, pick_device(device, "--device"))
+    device = pick_device(device, "--device")
+    translator = Translator.from_run_dirs(
+        run_dirs, checkpoint, device, decode_overrides.get("search_precision")
+    )
     dc = translator.decode_config(**decode_overrides)
     count = interactive(translator, dc, io) if io.interactive else translate_stream(translator, dc, io)
     if io.attention_dir is not None:

@@ -16,6 +16,7 @@ from seq2seq.decode.model_folder import is_model_folder
 from seq2seq.decode.model_folder import load as load_model_folder
 from seq2seq.errors import UserError
 from seq2seq.model.network import build_model
+from seq2seq.model.quantized import QUANTIZATION, from_int8_state
 from seq2seq.runs import checkpoint as ckpt_io
 from seq2seq.runs.ownership import load_run_config
 
@@ -63,12 +64,26 @@ def load_run_with_tokenizers(run_dir: Path, which: str = "best", device: Optiona
             f"{path} was trained with other tokenizers (SentencePiece models) than those in {run_dir / 'spm'} "
             f"(was the spm stage re-run?): restore spm/, or train again"
         )
+    model = build_from_checkpoint(ckpt, model_cfg, path, device)
+    return cfg, model.to(device or torch.device("cpu")).eval(), toks
+
+
+def build_from_checkpoint(ckpt: dict, model_cfg: ModelConfig, path: Path, device: Optional[torch.device]):
+    """The model a checkpoint holds: fp32 parameters, or (``quantization`` int8-dynamic, written by
+    ``seq2seq quantize``) the int8 model of :mod:`seq2seq.model.quantized`, which decodes on the CPU only."""
+    quantization = ckpt.get("quantization")
+    if quantization is not None:
+        if quantization != QUANTIZATION:
+            raise UserError(f"{path} holds {quantization} weights; this seq2seq reads {QUANTIZATION} only")
+        if device is not None and device.type != "cpu":
+            raise UserError(f"{path} is an int8 checkpoint: it decodes on the CPU only (--device cpu)")
+        return from_int8_state(model_cfg, ckpt["model"])
     model = build_model(model_cfg, ckpt["src_vocab"], ckpt["tgt_vocab"])
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
         raise UserError(f"{path}: parameters do not match its config ({str(e).splitlines()[0]})") from None
-    return cfg, model.to(device or torch.device("cpu")).eval(), toks
+    return model
 
 
 def _foreign(run_dir: Path, path: Path, model: ModelConfig) -> bool:

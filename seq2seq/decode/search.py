@@ -81,7 +81,8 @@ def greedy(
     pick: Callable = argmax,
 ) -> list[Hypothesis]:
     """Argmax decoding (or what ``pick`` chooses: :func:`draw` samples). src (B, S), lengths (B,).
-    Finished sentences leave the active batch."""
+    Finished sentences leave the active batch. A step moves one small tensor to the host (each row's
+    pick and its log-prob), and its attention weights when asked for."""
     B = src.size(0)
     state = model.encode(src, lengths)
     limits = max_lengths(lengths, max_len_ratio, max_len_offset)
@@ -99,16 +100,18 @@ def greedy(
             history = history.view(len(active), t)
         logp, state, attn = _step(model, prev, state, rules, t, history)  # (A, V), (A, S)
         best_logp, best = pick(logp)  # (A,)
-        toks, lps = best.tolist(), best_logp.tolist()
+        # the step's one host transfer (two with attention); ids are exact in float32 (below 2^24)
+        lps, toks = torch.stack([best_logp, best.to(best_logp.dtype)]).tolist()
+        step_attn = attn.float().cpu() if return_attention else None  # (A, S)
         keep = []
         for row, b in enumerate(active):
             out_logp[b] += lps[row]
-            if return_attention:
-                out_attn[b].append(attn[row].float().cpu())
+            if step_attn is not None:
+                out_attn[b].append(step_attn[row])
             if toks[row] == EOS:
                 out_eos[b] = True
             else:
-                out_tokens[b].append(toks[row])
+                out_tokens[b].append(int(toks[row]))
                 if t + 1 < limits[b]:
                     keep.append(row)
         t += 1
@@ -125,14 +128,45 @@ def greedy(
     return hyps
 
 
+# A hypothesis's output ids, as beam search keeps them on the host: (last id, the node before) or None
+# for none yet. A step extends every live row by one node, however long its history is.
+Node = Optional[tuple[int, "Node"]]
+
+
+def _ids(node: Node) -> list[int]:
+    """The output ids of ``node``, first to last."""
+    out = []
+    while node is not None:
+        out.append(node[0])
+        node = node[1]
+    return out[::-1]
+
+
+def top_candidates(scores: torch.Tensor, logp: torch.Tensor, k: int):
+    """The ``k`` best continuations of each sentence's beams, best first: scores (A, K) cumulative
+    log-probs, logp (A*K, V) -> values (A, k), beam (A, k), id (A, k): one top-k over all K*V sums.
+
+    ``logp`` becomes the sums (added in place: a fresh (A, K*V) tensor of a few MB costs more to
+    page in than to fill). One flat top-k, not two stages (each row's top k, then the sentence's top k
+    of those K*k): the values would be the same, but torch.topk orders equal values as its algorithm
+    happens to, and a tie (equal sums, common in a small model) would break another way."""
+    A, K = scores.shape
+    V = logp.size(1)
+    sums = logp.view(A, K, V).add_(scores.unsqueeze(2)).view(A, K * V)
+    top, where = sums.topk(min(k, K * V), dim=1)
+    return top, where // V, where % V
+
+
 @dataclass
 class _Beams:
     """Beam search's running state: A active sentences x K beams, row a*K + k."""
 
     state: object  # the model's decoder state, (A*K) rows
     scores: torch.Tensor  # (A, K) cumulative log-prob
-    tokens: torch.Tensor  # (A*K, t) output ids so far
     prev: torch.Tensor  # (A*K,) last ids
+    history: list[Node]  # (A*K) output ids so far, on the host
+    live: list[list[float]]  # (A, K) the scores, on the host
+    tokens: Optional[torch.Tensor]  # (A*K, t) output ids so far, only for rules that read them
     attn: Optional[torch.Tensor]  # (A*K, t, S) attention history, when asked for
     active: list[int]  # original index of each active sentence
     finished: list[list[Hypothesis]]  # per original sentence
@@ -140,16 +174,31 @@ class _Beams:
     coverage: Optional[torch.Tensor] = None
     beta: float = 0.0  # coverage penalty weight
 
-    def coverage_penalties(self, rows: list[int]) -> list[float]:
-        """beta * sum_i log(min(coverage_i, 1)) of beam rows ``rows`` (0.0 each without the penalty). A
-        source position that got no attention at all (underflow) counts as the smallest normal float's
-        log, about -87, not -inf: such hypotheses still rank by their other terms."""
-        if self.coverage is None or not rows:
-            return [0.0] * len(rows)
-        index = torch.tensor(rows, dtype=torch.long, device=self.coverage.device)
-        cov = self.coverage.index_select(0, index)  # (N, S)
-        cov = cov.clamp(min=torch.finfo(cov.dtype).tiny, max=1.0)
-        return (self.beta * cov.log().sum(1)).tolist()
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Rows ``rows`` (N,) of the per-row histories kept on the device (ids, attention, coverage)."""
+        if self.tokens is not None:
+            self.tokens = self.tokens.index_select(0, rows)
+        if self.attn is not None:
+            self.attn = self.attn.index_select(0, rows)
+        if self.coverage is not None:
+            self.coverage = self.coverage.index_select(0, rows)
+
+    def finish(self, ends: list[tuple[int, int, float]], alpha: float, eos: bool) -> None:
+        """Finished hypotheses from rows: ``ends`` (original sentence, row, log-prob). One host transfer for
+        the coverage penalties and one for the attention, and only when those are kept."""
+        rows = [row for _, row, _ in ends]
+        index = torch.tensor(rows, dtype=torch.long, device=self.prev.device) if rows else None
+        penalty = [0.0] * len(rows)
+        if self.coverage is not None and rows:
+            cov = self.coverage.index_select(0, index)  # (N, S)
+            # a position that got no attention at all (underflow) counts as the smallest normal float's
+            # log, about -87, not -inf: such hypotheses still rank by their other terms
+            cov = cov.clamp(min=torch.finfo(cov.dtype).tiny, max=1.0)
+            penalty = (self.beta * cov.log().sum(1)).tolist()
+        attn = self.attn.index_select(0, index).cpu() if self.attn is not None and rows else None
+        for i, (b, row, lp) in enumerate(ends):
+            h_attn = attn[i] if attn is not None else None
+            self.finished[b].append(_finished(_ids(self.history[row]), lp, alpha, h_attn, eos, penalty[i]))
 
 
 @torch.no_grad()
@@ -168,12 +217,16 @@ def beam_search(
 ) -> list[list[Hypothesis]]:
     """Batched beam search over sentences x beams; returns the ``n_best`` hypotheses per sentence.
 
-    Each step scores all K x V continuations of a sentence's K beams at once (top-2K over the
-    flattened scores). Candidates ending in EOS among the top K are finished; the best K others
+    Each step scores all K x V continuations of a sentence's K beams at once (the top 2K of them, see
+    :func:`top_candidates`). Candidates ending in EOS among the top K are finished; the best K others
     continue. A sentence stops when it has K finished hypotheses or reaches its maximum length
     (its live beams are then finished as they are), and leaves the active batch. With K = 1 this
     is exactly :func:`greedy`. ``coverage_penalty`` beta > 0 adds GNMT's coverage penalty to the scores
     of finished hypotheses (see the module's docstring).
+
+    A step moves one small tensor to the host (the top candidates: what finished, which beam each
+    continuing row comes from, its id and score); the output ids so far stay there. Only a step where
+    hypotheses finish moves more, and only what was asked for: their coverage penalties and attention.
     """
     B, K, device = src.size(0), beam_size, src.device
     state = model.encode(src, lengths)
@@ -183,8 +236,10 @@ def beam_search(
     beams = _Beams(
         state=state.select(torch.arange(B, device=device).repeat_interleave(K)),
         scores=scores,
-        tokens=torch.empty(B * K, 0, dtype=torch.long, device=device),
         prev=torch.full((B * K,), BOS, dtype=torch.long, device=device),
+        history=[None] * (B * K),
+        live=[[0.0] + [float("-inf")] * (K - 1) for _ in range(B)],
+        tokens=torch.empty(B * K, 0, dtype=torch.long, device=device) if rules.no_repeat_ngram else None,
         attn=torch.empty(B * K, 0, src.size(1), device=device) if return_attention else None,
         active=list(range(B)),
         finished=[[] for _ in range(B)],
@@ -204,81 +259,66 @@ def _advance(model, beams: _Beams, K: int, alpha: float, rules: Rules, t: int) -
     with the K best others (in rank order)."""
     A, device = len(beams.active), beams.prev.device
     logp, state, attn = _step(model, beams.prev, beams.state, rules, t, beams.tokens)  # (A*K, V), (A*K, S)
-    V = logp.size(1)
     if beams.attn is not None:
         beams.attn = torch.cat([beams.attn, attn.float().unsqueeze(1)], dim=1)  # (A*K, t+1, S)
     if beams.coverage is not None:
         beams.coverage = beams.coverage + attn.float()  # (A*K, S)
-    cand = (beams.scores.unsqueeze(2) + logp.view(A, K, V)).view(A, K * V)
-    top_scores, top_idx = cand.topk(min(2 * K, K * V), dim=1)  # (A, 2K), best first
-    top_beam, top_tok = top_idx // V, top_idx % V
+    top_scores, top_beam, top_tok = top_candidates(beams.scores, logp, 2 * K)  # (A, 2K) each, best first
     is_eos = top_tok == EOS
     cont = ~is_eos & ((~is_eos).cumsum(1) <= K)  # the K best non-EOS candidates continue
-    positions = torch.arange(top_idx.size(1), device=device)
+    positions = torch.arange(top_tok.size(1), device=device)
     pick = ((~cont).long() * (2 * K) + positions).argsort(dim=1)[:, :K]  # (A, K)
-    _finish_eos(beams, K, alpha, is_eos[:, :K], top_scores[:, :K], top_beam[:, :K])
-    rows = (torch.arange(A, device=device).unsqueeze(1) * K + top_beam.gather(1, pick)).view(-1)  # (A*K,)
-    new_tok = top_tok.gather(1, pick)
-    beams.tokens = torch.cat([beams.tokens.index_select(0, rows), new_tok.view(-1, 1)], dim=1)
-    if beams.attn is not None:
-        beams.attn = beams.attn.index_select(0, rows)
-    if beams.coverage is not None:
-        beams.coverage = beams.coverage.index_select(0, rows)
-    beams.state, beams.scores, beams.prev = state.reorder(rows), top_scores.gather(1, pick), new_tok.view(-1)
-
-
-def _finish_eos(beams: _Beams, K: int, alpha: float, is_eos, eos_scores, eos_beams) -> None:
-    """Candidates among the top K that end in EOS become finished hypotheses (their sentence's first K).
-    One host transfer per step; only the finished rows' histories come to the host."""
-    eos_cpu = is_eos.tolist()
-    if not any(any(r) for r in eos_cpu):
-        return
-    eos_scores, eos_beams = eos_scores.tolist(), eos_beams.tolist()
-    ends = [
-        (b, a * K + eos_beams[a][j], eos_scores[a][j])
-        for a, b in enumerate(beams.active)
-        for j in range(K)
-        if eos_cpu[a][j] and eos_scores[a][j] > float("-inf")
+    ended = top_scores[:, :K].masked_fill(~is_eos[:, :K], float("-inf"))  # (A, K): -inf where none ended
+    new_scores, new_beam, new_tok = (
+        top_scores.gather(1, pick),
+        top_beam.gather(1, pick),
+        top_tok.gather(1, pick),
+    )
+    # the step's one host transfer; ids and beams are exact in the scores' float type (below 2^24)
+    parts = (ended, top_beam[:, :K], new_scores, new_beam, new_tok)
+    report = torch.cat([x.to(top_scores.dtype) for x in parts], dim=1).tolist()  # A x 5K
+    rows = (torch.arange(A, device=device).unsqueeze(1) * K + new_beam).view(-1)  # (A*K,)
+    ends = []  # the candidates that ended, up to a sentence's first K finished hypotheses
+    for a, (b, r) in enumerate(zip(beams.active, report)):
+        room = K - len(beams.finished[b])
+        ends += [(b, a * K + int(r[K + j]), r[j]) for j in range(K) if r[j] > float("-inf")][:room]
+    if ends:
+        beams.finish(ends, alpha, True)
+    history = beams.history
+    beams.history = [
+        (int(r[4 * K + k]), history[a * K + int(r[3 * K + k])])
+        for a, r in enumerate(report)
+        for k in range(K)
     ]
-    needed = sorted({row for _, row, _ in ends})
-    index = torch.tensor(needed, dtype=torch.long, device=beams.prev.device)
-    history = dict(zip(needed, beams.tokens.index_select(0, index).tolist()))
-    penalty = dict(zip(needed, beams.coverage_penalties(needed)))
-    for b, row, lp in ends:
-        if len(beams.finished[b]) < K:
-            h_attn = beams.attn[row].cpu() if beams.attn is not None else None
-            beams.finished[b].append(_finished(history[row], lp, alpha, h_attn, True, penalty[row]))
+    beams.live = [r[2 * K : 3 * K] for r in report]
+    beams.select_rows(rows)
+    if beams.tokens is not None:
+        beams.tokens = torch.cat([beams.tokens, new_tok.view(-1, 1)], dim=1)
+    beams.state, beams.scores, beams.prev = state.reorder(rows), new_scores, new_tok.view(-1)
 
 
 def _finish_and_shrink(beams: _Beams, K: int, alpha: float, at_limit: list[bool]) -> None:
     """Sentences with K finished hypotheses leave the batch; so do those at their length limit, whose
     live beams finish as they are."""
-    keep, live_scores, live_tokens = [], None, None
+    keep, ends = [], []
     for a, b in enumerate(beams.active):
         if len(beams.finished[b]) >= K:
             continue
         if at_limit[a]:  # out of length: the live beams finish as they are
-            live_scores = live_scores if live_scores is not None else beams.scores.tolist()
-            live_tokens = live_tokens if live_tokens is not None else beams.tokens.tolist()
-            penalty = beams.coverage_penalties([a * K + k for k in range(K)])
-            for k in range(K):
-                lp = live_scores[a][k]
-                if lp > float("-inf"):
-                    h_attn = beams.attn[a * K + k].cpu() if beams.attn is not None else None
-                    hyp = _finished(live_tokens[a * K + k], lp, alpha, h_attn, False, penalty[k])
-                    beams.finished[b].append(hyp)
+            ends += [(b, a * K + k, lp) for k, lp in enumerate(beams.live[a]) if lp > float("-inf")]
             continue
         keep.append(a)
+    if ends:
+        beams.finish(ends, alpha, False)
     if len(keep) < len(beams.active):
         device = beams.prev.device
         index = torch.tensor(keep, dtype=torch.long, device=device)
         rows = (index.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
         beams.state, beams.prev = beams.state.select(rows), beams.prev.index_select(0, rows)
-        beams.tokens, beams.scores = beams.tokens.index_select(0, rows), beams.scores.index_select(0, index)
-        if beams.attn is not None:
-            beams.attn = beams.attn.index_select(0, rows)
-        if beams.coverage is not None:
-            beams.coverage = beams.coverage.index_select(0, rows)
+        beams.scores = beams.scores.index_select(0, index)
+        beams.select_rows(rows)
+        beams.history = [beams.history[a * K + k] for a in keep for k in range(K)]
+        beams.live = [beams.live[a] for a in keep]
         beams.active = [beams.active[a] for a in keep]
 
 

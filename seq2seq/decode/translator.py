@@ -29,7 +29,8 @@ from seq2seq.errors import UserError
 from seq2seq.model.compiled import CompiledDecoder
 from seq2seq.model.device import pick_device
 from seq2seq.model.network import Seq2Seq
-from seq2seq.model.precision import fast_fp32_matmul
+from seq2seq.model.precision import autocast, choose_precision, fast_fp32_matmul
+from seq2seq.model.quantized import is_int8, quantize
 
 
 @dataclass
@@ -125,7 +126,9 @@ class Translator:
         self.model = models[0] if len(models) == 1 else Ensemble(models)
         self.compile_backend = compile_backend
         fast_fp32_matmul(device)  # decoding runs in fp32: TF32 on CUDA
-        self._searchers: dict[str, object] = {}  # compile_search mode -> what search steps through
+        # (compile_search, search_precision) -> what search steps through
+        self._searchers: dict[tuple[str, str], object] = {}
+        self._int8: Optional[list] = None  # the models quantized (decode.search_precision int8), once
         self.warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
         self._rng: Optional[tuple[int, torch.Generator]] = None  # (seed, generator) of sampling
 
@@ -135,10 +138,12 @@ class Translator:
         run_dirs: Union[str, Path, Sequence[Union[str, Path]]],
         checkpoint: str = "best",
         device: str = "auto",
+        precision: Optional[str] = None,
     ) -> "Translator":
         """The Python API's entry: one run directory (or a list: an ensemble); ``checkpoint``: a name in
-        <run_dir>/checkpoints (best, last, average, ...) or a checkpoint file; ``device``: auto, cpu,
-        cuda or cuda:N."""
+        <run_dir>/checkpoints (best, last, average, best-int8, ...) or a checkpoint file; ``device``: auto,
+        cpu, cuda or cuda:N; ``precision``: auto, fp32, bf16 or int8 (decode.search_precision; None: the
+        run's)."""
         dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs
         if not isinstance(dirs, (list, tuple)) or not all(isinstance(d, (str, Path)) for d in dirs):
             raise TypeError(
@@ -146,14 +151,19 @@ class Translator:
             )
         if not dirs:
             raise UserError("Translator.load: no run directory given (an empty list)")
-        return cls.from_run_dirs(list(dirs), checkpoint, device)
+        return cls.from_run_dirs(list(dirs), checkpoint, device, precision)
 
     @classmethod
     def from_run_dirs(
-        cls, run_dirs: list[str | Path], checkpoint: str = "best", device: str | torch.device = "auto"
+        cls,
+        run_dirs: list[str | Path],
+        checkpoint: str = "best",
+        device: str | torch.device = "auto",
+        precision: Optional[str] = None,
     ):
         """Load the checkpoint ``checkpoint`` of each run directory; ``device``: a torch.device, or a
-        ``train.device`` value."""
+        ``train.device`` value; ``precision``: a ``decode.search_precision`` value that replaces the run's
+        (None keeps it), checked (and int8 models built) now."""
         dev = device if isinstance(device, torch.device) else pick_device(device)
         models, toks, cfg = [], None, None
         for run_dir in map(Path, run_dirs):
@@ -164,17 +174,48 @@ class Translator:
                 )
             toks, cfg = toks or toks_i, cfg or cfg_i
             models.append(model)
-        return cls(models, toks[0], toks[1], cfg, dev)
+        if precision is not None:
+            cfg = replace(cfg, decode=with_decode(cfg, search_precision=precision).decode)
+        translator = cls(models, toks[0], toks[1], cfg, dev)
+        translator.models_for(cfg.decode.search_precision)
+        return translator
 
-    def searcher(self, mode: str):
-        """The model (or ensemble) that search steps through, its decoder step compiled when ``mode``
-        is not off; compiled once per mode and reused."""
-        if mode == "off":
+    def models_for(self, precision: str) -> list:
+        """The models that decode in ``precision`` (a ``decode.search_precision`` value): as loaded (fp32, or
+        int8 from a ``seq2seq quantize`` file), or quantized to int8 once (CPU only). bf16 needs native bf16
+        (:func:`seq2seq.model.precision.choose_precision`); an int8 checkpoint decodes in int8 only."""
+        stored = [is_int8(m) for m in self.models]
+        if precision in ("fp32", "bf16") and any(stored):
+            raise UserError(
+                f"decode.search_precision {precision} (--precision): the checkpoint is int8 (seq2seq quantize "
+                f"wrote it): decode it with auto or int8, or give the fp32 checkpoint"
+            )
+        if precision == "bf16":
+            choose_precision("bf16", self.device, key="decode.search_precision")
+        if precision != "int8" or all(stored):
+            return self.models
+        if self.device.type != "cpu":
+            raise UserError(
+                f"decode.search_precision int8 runs on the CPU only (this translator is on {self.device})"
+            )
+        if self._int8 is None:
+            self._int8 = [m if is_int8(m) else quantize(m) for m in self.models]
+        return self._int8
+
+    def searcher(self, mode: str, precision: str = "auto"):
+        """The model (or ensemble) that search steps through in ``precision`` (see :meth:`models_for`), its
+        decoder step compiled when ``mode`` is not off; built once per (mode, precision) and reused."""
+        models = self.models_for(precision)
+        if mode == "off" and models is self.models:
             return self.model
-        if mode not in self._searchers:
-            compiled = [CompiledDecoder(m, mode, self.compile_backend) for m in self.models]
-            self._searchers[mode] = compiled[0] if len(compiled) == 1 else Ensemble(compiled)
-        return self._searchers[mode]
+        if mode != "off" and any(is_int8(m) for m in models):
+            raise UserError(f"decode.compile_search {mode}: int8 models are not compiled; set it to off")
+        if (mode, precision) not in self._searchers:
+            steps = (
+                models if mode == "off" else [CompiledDecoder(m, mode, self.compile_backend) for m in models]
+            )
+            self._searchers[mode, precision] = steps[0] if len(steps) == 1 else Ensemble(steps)
+        return self._searchers[mode, precision]
 
     def hypotheses(
         self,
@@ -200,16 +241,12 @@ class Translator:
         dropped. Time and memory per line stay bounded, whatever its length."""
         dc = dc or self.cfg.decode
         parts, owners = self._parts(ids)
+        searcher = self.searcher(dc.compile_search, dc.search_precision)
         try:
-            hyps = decode_ids(
-                self.searcher(dc.compile_search),
-                parts,
-                dc,
-                self.device,
-                return_attention,
-                progress,
-                self._generator(dc),
-            )
+            with autocast(self.device, torch.bfloat16 if dc.search_precision == "bf16" else None):
+                hyps = decode_ids(
+                    searcher, parts, dc, self.device, return_attention, progress, self._generator(dc)
+                )
         except (RuntimeError, MemoryError) as e:
             if not out_of_memory(e):
                 raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from seq2seq.constants import RESULTS_JSON, checkpoint_file
+from seq2seq.constants import AVERAGED, RESULTS_JSON, checkpoint_file
 from seq2seq.decode.loading import checkpoint_model_config
 from seq2seq.errors import UserError
 from seq2seq.model.network import build_model, count_parameters
@@ -41,9 +41,13 @@ def run_info(run_dir: Path) -> dict:
         info["parameters"] = count_parameters(build_model(model_cfg, ckpt["src_vocab"], ckpt["tgt_vocab"]))
         info["vocab"] = {"source": ckpt["src_vocab"], "target": ckpt["tgt_vocab"]}
         info["progress"] = ckpt["progress"]
-    dev = [m for m in read_metrics(run_dir) if m["kind"] == "dev"]
+    metrics = read_metrics(run_dir)
+    dev = [m for m in metrics if m["kind"] == "dev"]
     if dev:
         info["dev_bleu_history"] = [(m["step"], m["bleu"]) for m in dev]
+    averaged = [m for m in metrics if m["kind"] == AVERAGED]
+    if averaged:  # train.average_last: the dev BLEU of checkpoints/averaged.pt
+        info["averaged_dev_bleu"] = averaged[-1]["bleu"]
     results = run_dir / RESULTS_JSON
     if results.is_file():
         info["results"] = read_results(results)
@@ -75,6 +79,10 @@ def format_info(info: dict) -> str:
         )
     else:
         lines.append("training: no checkpoint yet")
+    if "averaged_dev_bleu" in info:
+        lines.append(
+            f"averaged.pt (train.average_last {t.get('average_last')}): dev BLEU {info['averaged_dev_bleu']:.2f}"
+        )
     for split, r in info.get("results", {}).items():
         lines.append(f"test {split}: BLEU {r['bleu']:.2f} chrF {r['chrf']:.2f} ({r['signature']})")
     return "\n".join(lines)

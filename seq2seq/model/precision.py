@@ -16,8 +16,6 @@ import torch
 
 from seq2seq.errors import UserError
 
-KEY = "config key 'train.precision'"
-
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX, as oneDNN (which runs the bf16 matmuls) sees it."""
@@ -29,9 +27,12 @@ def cuda_has_native_bf16() -> bool:
     return bool(torch.cuda.is_bf16_supported(including_emulation=False))
 
 
-def choose_precision(precision: str, device: torch.device) -> tuple[Optional[torch.dtype], str]:
+def choose_precision(
+    precision: str, device: torch.device, key: str = "train.precision"
+) -> tuple[Optional[torch.dtype], str]:
     """(autocast dtype or None for plain fp32, one line saying which and why) for a ``train.precision``
-    setting on ``device``; a setting the device cannot do natively is a UserError."""
+    setting on ``device``; a setting the device cannot do natively is a UserError naming config ``key``."""
+    name = f"config key '{key}'"
     cuda = device.type == "cuda"
     where = "this GPU" if cuda else "this CPU"
     native = cuda_has_native_bf16() if cuda else cpu_has_native_bf16()
@@ -39,13 +40,13 @@ def choose_precision(precision: str, device: torch.device) -> tuple[Optional[tor
         return None, "fp32 (train.precision=fp32)"
     if precision == "fp16":
         if not cuda:
-            raise UserError(f"{KEY}: fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
+            raise UserError(f"{name}: fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
         return torch.float16, "fp16 autocast with loss scaling (train.precision=fp16)"
     hardware = "compute capability 8.0+" if cuda else "AVX512-BF16 or AMX"
     if precision == "bf16":
         if not native:
             alternative = "fp16 or fp32" if cuda else "fp32"
-            raise UserError(f"{KEY}: {where} has no native bf16 ({hardware}); use {alternative}")
+            raise UserError(f"{name}: {where} has no native bf16 ({hardware}); use {alternative}")
         return torch.bfloat16, f"bf16 autocast (train.precision=bf16; {where} has native bf16)"
     if native:  # auto
         return torch.bfloat16, f"bf16 autocast (auto: {where} has native bf16, {hardware})"

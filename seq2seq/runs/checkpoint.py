@@ -20,7 +20,7 @@ from seq2seq.fileio import atomic_write_bytes
 from seq2seq.runs import ownership as rundir
 
 FORMAT_VERSION = 1
-TRAINING_OWNS = re.compile(r"best|last|step-\d+")  # names the train stage writes and resumes from
+TRAINING_OWNS = re.compile(r"best|last|averaged|step-\d+")  # names the train stage writes (and resumes from)
 STEP = re.compile(r"step-(\d+)")  # train.keep_checkpoints' files: step-NNNNNNNN.pt
 
 
@@ -111,6 +111,9 @@ def average(paths: list[Path], out: Path) -> dict[str, Any]:
     if not paths:
         raise UserError("no checkpoints to average")
     ckpts = [load(p) for p in paths]
+    for path, c in zip(paths, ckpts):
+        if c.get("quantization") is not None:
+            raise UserError(f"{path} is an int8 checkpoint: average the fp32 checkpoints, then quantize")
     first = ckpts[0]["model"]
     for path, c in zip(paths[1:], ckpts[1:]):
         if c["model"].keys() != first.keys() or any(c["model"][k].shape != v.shape for k, v in first.items()):
@@ -141,7 +144,7 @@ def average_run(run_dir: Path, names: list[str], last_n: int, out_name: str) -> 
     out = checkpoint_path(run_dir, out_name, "-o/--output")
     if TRAINING_OWNS.fullmatch(out_name):
         raise UserError(
-            f"-o/--output: {out_name}.pt belongs to training (best, last and step-N are its own): "
+            f"-o/--output: {out_name}.pt belongs to training (best, last, averaged and step-N are its own): "
             f"choose another name, e.g. -o average"
         )
     paths = [checkpoint_path(run_dir, n, "--checkpoints") for n in names]

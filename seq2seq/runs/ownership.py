@@ -32,7 +32,7 @@ from typing import Iterator, Optional
 
 from seq2seq.config.load import from_dict
 from seq2seq.config.schema import Config
-from seq2seq.config.stamps import STAGE_KEYS
+from seq2seq.config.stamps import STAGE_KEYS, stage_settings
 from seq2seq.config.values import read_yaml
 from seq2seq.constants import CONFIG, LOCK, MANIFEST, OWNER, checkpoints_dir, spm_dir
 from seq2seq.errors import UserError
@@ -141,11 +141,6 @@ def _recipe(cfg: Optional[Config], folder: Path) -> Optional[dict]:
     return {"path": str(path), "relative": os.path.relpath(path, folder.resolve())}
 
 
-def stage_settings(cfg: Config, stage: str) -> dict:
-    values = cfg.to_dict()
-    return {s: values[s] for s in STAGE_KEYS[stage]}
-
-
 def check_recipe(folder: Path, cfg: Optional[Config], owner: dict) -> None:
     """The same recipe file: the same absolute path (a run folder copied elsewhere), or the same path
     relative to the folder (recipes and runs moved together, e.g. a renamed checkout)."""
@@ -210,9 +205,9 @@ def claim(
 def check_spm(run_dir: Path, cfg: Config, owner: dict) -> None:
     """Refuse to retrain a tokenizer with other spm settings while checkpoints depend on it."""
     old = owner.get("stages", {}).get("spm", {}).get("spm")
-    if old is None or old == cfg.to_dict()["spm"] or not has_checkpoints(run_dir):
+    new = stage_settings(cfg, "spm")["spm"]  # without the sampling keys: they leave the models alone
+    if old is None or {k: v for k, v in old.items() if k in new} == new or not has_checkpoints(run_dir):
         return
-    new = cfg.to_dict()["spm"]
     changed = ", ".join(f"spm.{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v)
     raise UserError(
         f"{run_dir / 'spm'} was built with other settings ({changed}) and the checkpoints in "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from seq2seq.config.load import load_config, parse_overrides
 from seq2seq.config.schema import Config
+from seq2seq.config.stamps import OPTIONAL_SECTIONS
 from seq2seq.errors import UserError
 from seq2seq.runs.ownership import load_run_config, read_owner
 
@@ -53,7 +54,9 @@ def settings_differences(run_values: dict, cfg: Config) -> list[str]:
     """The keys (outside decode) in which ``cfg`` differs from a run's saved settings."""
     wanted = {k: v for k, v in cfg.to_dict().items() if k not in FREE_SECTIONS and k not in TOP_LEVEL_IGNORED}
     wanted["train"] = {k: v for k, v in wanted["train"].items() if k not in HOW_NOT_WHAT}
-    return differences(run_values, wanted)
+    defaults = Config().to_dict()  # a section missing from an older run's config.yaml: its defaults then
+    theirs = {**{s: defaults[s] for s in OPTIONAL_SECTIONS}, **run_values}
+    return differences(theirs, wanted)
 
 
 def refuse_differences(run_dir: Path, found: list[str], advice: str) -> None:

@@ -71,12 +71,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def loader(run_dir: Path, checkpoint: str, device: str):
-    """The function the app runs at startup: the run loaded with translate's checks, and /info."""
+def loader(run_dir: Path, checkpoint: str, device: str, precision: Optional[str] = None):
+    """The function the app runs at startup: the run loaded with translate's checks, and /info.
+    ``precision``: a decode.search_precision value instead of the run's (None keeps it)."""
     dev = pick_device(device, "--device")
 
     def load():
-        translator = Translator.from_run_dirs([run_dir], checkpoint, dev)
+        translator = Translator.from_run_dirs([run_dir], checkpoint, dev, precision)
         return translator, summary(run_dir, checkpoint, translator)
 
     return load
@@ -128,9 +129,10 @@ def serve(
     threads: int = 0,
     access_log: bool = False,
     log=None,
+    precision: Optional[str] = None,
 ) -> None:
-    """Serve ``run_dir`` until SIGTERM/SIGINT. Raises UserError for a run that does not load, a port in
-    use, a bad key file."""
+    """Serve ``run_dir`` until SIGTERM/SIGINT, decoding in ``precision`` (a decode.search_precision value; None:
+    the run's). Raises UserError for a run that does not load, a port in use, a bad key file."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     settings = settings or ServeSettings()
     run_dir = Path(run_dir)
@@ -140,7 +142,7 @@ def serve(
         settings.api_key = read_api_key(api_key_file)
     if threads:
         torch.set_num_threads(threads)
-    load = loader(run_dir, checkpoint, device)
+    load = loader(run_dir, checkpoint, device, precision)
     sock = bind(host, port)
     port = sock.getsockname()[1]
     fatal: list[str] = []

@@ -57,6 +57,11 @@ def export(
     cfg, model, toks = load_run_with_tokenizers(run_dir, which)  # every consistency check of a run
     path = ckpt_io.resolve(run_dir, which)
     ckpt = ckpt_io.load(path)
+    if ckpt.get("quantization") is not None:
+        raise UserError(
+            f"{path} is an int8 checkpoint; a model folder holds fp32 weights: export the fp32 checkpoint "
+            f"it came from, and decode the folder with --precision int8"
+        )
     _check_target(out, run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))

@@ -73,6 +73,10 @@ def parent_weights(
     target) and the same architecture."""
     path = parent_checkpoint(cfg)
     ckpt = ckpt_io.load(path)
+    if ckpt.get("quantization") is not None:
+        raise UserError(
+            f"config key 'train.init_from': {path} is an int8 checkpoint: fine-tune from an fp32 one"
+        )
     if not fingerprint_matches(ckpt.get("tokenizers"), *toks):
         raise UserError(
             f"{path} was trained with other SentencePiece models than {cfg.run_path / 'spm'}: fine-tuning "

@@ -19,7 +19,7 @@ import torch
 from seq2seq.config.load import save_config
 from seq2seq.config.schema import Config
 from seq2seq.config.values import read_yaml
-from seq2seq.constants import CONFIG, checkpoints_dir
+from seq2seq.constants import AVERAGED, CONFIG, checkpoint_file, checkpoints_dir
 from seq2seq.data.batches import epoch_batches, epoch_size
 from seq2seq.data.tokenizer import fingerprint_matches, tokenizers_fingerprint
 from seq2seq.decode.translator import Translator
@@ -205,9 +205,10 @@ class Trainer:
         spent = (tc.max_steps and p.step >= tc.max_steps) or (tc.max_epochs and p.epoch >= tc.max_epochs)
         return not (p.stopped_early or spent)
 
-    def _prepare(self, micro: list[list[int]]) -> tuple[list, int]:
-        """This rank's collated shares of ``micro`` and the global target tokens (see rank_shares)."""
-        return rank_shares(micro, self.data, self.dist, pin=self.device.type == "cuda")
+    def _prepare(self, micro: list[list[int]], epoch: int = 0) -> tuple[list, int]:
+        """This rank's collated shares of ``micro`` (batches of ``epoch``) and the global target tokens
+        (see rank_shares)."""
+        return rank_shares(micro, self.data, self.dist, pin=self.device.type == "cuda", epoch=epoch)
 
     def _train_step(
         self, micro: list[list[int]], prepared=None, nll: Optional[torch.Tensor] = None
@@ -215,7 +216,7 @@ class Trainer:
         """One optimizer step over ``micro`` (devices x accum_steps batches of sentence indices), whose
         shares may already be ``prepared`` (:meth:`_prepare`): (this rank's summed loss, gradient norm,
         global target tokens); adds the unsmoothed NLL to ``nll``."""
-        shares, total = prepared or self._prepare(micro)
+        shares, total = prepared or self._prepare(micro, self.progress.epoch)
         lr = self.parts.schedule.lr(self.progress.step + 1)
         loss, norm = train_step(self.parts, shares, self.dist.world / total, lr, self.cfg.train, nll)
         return loss, norm, total
@@ -261,6 +262,7 @@ class Trainer:
             self.log(
                 f"nothing to do: the run already ended at step {p.step} (best dev BLEU {p.best_bleu:.2f})"
             )
+            self.average_last(only_if_stale=True)  # a run stopped between its last validation and this
             return p
         if self.dist.main:
             save_config(self.cfg, self.run / CONFIG)
@@ -298,7 +300,39 @@ class Trainer:
             p = self.progress
         why = "early stopping" if p.stopped_early else "budget reached"
         self.log(f"finished at step {p.step} ({why}): best dev BLEU {p.best_bleu:.2f} at step {p.best_step}")
+        self.average_last()
         return p
+
+    def average_last(self, only_if_stale: bool = False) -> None:
+        """train.average_last = N (rank 0): ``checkpoints/averaged.pt`` from the newest N step checkpoints,
+        with the function of ``seq2seq average``; its dev loss and BLEU are logged and recorded in
+        metrics.jsonl (kind "averaged"). ``only_if_stale``: not when averaged.pt already averages them."""
+        n = self.cfg.train.average_last
+        if not n or not self.dist.main:
+            return
+        paths = ckpt_io.step_checkpoints(self.ckpt_dir)[-n:]
+        out = checkpoint_file(self.run, AVERAGED)
+        if not paths:
+            self.log(f"no step checkpoints to average (train.average_last {n}): {out.name} not written")
+            return
+        names = [p.name for p in paths]
+        if only_if_stale and out.is_file() and ckpt_io.load(out).get("averaged_from") == names:
+            return
+        averaged = ckpt_io.average(paths, out)["model"]
+        trained = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(averaged)
+        try:
+            dev_loss, bleu = self.validate()
+        finally:
+            self.model.load_state_dict(trained)
+        self.monitor.scalars(
+            AVERAGED, self.progress.step, {"loss": dev_loss, "bleu": bleu, "checkpoints": len(paths)}
+        )
+        fewer = f" (train.average_last {n}, but only {len(paths)} kept)" if len(paths) < n else ""
+        self.log(
+            f"averaged {len(paths)} checkpoints ({', '.join(names)}) -> {out}{fewer}: dev loss {dev_loss:.4f} "
+            f"BLEU {bleu:.2f} (best.pt {self.progress.best_bleu:.2f})"
+        )
 
     def _epoch_note(self) -> str:
         """With weighted corpora (data.sources): how many pairs an epoch draws."""
@@ -328,7 +362,7 @@ class Trainer:
         last = tc.max_steps and p.step + 1 >= tc.max_steps
         upcoming = [] if last else batches[after : after + per_step]  # this epoch's next step
         prepared = ahead.get(
-            (p.epoch, p.batch), (micro,), (p.epoch, after) if upcoming else None, (upcoming,)
+            (p.epoch, p.batch), (micro, p.epoch), (p.epoch, after) if upcoming else None, (upcoming, p.epoch)
         )
         window.add(*self._train_step(micro, prepared, window.nll))
         p.step, p.batch = p.step + 1, after

@@ -3,8 +3,9 @@
 Collating token ids into padded tensors (and pinning them, on CUDA) is host work that would
 otherwise sit between two steps while the GPU waits. The batch order is fixed in advance (a pure
 function of seed and epoch: :func:`seq2seq.data.batches.make_batches`), so the loop names the next step's
-batches before it runs this one; nothing drawn from a random generator is involved, and the results
-are those of preparing every step in turn (the resume tests check it bit for bit).
+batches before it runs this one; the only random draws are those of subword sampling, seeded per batch
+(:mod:`seq2seq.data.sampling`), and the results are those of preparing every step in turn (the resume
+tests check it bit for bit).
 """
 
 from __future__ import annotations

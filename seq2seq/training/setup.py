@@ -15,7 +15,8 @@ import torch
 from seq2seq.config.schema import Config, TrainConfig
 from seq2seq.constants import checkpoint_file
 from seq2seq.data.corpus import read_split
-from seq2seq.data.token_ids import build_pairs, drop_reason, source_counts
+from seq2seq.data.sampling import SampledPairs
+from seq2seq.data.token_ids import build_pairs, drop_reason, load_text, source_counts
 from seq2seq.data.tokenizer import (
     Tokenizer,
     copy_parent_tokenizers,
@@ -103,7 +104,7 @@ def setup_data(
     cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, dist: Dist, log: Callable[[str], None]
 ) -> TrainData:
     """Training pairs as memory-mapped token ids (rank 0 builds them; the others wait and map them),
-    dev lines and ids."""
+    sampled afresh each epoch with spm.subword_sampling (from their memory-mapped text), dev lines and ids."""
     fingerprint = tokenizers_fingerprint(src_tok, tgt_tok)
     if dist.main:
         build_pairs(cfg, src_tok, tgt_tok, fingerprint, log)
@@ -113,7 +114,12 @@ def setup_data(
         raise UserError("no training pairs left after filtering (train.max_len, filter_ratio, dedupe)")
     dev_lines, dev_refs = read_split(cfg, "dev")
     dev_src, dev_tgt = load_pairs(cfg, "dev", src_tok, tgt_tok)
-    return TrainData(train_src, train_tgt, dev_lines, dev_refs, dev_src, dev_tgt, source_shares(cfg))
+    sampled = None
+    if cfg.spm.subword_sampling:
+        toks, ids = (src_tok, tgt_tok), (train_src, train_tgt)
+        sampled = SampledPairs(load_text(cfg), ids, toks, cfg.spm, cfg.train.seed, cfg.train.max_len)
+    shares = source_shares(cfg)
+    return TrainData(train_src, train_tgt, dev_lines, dev_refs, dev_src, dev_tgt, sampled, shares)
 
 
 def source_shares(cfg: Config) -> tuple[tuple[int, float], ...]:

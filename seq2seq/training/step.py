@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from seq2seq.config.schema import TrainConfig
 from seq2seq.constants import PAD
 from seq2seq.data.batches import Batch, collate, make_batches
+from seq2seq.data.sampling import SampledPairs
 from seq2seq.data.token_ids import IdSeqs
 from seq2seq.model.network import Seq2Seq
 from seq2seq.model.precision import autocast
@@ -48,8 +49,18 @@ class TrainData:
     dev_refs: list[str]
     dev_src: list[list[int]]  # dev pairs as ids (non-empty), for dev loss
     dev_tgt: list[list[int]]
+    sampled: Optional[SampledPairs] = (
+        None  # spm.subword_sampling: the training pairs segmented afresh each epoch
+    )
     # (kept pairs, weight) of each corpus of data.sources, in the order of train_src (): each pair once
     shares: tuple = ()
+
+    def pairs(self, idx: list[int], epoch: int) -> tuple[list[list[int]], list[list[int]]]:
+        """(source ids, target ids) of the training pairs ``idx`` at ``epoch``: sampled with spm.subword_sampling,
+        else the stored ids."""
+        if self.sampled is not None:
+            return self.sampled.batch(idx, epoch)
+        return [self.train_src[i] for i in idx], [self.train_tgt[i] for i in idx]
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -113,7 +124,7 @@ def train_step(
 
 
 def rank_shares(
-    micro: list[list[int]], data: TrainData, dist: Dist, pin: bool = False
+    micro: list[list[int]], data: TrainData, dist: Dist, pin: bool = False, epoch: int = 0
 ) -> tuple[list[tuple[Batch, float]], int]:
     """This rank's batches of one optimizer step and the global number of target tokens. ``micro`` holds
     the step's batches of sentence indices for every rank (devices x accum_steps of them, fewer at an
@@ -122,14 +133,21 @@ def rank_shares(
     scales its summed loss by world / tokens, so DDP's gradient mean is exactly the gradient one process
     gets accumulating the same batches. Every rank runs the same number of batches (DDP syncs on the
     last): a rank short of batches at an epoch's end joins with zero-weight copies.
-    ``pin``: in page-locked memory, for an asynchronous copy to the GPU."""
-    total = sum(int(data.train_tgt.lengths[idx].sum()) + len(idx) for idx in micro)  # targets + EOS
+    ``pin``: in page-locked memory, for an asynchronous copy to the GPU. ``epoch``: which sampled
+    segmentation (spm.subword_sampling), where every rank samples every batch of the step for the global count.
+    """
     per = -(-len(micro) // dist.world)  # batches per rank: accum_steps, or fewer at an epoch's end
-    mine = [(idx, 1.0) for idx in micro[dist.rank * per : (dist.rank + 1) * per]]
-    mine += [(micro[0], 0.0)] * (per - len(mine))
+    mine = [(j, 1.0) for j in range(dist.rank * per, min(len(micro), (dist.rank + 1) * per))]
+    mine += [(0, 0.0)] * (per - len(mine))
+    if data.sampled is None:  # the stored ids: only this rank's batches are read
+        pairs = {j: data.pairs(micro[j], epoch) for j, _ in mine}
+        total = sum(int(data.train_tgt.lengths[idx].sum()) + len(idx) for idx in micro)  # targets + EOS
+    else:  # the sampled lengths count: every batch of the step is sampled, for the global count
+        pairs = {j: data.pairs(idx, epoch) for j, idx in enumerate(micro)}
+        total = sum(len(t) + 1 for _, tgt in pairs.values() for t in tgt)
     shares = []
-    for idx, weight in mine:
-        batch = collate([data.train_src[i] for i in idx], [data.train_tgt[i] for i in idx])
+    for j, weight in mine:
+        batch = collate(*pairs[j])
         shares.append((batch.pin_memory() if pin else batch, weight))
     return shares, total
 

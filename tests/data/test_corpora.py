@@ -7,6 +7,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -16,10 +17,12 @@ from seq2seq.config.load import from_dict, load_config
 from seq2seq.constants import MANIFEST
 from seq2seq.data.batches import epoch_batches, epoch_pairs, epoch_size, make_batches
 from seq2seq.data.corpus import download, read_split
-from seq2seq.data.token_ids import build_pairs, source_counts
+from seq2seq.data.sampling import SampledPairs
+from seq2seq.data.token_ids import build_pairs, load_text, source_counts
 from seq2seq.data.tokenizer import load_tokenizers, tokenizers_fingerprint, train_tokenizers
 from seq2seq.errors import UserError
 from seq2seq.training.setup import source_shares
+from seq2seq.training.step import TrainData
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,19 +50,28 @@ def _sources(tmp_path: Path, **second) -> list[dict]:
             "splits": {"train": "train", "dev": "dev", "test": "test"},
             "embedded_sizes": {"train": 40, "dev": 6, "test": 5},
         },
-        {"name": "extra", "kind": "text", "url": str(tmp_path / "extra"), "splits": {"train": "mono"}, **second},
+        {
+            "name": "extra",
+            "kind": "text",
+            "url": str(tmp_path / "extra"),
+            "splits": {"train": "mono"},
+            **second,
+        },
     ]
 
 
-def _cfg(tmp_path: Path, sources: list[dict], **train):
+def _cfg(
+    tmp_path: Path, sources: list[dict], clean: Optional[dict] = None, spm: Optional[dict] = None, **train
+):
     data = {"src_lang": "en", "tgt_lang": "de", "dir": str(tmp_path / "corpus"), "sources": sources}
     return from_dict(
         {
             "name": "t",
             "run_dir": str(tmp_path / "run"),
             "data": data,
-            "spm": {"vocab_size": 90},
+            "spm": {"vocab_size": 90, **(spm or {})},
             "train": {"max_len": 100, **train},
+            "clean": clean or {},
         }
     )
 
@@ -187,12 +199,60 @@ def test_kept_pairs_are_counted_per_source_and_weighted(tmp_path: Path):
     assert sum(n for _, n in counts) == len(ids_src) and counts[1][1] <= 10
     src, tgt = read_split(cfg, "train")
     expect = [
-        sum(1 for a, b in zip(src[lo:hi], tgt[lo:hi]) if max(len(src_tok.encode([a])[0]), len(tgt_tok.encode([b])[0])) <= 5)
+        sum(
+            1
+            for a, b in zip(src[lo:hi], tgt[lo:hi])
+            if max(len(src_tok.encode([a])[0]), len(tgt_tok.encode([b])[0])) <= 5
+        )
         for lo, hi in ((0, 40), (40, 50))
     ]
     assert [n for _, n in counts] == expect
     assert any("per source: numbers" in line for line in lines)
     assert source_shares(cfg) == ((expect[0], 1.0), (expect[1], 1.5))
+
+
+def test_cleaning_drops_pairs_of_every_source_before_its_tag_and_counts_them_per_source(tmp_path: Path):
+    sources = _sources(tmp_path, tag="<BT>")
+    rows = [("same words", "same words"), ("number 1 again", "Nummer 1 nochmal")] + EXTRA
+    _write_text(tmp_path / "extra", "mono", rows)  # a copy (untagged), and "number 1 again" twice
+    cfg = _cfg(tmp_path, sources, clean={"copies": True, "duplicates": True})
+    manifest = download(cfg, log=_quiet)
+    numbers, extra = manifest["sources"]
+    assert extra["clean"] == {"read": 12, "kept": 10, "dropped": {"copy": 1, "duplicate": 1}}
+    assert extra["pairs"] == {"train": 10} and extra["train_lines"] == [
+        numbers["pairs"]["train"],
+        manifest["files"]["train.en"]["lines"],
+    ]
+    assert numbers["clean"]["read"] == 40 and numbers["clean"]["kept"] == numbers["pairs"]["train"]
+    assert manifest["clean"]["read"] == 52
+    assert manifest["clean"]["dropped"] == {
+        rule: numbers["clean"]["dropped"][rule] + extra["clean"]["dropped"][rule]
+        for rule in ("copy", "duplicate")
+    }
+    src, _ = read_split(cfg, "train")
+    assert src[extra["train_lines"][0] :] == [f"<BT> number {i} again" for i in (1, 0, *range(2, 10))]
+    dropped = (cfg.data_dir / "dropped.tsv").read_text(encoding="utf-8").splitlines()
+    assert (
+        "copy\tsame words\tsame words" in dropped and "duplicate\tnumber 1 again\tNummer 1 nochmal" in dropped
+    )
+    assert "dev" not in numbers["clean"] and len(read_split(cfg, "dev")[0]) == 6
+
+
+def test_weighted_epochs_take_sampled_segmentations_of_the_pairs_they_draw(tmp_path: Path):
+    cfg = _cfg(tmp_path, _sources(tmp_path, weight=2), spm={"subword_sampling": True, "alpha": 0.5})
+    download(cfg, log=_quiet)
+    train_tokenizers(cfg, log=_quiet)
+    toks = load_tokenizers(cfg.run_path)
+    ids = build_pairs(cfg, *toks, tokenizers_fingerprint(*toks), _quiet)
+    sampled = SampledPairs(load_text(cfg), ids, toks, cfg.spm, cfg.train.seed, cfg.train.max_len)
+    data = TrainData(*ids, [], [], [], [], sampled, source_shares(cfg))
+    batches = epoch_batches(ids[0].lengths, ids[1].lengths, 60, cfg.train.seed, 3, data.shares)
+    drawn = sorted(i for b in batches for i in b)
+    assert len(drawn) == epoch_size(data.shares) and drawn.count(len(ids[0]) - 1) == 2  # weight 2: twice
+    for b in batches:
+        src, tgt = data.pairs(b, 3)
+        assert (src, tgt) == data.pairs(b, 3) and len(src) == len(tgt) == len(b)
+        assert toks[0].decode(src) == toks[0].decode([ids[0][i] for i in b])
 
 
 def test_a_source_url_is_relative_to_the_recipe(tmp_path: Path, monkeypatch):
@@ -210,7 +270,9 @@ def test_a_corpus_key_is_overridden_by_the_corpus_name(tmp_path: Path):
     recipe = tmp_path / "r.yaml"
     data = {"src_lang": "en", "tgt_lang": "de", "sources": _sources(tmp_path)}
     recipe.write_text(json.dumps({"data": data}))
-    cfg = load_config(recipe, ["data.sources.extra.weight=0.5", "sources.extra.tag=007", "sources.numbers.take=3"])
+    cfg = load_config(
+        recipe, ["data.sources.extra.weight=0.5", "sources.extra.tag=007", "sources.numbers.take=3"]
+    )
     assert [(s.weight, s.tag, s.take) for s in cfg.data.sources] == [(1.0, "", 3), (0.5, "007", 0)]
     with pytest.raises(UserError, match="no item of sources is named 'nope' \\(names: numbers, extra\\)"):
         load_config(recipe, ["sources.nope.weight=2"])
@@ -226,7 +288,10 @@ def test_the_example_of_the_docs_is_a_valid_recipe():
     section = text[text.index("## Several corpora") :]
     block = section[section.index("```yaml") + len("```yaml") : section.index("```\n")]
     cfg = from_dict(yaml.safe_load(block))
-    assert [(s.name, s.kind, s.weight) for s in cfg.data.sources] == [("multi30k", "text", 1.0), ("news", "tsv", 0.5)]
+    assert [(s.name, s.kind, s.weight) for s in cfg.data.sources] == [
+        ("multi30k", "text", 1.0),
+        ("news", "tsv", 0.5),
+    ]
     assert cfg.test_sets == ["test"]
 
 

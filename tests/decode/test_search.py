@@ -10,9 +10,17 @@ import torch
 from conftest import random_ids, tiny_model
 
 from seq2seq.config.schema import DecodeConfig
-from seq2seq.constants import EOS
+from seq2seq.constants import BOS, EOS, PAD
 from seq2seq.data.batches import source_tensor
-from seq2seq.decode.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths
+from seq2seq.decode.constraints import Rules
+from seq2seq.decode.search import (
+    Hypothesis,
+    beam_search,
+    greedy,
+    length_penalty,
+    max_lengths,
+    top_candidates,
+)
 from seq2seq.decode.translator import Ensemble, EnsembleState, decode_ids
 
 VOCAB = 40
@@ -429,3 +437,159 @@ def test_reorder_moves_the_recurrent_rows_only():
     assert all(
         m.memory is s.memory and torch.equal(m.h, s.h[:, index]) for m, s in zip(moved.states, ens.states)
     )
+
+
+# ---- host transfers and rows per step -----------------------------------------------------------
+
+HOST_TRANSFERS = ("tolist", "item", "cpu", "numpy", "__bool__", "__int__", "__float__")
+
+
+class StepWatch:
+    """The model, recording at every decoder step its rows and, given a ``monkeypatch``, the host
+    transfers (a tensor's ``tolist``, ``item``, ``cpu``, ``bool()``, ...: each a device sync on a GPU)
+    since the step before."""
+
+    def __init__(self, model, monkeypatch=None):
+        self.model, self.rows, self.transfers, self.count = model, [], [], 0
+        for name in HOST_TRANSFERS if monkeypatch is not None else ():
+            monkeypatch.setattr(torch.Tensor, name, self.counting(getattr(torch.Tensor, name)))
+
+    def counting(self, method):
+        def counted(tensor, *args, **kwargs):
+            self.count += 1
+            return method(tensor, *args, **kwargs)
+
+        return counted
+
+    def encode(self, src, lengths):
+        return self.model.encode(src, lengths)
+
+    def decode_step(self, prev, state):
+        self.transfers.append(self.count)  # the first: encoding and the length limits, once per batch
+        self.rows.append(prev.size(0))
+        self.count = 0
+        return self.model.decode_step(prev, state)
+
+    def per_step(self) -> list[int]:
+        """Host transfers of each step, from its decoder call to the next one (or the search's end)."""
+        return self.transfers[1:] + [self.count]
+
+
+@pytest.mark.parametrize(
+    "attention,beta,no_repeat,most",
+    [(False, 0.0, 0, 1), (False, 0.4, 3, 2), (True, 0.4, 0, 3)],
+)
+def test_a_beam_step_moves_one_small_tensor_to_the_host(monkeypatch, attention, beta, no_repeat, most):
+    """One transfer per step, whatever finishes; a step where hypotheses finish adds one for their
+    coverage penalties and one for their attention, each only when kept."""
+    seqs = random_ids(9, VOCAB, 1, 9, seed=720)
+    model = eos_prone_model(19, seqs, coverage=beta > 0)
+    src, lengths = tensors(seqs)
+    kw = dict(beam_size=4, n_best=2, return_attention=attention, coverage_penalty=beta)
+    kw["rules"] = Rules(no_repeat_ngram=no_repeat)
+    plain = beam_search(model, src, lengths, **kw)
+    watch = StepWatch(model, monkeypatch)
+    watched = beam_search(watch, src, lengths, **kw)
+    monkeypatch.undo()
+    for a, b in zip(plain, watched):
+        assert_same_hyps(a, b, tol=0.0)
+    steps = watch.per_step()
+    assert len(steps) > 5 and min(steps) == 1
+    assert max(steps) == most  # hypotheses finished at some step (eos_prone_model)
+
+
+@pytest.mark.parametrize("attention,most", [(False, 1), (True, 2)])
+def test_a_greedy_step_moves_one_small_tensor_to_the_host(monkeypatch, attention, most):
+    seqs = random_ids(9, VOCAB, 1, 9, seed=721)
+    model = eos_prone_model(20, seqs)
+    watch = StepWatch(model, monkeypatch)
+    greedy(watch, *tensors(seqs), return_attention=attention)
+    monkeypatch.undo()
+    assert set(watch.per_step()) == {most}
+
+
+def search(model, seqs, beam: int):
+    src, lengths = tensors(seqs)
+    return beam_search(model, src, lengths, beam_size=beam) if beam > 1 else greedy(model, src, lengths)
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_rows_shrink_as_sentences_finish(beam):
+    """At step t the batch holds ``beam`` rows for each sentence that, decoded alone, takes more than t
+    steps: a finished sentence leaves at once, its rows with it."""
+    seqs = random_ids(10, VOCAB, 1, 9, seed=722)
+    model = eos_prone_model(21, seqs)
+    alone = []
+    for s in seqs:
+        watch = StepWatch(model)
+        search(watch, [s], beam)
+        assert set(watch.rows) == {beam}
+        alone.append(len(watch.rows))
+    watch = StepWatch(model)
+    search(watch, seqs, beam)
+    expected = [beam * sum(n > t for n in alone) for t in range(max(alone))]
+    assert watch.rows == expected
+    assert len(set(expected)) > 3, "sentences left at several steps"
+
+
+def test_top_candidates_are_the_top_k_of_all_sums():
+    """The same values, beams and ids as a top-k over a fresh (A, K*V) tensor of the sums, -inf included."""
+    g = torch.Generator().manual_seed(723)
+    A, K, V = 6, 4, 30
+    scores = torch.randn(A, K, generator=g)
+    scores[:, 1:] = torch.where(torch.arange(A).unsqueeze(1) < 2, float("-inf"), scores[:, 1:])  # first step
+    logp = torch.log_softmax(torch.randn(A * K, V, generator=g), dim=1)
+    logp[:, 0] = float("-inf")
+    top, where = (scores.unsqueeze(2) + logp.view(A, K, V)).view(A, K * V).topk(2 * K, dim=1)
+    values, beam, ids = top_candidates(scores, logp.clone(), 2 * K)
+    assert torch.equal(values, top)
+    assert torch.equal(beam * V + ids, where)
+    assert (beam[:2] == 0).all(), "beams at -inf continue nothing"
+
+
+def reference_beam(
+    model, seq: list[int], K: int, alpha: float, ratio: float, offset: int
+) -> list[Hypothesis]:
+    """Beam search for one sentence as plainly as it can be written: lists on the host, the K beams'
+    histories copied at every step, a top-2K over a fresh tensor of all K*V sums."""
+    src, lengths = tensors([seq])
+    limit = max_lengths(lengths, ratio, offset)[0]
+    state = model.encode(src, lengths).select(torch.zeros(K, dtype=torch.long))
+    scores, hist, prev, finished = [0.0] + [float("-inf")] * (K - 1), [[] for _ in range(K)], [BOS] * K, []
+    for _ in range(limit):
+        with torch.no_grad():
+            logp, state, _ = model.decode_step(torch.tensor(prev), state)
+        logp[:, PAD] = logp[:, BOS] = float("-inf")
+        V = logp.size(1)
+        sums = (torch.tensor(scores).unsqueeze(1) + logp).view(1, K * V)
+        top, where = (x[0].tolist() for x in sums.topk(2 * K, dim=1))
+        for score, w in zip(top[:K], where[:K]):
+            if w % V == EOS and score > float("-inf") and len(finished) < K:
+                finished.append((hist[w // V], score, True))
+        cont = [(s, w) for s, w in zip(top, where) if w % V != EOS][:K]
+        scores, prev = [s for s, _ in cont], [w % V for _, w in cont]
+        hist = [hist[w // V] + [w % V] for _, w in cont]
+        state = state.select(torch.tensor([w // V for _, w in cont]))
+        if len(finished) >= K:
+            break
+    else:
+        finished += [(h, s, False) for h, s in zip(hist, scores) if s > float("-inf")]
+    hyps = [Hypothesis(h, s, s / length_penalty(len(h) + eos, alpha), None, eos) for h, s, eos in finished]
+    return sorted(hyps, key=lambda h: -h.score)
+
+
+@pytest.mark.parametrize("seed,beam,alpha", [(0, 5, 1.0), (1, 3, 0.6), (2, 6, 0.0)])
+def test_beam_search_equals_a_plain_reference_bit_for_bit(seed, beam, alpha):
+    """Sentence by sentence (the model's matmuls round differently for other row counts: across batch
+    compositions the searches agree to 1e-4, test_beam_search_is_batch_invariant)."""
+    seqs = random_ids(12, VOCAB, 1, 9, seed=730 + seed)
+    model = eos_prone_model(22 + seed, seqs, 1.5, 3, dec_layers=1 + seed % 2)
+    ends = set()
+    for s in seqs:
+        (hyps,) = beam_search(model, *tensors([s]), beam, alpha, 1.5, 3, n_best=beam)
+        ref = reference_beam(model, s, beam, alpha, 1.5, 3)[:beam]
+        assert [(h.tokens, h.logprob, h.score, h.eos) for h in hyps] == [
+            (h.tokens, h.logprob, h.score, h.eos) for h in ref
+        ]
+        ends |= {h.eos for h in hyps}
+    assert ends == {True, False}, "hypotheses ended with EOS and at the length limit"

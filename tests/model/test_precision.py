@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from seq2seq.config.schema import Config, TrainConfig
 from seq2seq.constants import BOS
-from seq2seq.data.batches import collate
+from seq2seq.data.batches import collate, source_tensor
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import UserError
 from seq2seq.model import precision
@@ -209,3 +209,23 @@ def test_tf32_is_on_for_cuda_training_and_decoding_only(monkeypatch):
     monkeypatch.setattr(training, "process_device", lambda name: CUDA)  # Dist touches no GPU in one process
     assert training.setup_process(TrainConfig()).device == CUDA
     assert calls == ["high", "high"]
+
+
+@pytest.mark.skipif(not precision.cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_bf16_search_steps_stay_close_to_fp32_with_fp32_states():
+    """decode.search_precision bf16: decode_step under bf16 autocast gives fp32 log-probs and states
+    close to fp32's."""
+    model = tiny_model()
+    src, lengths = source_tensor(random_ids(6))
+    with torch.no_grad():
+        ref_state, bf_state = model.encode(src, lengths), None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf_state = model.encode(src, lengths)
+        prev = torch.full((6,), BOS)
+        for _ in range(3):
+            ref, ref_state, _ = model.decode_step(prev, ref_state)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                got, bf_state, _ = model.decode_step(prev, bf_state)
+            assert got.dtype == torch.float32 and bf_state.h.dtype == bf_state.c.dtype == torch.float32
+            assert (got - ref).abs().max() < 0.05
+            prev = ref.argmax(1)

@@ -539,3 +539,19 @@ def test_web_page_translates_in_headless_chromium(served, tmp_path):
     expected = requests.post(url + "/v1/translate", json={"text": [sentence]}).json()["lines"]
     assert [shown] == expected
     assert (tmp_path / "page.png").stat().st_size > 1000
+
+
+def test_serves_in_int8_as_translate_does(run_dir, pool):
+    """serve --precision int8: the loader quantizes on load; answers equal the int8 Translator's, and
+    /info says which precision decodes."""
+    from seq2seq.decode.translator import Translator
+    from seq2seq.serve import ServeSettings
+    from seq2seq.serve.server import loader
+
+    lines = [x for x in pool if x][:8]
+    want = Translator.from_run_dirs([run_dir], "best", "cpu", precision="int8").translate(lines)
+    with in_process(ServeSettings(), loader(run_dir, "best", "cpu", "int8")) as (url, _):
+        wait_for(lambda: requests.get(url + "/health").status_code == 200)
+        r = requests.post(url + "/v1/translate", json={"text": lines})
+        assert r.status_code == 200 and [t[0]["text"] for t in r.json()["translations"]] == want, r.text
+        assert requests.get(url + "/info").json()["decoding"]["search_precision"] == "int8"

@@ -22,7 +22,7 @@ from seq2seq.errors import UserError
 from seq2seq.training.distributed import Dist, gloo_follows_nccl, gloo_ifname, process_device
 from seq2seq.training.loop import Trainer
 from seq2seq.training.setup import setup_parts
-from seq2seq.training.step import rank_shares, train_step
+from seq2seq.training.step import TrainData, rank_shares, train_step
 
 VOCAB = 40
 MICRO = [list(range(0, 5)), list(range(5, 11))]  # two per-device batches of sentence indices
@@ -35,10 +35,8 @@ class _Seqs(list):
 
 
 def _data():
-    return SimpleNamespace(
-        train_src=_Seqs(random_ids(12, VOCAB, 2, 9, seed=3)),
-        train_tgt=_Seqs(random_ids(12, VOCAB, 2, 9, seed=4)),
-    )
+    src, tgt = random_ids(12, VOCAB, 2, 9, seed=3), random_ids(12, VOCAB, 2, 9, seed=4)
+    return TrainData(_Seqs(src), _Seqs(tgt), [], [], [], [])
 
 
 def _cfg(**train) -> Config:

@@ -11,7 +11,7 @@ import pytest
 from conftest import random_ids
 
 from seq2seq.training.loop import global_batch
-from seq2seq.training.step import rank_shares
+from seq2seq.training.step import TrainData, rank_shares
 
 
 class _Seqs(list):
@@ -21,7 +21,7 @@ class _Seqs(list):
 
 
 def _data(n: int = 20):
-    return SimpleNamespace(train_src=_Seqs(random_ids(n, seed=1)), train_tgt=_Seqs(random_ids(n, seed=2)))
+    return TrainData(_Seqs(random_ids(n, seed=1)), _Seqs(random_ids(n, seed=2)), [], [], [], [])
 
 
 def _rows(shares) -> list[tuple[int, float]]:
