@@ -17,6 +17,14 @@ Variants, each on the same batches from the same initial weights, side by side i
     a "compile_speedup" line gives compiled / hoisted tokens/s and the largest logit difference from
     the eager model.
 
+Each variant's line also says how much of the machine's matmul peak the step reaches
+(benchmarks/_flops.py): ``matmul_flops_per_tgt_token``, the model's training matmul FLOPs over the
+timed batches (analytic from the model's sizes and each batch's shape; forward + backward = 3 x
+forward) per target token; ``matmul_gflop_per_s`` = that x tgt_tok_per_s; ``matmul_peak_gflop_per_s``,
+the best rate of one large matmul per dtype (fp32, and bf16 where the device has it natively),
+measured in this process at the same thread count before the variants run; ``fraction_of_peak``, the
+step's rate over each of those peaks.
+
 stdout: one JSON object per line (one per variant, then the ratio lines); progress goes to stderr.
 
     .venv/bin/python benchmarks/train_throughput.py --steps 10 --precision fp32,bf16 --baseline
@@ -52,6 +60,7 @@ from _common import (
     resolve,
     sync,
 )
+from _flops import matmul_peak, training_flops
 
 from seq2seq.config.schema import CHOICES  # noqa: E402
 from seq2seq.data.batches import collate, make_batches  # noqa: E402
@@ -61,7 +70,12 @@ from seq2seq.model.cells import lstm_cell  # noqa: E402
 from seq2seq.model.compiled import bucket_len, bucket_rows  # noqa: E402
 from seq2seq.model.device import pick_device  # noqa: E402
 from seq2seq.model.network import DecoderState, Seq2Seq, count_parameters  # noqa: E402
-from seq2seq.model.precision import autocast, autocast_dtype  # noqa: E402
+from seq2seq.model.precision import (  # noqa: E402
+    autocast,
+    autocast_dtype,
+    cpu_has_native_bf16,
+    cuda_has_native_bf16,
+)
 from seq2seq.training.cpumem import keep_freed_memory  # noqa: E402
 from seq2seq.training.distributed import Dist  # noqa: E402
 from seq2seq.training.setup import load_pairs, seed_everything, setup_parts  # noqa: E402
@@ -144,6 +158,12 @@ def parse_args(argv=None):
         help="run each variant in a fresh subprocess, so each peak-RSS figure is that variant's alone",
     )
     p.add_argument("--no-check", action="store_true", help="skip the stepped == hoisted numerical check")
+    p.add_argument(
+        "--peak-size",
+        type=int,
+        default=2048,
+        help="side of the square matmul whose rate is the peak (default: 2048; 0: no peak, no fractions)",
+    )
     p.add_argument("--only", default="", help=argparse.SUPPRESS)  # precision:mode, used by --isolate
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.repeats < 1:
@@ -182,6 +202,21 @@ class Bench:
             "mean_sentences_per_batch": round(sum(b.src.size(0) for b in timed) / len(timed), 1),
             "mean_padded_tgt_len": round(sum(b.tgt_in.size(1) for b in timed) / len(timed), 1),
         }
+        flops = training_flops(self.cfg.model, len(self.tgt_tok), timed)
+        self.flops_per_token = flops / self.batch_stats["timed_tgt_tokens"]
+        self.peaks: dict[str, float] = {}
+
+    def measure_peaks(self) -> None:
+        """The large-matmul peak per dtype (fp32; bf16 where native), in GFLOP/s (benchmarks/_flops.py)."""
+        size, kind = self.args.peak_size, self.device.type
+        if not size:
+            return
+        dtypes = {"fp32": torch.float32}
+        if cuda_has_native_bf16() if kind == "cuda" else cpu_has_native_bf16():
+            dtypes["bf16"] = torch.bfloat16
+        for name, dtype in dtypes.items():
+            self.peaks[name] = round(matmul_peak(dtype, size, device=str(self.device)) / 1e9, 1)
+            info(f"matmul peak {name} ({size}^3): {self.peaks[name]} GFLOP/s")
 
     def settings(self) -> dict:
         m, tc, a = self.cfg.model, self.cfg.train, self.args
@@ -348,6 +383,7 @@ def record(bench: Bench, env: dict, precision: str, mode: str, runs: list[dict])
         "peak_mem_mib": max(r["peak_mem_mib"] for r in runs),
         "peak_mem_kind": last["peak_mem_kind"],
         "loss_per_tok_first_last": [last["loss_first"], last["loss_last"]],
+        **matmul_fraction(bench, rate),
         "settings": {
             **bench.settings(),
             "params": last["params"],
@@ -366,6 +402,19 @@ def record(bench: Bench, env: dict, precision: str, mode: str, runs: list[dict])
     return rec
 
 
+def matmul_fraction(bench: Bench, rate: float) -> dict:
+    """The step's matmul rate (analytic FLOPs per token x tokens/s) and its fraction of each peak."""
+    achieved = bench.flops_per_token * rate / 1e9  # GFLOP/s
+    out = {
+        "matmul_flops_per_tgt_token": round(bench.flops_per_token),
+        "matmul_gflop_per_s": round(achieved, 2),
+    }
+    if bench.peaks:
+        out["matmul_peak_gflop_per_s"] = bench.peaks
+        out["fraction_of_peak"] = {k: round(achieved / v, 4) for k, v in bench.peaks.items()}
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     precisions = csv_list(args.precision)
@@ -382,6 +431,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     env = environment(bench.device)
+    bench.measure_peaks()
     info(
         f"{len(specs)} variant(s) x {args.repeats} on {env['device_name']}, {env['num_threads']} threads; "
         f"{args.warmup} warm-up + {args.steps} timed steps each"

@@ -12,8 +12,9 @@ time loop: the first LSTM layer's input projection of all target embeddings, the
 keys, and the output layer (computed once over all positions).
 
 Mixed precision (autocast): matmuls run in the autocast dtype, but the recurrences do not. The
-encoder's GRU runs with autocast disabled (CUDA autocast would run cuDNN's RNN in fp16 even under
-bf16, where no loss scaler guards its gradients), and every LSTM layer of the decoder does its gate
+encoder's RNN runs with autocast disabled (CUDA autocast would run cuDNN's RNN in fp16 even under
+bf16, where no loss scaler guards its gradients; the CPU GRU takes bf16 matmuls with fp32 gates and
+state under CPU bf16 autocast, :mod:`seq2seq.model.encoder_gru`), and every LSTM layer of the decoder does its gate
 arithmetic and carries ``h``/``c`` in fp32 (:func:`seq2seq.model.cells.lstm_cell`): a bf16 cell state summed over 100
 positions loses what small updates it gets.
 """
@@ -30,7 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.config.schema import ModelConfig
 from seq2seq.constants import EOS, PAD, UNK
-from seq2seq.model import cells, teacher_forcing
+from seq2seq.model import cells, precision, teacher_forcing
 from seq2seq.model.attention import Attention
 from seq2seq.model.dropout import Dropout
 from seq2seq.model.encoder_gru import padded_gru
@@ -98,9 +99,10 @@ class Encoder(nn.Module):
         a GRU's padded recurrence that skips it (:mod:`seq2seq.model.encoder_gru`, same numbers, faster).
         """
         x = self.drop(self.embed(src)).float()  # (B, S, E)
+        low = precision.cpu_matmul_dtype()  # the CPU GRU's matmuls: bf16 under CPU bf16 autocast
         with torch.autocast(src.device.type, enabled=False):  # fp32 (TF32 on GPUs), never fp16
             if src.device.type == "cpu" and isinstance(self.rnn, nn.GRU):
-                out, h = padded_gru(self.rnn, x, lengths, self.between_layers)  # (B, S, M)
+                out, h = padded_gru(self.rnn, x, lengths, self.between_layers, low)  # (B, S, M)
             else:
                 packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
                 out, h = self.rnn(packed)  # h: (layers * directions, B, He); an LSTM's is (h, c)
@@ -184,9 +186,6 @@ class Decoder(nn.Module):
         else:  # LSTM (a tanh RNN sums its projections the same way, with H gates)
             gates_x = F.linear(emb, cell.weight_ih[:, :E], cell.bias_ih + cell.bias_hh).float()  # (B, T, 4H)
             w_rec = torch.cat([cell.weight_ih[:, E:], cell.weight_hh], dim=1)  # (4H, [H] + H); RNN: H rows
-        device = tgt_in.device.type
-        if torch.is_autocast_enabled(device):  # cast once: autocast caches casts of leaf weights only
-            w_rec = w_rec.to(torch.get_autocast_dtype(device))
         if loop is None and teacher_forcing.applies(self, tgt_in.device):
             return teacher_forcing.run(self, gates_x, w_rec, state)
         if loop is None:
@@ -216,11 +215,14 @@ def run_positions(step_fn, gates_x: torch.Tensor, w_rec: torch.Tensor, state: De
     """gates_x (B, T, 4H) -> attentional vectors (B, T, H): ``step_fn`` (a :meth:`Decoder.recur_step`)
     once per target position, carrying feed, h, c and coverage."""
     feed, h, c, coverage = state.feed, state.h, state.c, state.coverage
+    w_rec_use = precision.autocast_uses(w_rec)  # cast once; gradients summed in fp32
     feeds = []
     # position-major: every gx (B, 4H) is contiguous whatever T is (a compiled step guards on strides);
     # unbind is one backward node, not T full-size zero-filled gradients
     for gx in gates_x.transpose(0, 1).contiguous().unbind(0):
-        feed, h, c, coverage = step_fn(gx, w_rec, feed, h, c, state.memory, state.keys, state.mask, coverage)
+        feed, h, c, coverage = step_fn(
+            gx, w_rec_use(), feed, h, c, state.memory, state.keys, state.mask, coverage
+        )
         feeds.append(feed)
     return torch.stack(feeds, dim=1)  # (B, T, H)
 

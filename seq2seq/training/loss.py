@@ -41,6 +41,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
             real_rows = (target != PAD).nonzero().squeeze(1)  # (n_real,)
             x, target = x.index_select(0, real_rows), target.index_select(0, real_rows)
         rows = max(1, CHUNK_ELEMENTS.get(x.device.type, 2**26) // V)
+        device = x.device.type
+        low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype  # matmuls
         loss = torch.zeros((), dtype=torch.float32, device=x.device)
         nll = torch.zeros((), dtype=torch.float32, device=x.device)
         gx = torch.empty_like(x) if need_grad else None
@@ -70,7 +72,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 g.sub_(smoothing / V)
             if real_rows is None:
                 g.mul_(real)
-            gm = g.to(xc.dtype) if not torch.is_autocast_enabled(x.device.type) else g
+            gm = g.to(low)  # once: autocast would cast it for each of the two matmuls
             gx[start : start + rows] = torch.mm(gm, weight).to(x.dtype)
             gw += torch.mm(gm.t(), xc).float()
             if gb is not None:

@@ -96,3 +96,46 @@ def test_model_encoding_is_batch_invariant():
         alone = model.encode(s, n)
         assert torch.allclose(alone.memory[0], together.memory[i, : n[0]], atol=1e-6)
         assert torch.allclose(alone.h, together.h[:, i : i + 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("layers,bidirectional", [(1, True), (2, True), (2, False)])
+def test_bf16_matmuls_stay_close_to_fp32_with_fp32_outputs_and_gradients(layers, bidirectional):
+    """low=bf16 (what the encoder passes under CPU bf16 autocast): bf16 operands for the matmuls, gates
+    and states in fp32; outputs, final states and every gradient within bf16 rounding of fp32."""
+    torch.manual_seed(layers)
+    rnn = nn.GRU(16, 12, layers, batch_first=True, bidirectional=bidirectional)
+    x, lengths = torch.randn(7, 9, 16), torch.tensor([9, 1, 4, 9, 2, 7, 3])
+
+    def run(low):
+        return lambda r, x, n: encoder_gru.padded_gru(r, x, n, Dropout(0.0), low)
+
+    full = outputs_and_grads(run(None), rnn, x, lengths)
+    low = outputs_and_grads(run(torch.bfloat16), rnn, x, lengths)
+    for a, b in zip(low, full):
+        assert a.dtype == torch.float32
+        assert ((a - b).norm() / b.norm()).item() < 0.02
+    assert (low[0][1, 1:] == 0).all()
+
+
+def test_under_cpu_bf16_autocast_the_encoder_casts_each_weight_once_and_multiplies_in_bf16():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    model = tiny_model(seed=2, enc_layers=2).train()
+    src, lengths = source_tensor(random_ids(3, seed=3, min_len=5, max_len=9))  # S * B != 36
+    weight_shapes = {(2, 3 * 12, 16), (2, 3 * 12, 24), (2, 3 * 12, 12)}  # stacked w_ih (both layers), w_hh
+    casts, matmul_dtypes = [], set()
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.ops.aten._to_copy.default and tuple(args[0].shape) in weight_shapes:
+                casts.append(tuple(args[0].shape))
+            if func in (torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default):
+                matmul_dtypes.update(a.dtype for a in args[-2:])
+            return func(*args, **kwargs)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16), Count():
+        memory, final = model.encoder(src, lengths)
+    assert memory.dtype == final.dtype == torch.float32
+    assert sorted(casts) == sorted([(2, 36, 16), (2, 36, 12), (2, 36, 24), (2, 36, 12)])  # per layer
+    assert matmul_dtypes == {torch.bfloat16}

@@ -85,6 +85,7 @@ def test_gradients_pass_gradcheck_in_double():
         rand(A),
         rand(H, M + H),
         drop,
+        torch.float64,
     )
     assert torch.autograd.gradcheck(teacher_forcing.TeacherForcedLoop.apply, inputs)
 
@@ -115,11 +116,75 @@ def test_other_decoders_run_the_eager_loop(overrides):
     assert not teacher_forcing.applies(model.decoder, torch.device("cpu"))
 
 
-def test_autocast_and_other_devices_run_the_eager_loop():
+def test_other_devices_and_fp16_autocast_run_the_eager_loop():
     model = tiny_model(seed=1, vocab=VOCAB)
     assert not teacher_forcing.applies(model.decoder, torch.device("cuda"))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.float16):
         assert not teacher_forcing.applies(model.decoder, torch.device("cpu"))
+
+
+def relative(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+@pytest.mark.parametrize(
+    "dropout,train,overrides",
+    [
+        (0.0, False, {}),
+        (0.3, True, {}),
+        (0.0, True, {"enc_layers": 1, "bidirectional": False, "attn_dim": 3}),
+    ],
+)
+def test_under_bf16_autocast_it_agrees_with_the_eager_loop(dropout, train, overrides):
+    """Under CPU bf16 autocast both loops round differently (the eager one also runs the attention's
+    pointwise ops in bf16, this one keeps them fp32): each is compared to fp32 and to the other."""
+    model = tiny_model(seed=3, vocab=VOCAB, dropout=dropout, **overrides).train(train)
+    data = batch(6, seed=4)
+    full, g_full = loss_and_grads(model, *data)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert teacher_forcing.applies(model.decoder, torch.device("cpu"))
+        fused, g_fused = loss_and_grads(model, *data)
+        eager, g_eager = loss_and_grads(model, *data, loop=eager_loop(model))
+    assert fused.dtype == eager.dtype == torch.bfloat16
+    assert relative(fused, full) < 0.01 and relative(fused, eager) < 0.01
+    assert g_fused.keys() == g_eager.keys() and len(g_fused) == len(list(model.parameters()))
+    for name in g_eager:
+        assert g_fused[name].dtype == torch.float32, name
+        assert relative(g_fused[name], g_full[name]) < 0.02, name
+        assert relative(g_fused[name], g_eager[name]) < relative(g_eager[name], g_full[name]) + 0.01, name
+
+
+def test_under_bf16_autocast_matmuls_run_in_bf16_and_weights_are_cast_once():
+    """Every matmul of forward and backward but the attention's scoring vector's (a reduction over the
+    (B, S, A) tensor, which stays fp32) takes bf16 operands; each fp32 weight is cast once a batch."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    model = tiny_model(seed=2, vocab=VOCAB).train()
+    dec = model.decoder
+    weights = {dec.attention.query_proj.weight.shape, dec.combine.weight.shape, (80, 40)}  # w_rec (4H, 2H)
+    casts, matmuls = [], []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.ops.aten._to_copy.default and kwargs.get("dtype") == torch.bfloat16:
+                if args[0].dtype == torch.float32 and tuple(args[0].shape) in weights:
+                    casts.append(tuple(args[0].shape))
+            if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default):
+                matmuls.append(tuple(a.dtype for a in args if isinstance(a, torch.Tensor))[-2:])
+            return func(*args, **kwargs)
+
+    src, lengths, tgt_in, _ = batch(4, seed=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        state = model.encode(src, lengths)
+        with Count():
+            feeds = dec(tgt_in, state)
+            feeds.float().sum().backward()
+    T = tgt_in.size(1)
+    assert sorted(casts) == sorted(weights)
+    fp32 = [m for m in matmuls if torch.float32 in m]
+    # fp32: the scoring vector's gradients, d_q (one bmm a position) and d_v (one matmul)
+    assert len(matmuls) > 5 * T and len(fp32) == T + 1, fp32
 
 
 def test_the_model_uses_it_by_default(monkeypatch):

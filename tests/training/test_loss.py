@@ -65,6 +65,30 @@ def test_under_bf16_autocast_it_stays_close_to_the_unfused_path():
     torch.testing.assert_close(gw, ref_gw, rtol=5e-2, atol=5e-2)
 
 
+def test_under_bf16_autocast_each_gradient_block_is_cast_to_bf16_once():
+    """The block's gradient (n, V) feeds two matmuls (the rows' and the weight's): one cast, not one
+    each (nor one of its transpose)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    x, w, b, y = leaves(v=50)
+    x = x.detach().to(torch.bfloat16).requires_grad_()  # bf16 rows, as the decoder gives them
+    casts = []
+
+    class Casts(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._to_copy.default and args[0].dim() == 2 and 50 in args[0].shape:
+                casts.append((tuple(args[0].shape), args[0].dtype, (kwargs or {}).get("dtype")))
+            return func(*args, **(kwargs or {}))
+
+    with torch.autocast("cpu", dtype=torch.bfloat16), Casts():
+        linear_cross_entropy(x, w, b, y, 0.1)
+    n = int((y != PAD).sum())
+    to_bf16 = [c for c in casts if c[2] == torch.bfloat16]
+    assert sorted(to_bf16) == sorted(
+        [((50, 8), torch.float32, torch.bfloat16), ((n, 50), torch.float32, torch.bfloat16)]
+    )
+
+
 def test_training_loss_equals_the_models_logits_through_cross_entropy():
     """Tied embeddings (tiny_model ties them): the gradient reaches the shared weight once per use."""
     model = tiny_model(seed=3).train()
