@@ -6,6 +6,7 @@
 #   make translate IN=in.de OUT=out.en RECIPE=...
 #   make serve RECIPE=... PORT=8080              # the trained run over HTTP (SERVE_ARGS: more options)
 #   make train NPROC=4                           # 4 processes (GPUs) on this machine via torchrun
+#   make bt RECIPE=recipes/multi30k-de-en-bt.yaml MIRROR=../shared/corpora/multi30k   # back-translation
 #   make test
 
 RECIPE ?= recipes/default.yaml
@@ -27,7 +28,7 @@ RUN_OPTS := $(if $(MIRROR),--mirror $(call Q,$(MIRROR))) $(if $(filter-out 1,$(N
 # Every pipeline target is phony: `seq2seq run` decides which stages to redo (from the settings each
 # stage last succeeded with) and make owns no file of a run, so it never deletes one (no
 # .DELETE_ON_ERROR, no file targets: an interrupted `make train` keeps best.pt and last.pt).
-.PHONY: setup data spm train eval translate serve test lint-fix clean
+.PHONY: setup data spm train eval translate serve bt test lint-fix clean
 
 setup: $(INSTALLED)
 
@@ -61,6 +62,20 @@ serve: | $(INSTALLED)
 	$(S2S) run $(R) $(ARGS) $(RUN_OPTS) --until train
 	run_dir="$$($(S2S) config $(R) $(ARGS) --run-dir)" && \
 	$(S2S) serve "$$run_dir" --port $(PORT) $(SERVE_ARGS)
+
+# back-translation (docs/data.md#back-translation): train the reverse run, translate the monolingual
+# target text with it into the BT_SOURCE corpus of RECIPE (nothing when up to date), train RECIPE.
+# The defaults are those of recipes/multi30k-de-en-bt.yaml: the English of train pairs 14501-29000
+BT_REVERSE ?= recipes/multi30k-en-de-bt-reverse.yaml
+BT_SOURCE ?= bt
+MULTI30K_URL := https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw
+BT_INPUT ?= $(if $(MIRROR),$(MIRROR)/train.en.gz,$(MULTI30K_URL)/train.en.gz)
+BT_ARGS ?= --skip 14500
+bt: | $(INSTALLED)
+	$(S2S) run $(call Q,$(BT_REVERSE)) $(RUN_OPTS) --until train
+	reverse="$$($(S2S) config $(call Q,$(BT_REVERSE)) --run-dir)" && \
+	$(S2S) back-translate $(R) $(ARGS) --source $(call Q,$(BT_SOURCE)) --model "$$reverse" --input $(call Q,$(BT_INPUT)) $(BT_ARGS)
+	$(S2S) run $(R) $(ARGS) $(RUN_OPTS)
 
 # the linter first (style, imports, likely bugs), then the suite
 test: $(INSTALLED)

@@ -35,6 +35,9 @@ MANIFEST = "manifest.json"
 DOWNLOADS = "downloads"
 DROPPED = "dropped.tsv"  # the training pairs the clean section's rules dropped (rule, source, target)
 
+# beside the files of back-translations (<stem>.back-translation.json): what made them
+BACK_TRANSLATION_RECORD = "back-translation.json"
+
 # in a run directory
 CONFIG = "config.yaml"
 SPM = "spm"

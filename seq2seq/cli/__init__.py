@@ -16,7 +16,7 @@ from seq2seq.cli.recipes import new_recipe, recipes
 from seq2seq.cli.runs import average, info, plot, quantize, tune_decode
 from seq2seq.cli.serve import serve
 from seq2seq.cli.share import compare, export, push
-from seq2seq.cli.translate import translate
+from seq2seq.cli.translate import back_translate, translate
 from seq2seq.constants import VERSION as __version__
 from seq2seq.errors import UserError
 
@@ -40,6 +40,7 @@ for command in (
     evaluate,
     config_cmd,
     translate,
+    back_translate,
     plot,
     info,
     average,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from seq2seq.cli.common import CONTEXT, PRECISION, Setting, checkpoint_option
+from seq2seq.cli.common import CONTEXT, OVERRIDES, PRECISION, RECIPE, Setting, checkpoint_option, load_recipe
 from seq2seq.config.schema import OUTPUT_FORMATS
 
 
@@ -184,3 +184,63 @@ def translate(
         chunk=buffer_size,
     )
     run(list(run_dirs), io, checkpoint, device, **decode)
+
+
+@click.command("back-translate", context_settings=CONTEXT)
+@RECIPE
+@OVERRIDES
+@click.option(
+    "--source", "source_name", required=True, help="The corpus of the recipe's data.sources to write."
+)
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The reverse-direction run directory (target language -> source language).",
+)
+@click.option(
+    "--input",
+    "mono",
+    required=True,
+    metavar="FILE|URL",
+    help="Monolingual target-language text, one sentence per line (gzipped or not).",
+)
+@click.option(
+    "--skip", type=click.IntRange(0), default=0, show_default=True, help="Lines of --input to pass over."
+)
+@click.option(
+    "--take", type=click.IntRange(0), default=0, show_default=True, help="Lines to translate (0: all)."
+)
+@click.option(
+    "-b",
+    "--beam-size",
+    type=Setting("decode.beam_size"),
+    default=None,
+    help="Beam size (default: the run's).",
+)
+@click.option("--sampling/--no-sampling", default=None, help="Sample each piece instead of beam search.")
+@click.option("--temperature", type=Setting("decode.temperature"), default=None, help="Sampling temperature.")
+@click.option(
+    "--topk", type=Setting("decode.topk"), default=None, help="Sample among the K most likely pieces."
+)
+@click.option("--sampling-seed", type=Setting("decode.sampling_seed"), default=None, help="Seed of sampling.")
+@checkpoint_option("best")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def back_translate(recipe, overrides, source_name, model_dir, mono, skip, take, checkpoint, device, **decode):
+    """Translate monolingual target-side text with a reverse run into the train files of one corpus of
+    RECIPE's data.sources (docs/data.md#back-translation); nothing is written when they are up to date."""
+    from seq2seq.decode.back_translate import back_translate as run
+
+    cfg = load_recipe(recipe, overrides)
+    run(
+        cfg,
+        source_name,
+        model_dir,
+        mono,
+        skip=skip,
+        take=take,
+        checkpoint=checkpoint,
+        device=device,
+        **decode,
+    )

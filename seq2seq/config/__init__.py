@@ -7,6 +7,7 @@ from seq2seq.config.load import from_dict, load_config, parse_overrides, save_co
 from seq2seq.config.rules import check_setting, in_range, validate
 from seq2seq.config.schema import (
     CHOICES,
+    LIST_SECTIONS,
     RANGES,
     SECTIONS,
     CleanConfig,
@@ -14,6 +15,7 @@ from seq2seq.config.schema import (
     DataConfig,
     DecodeConfig,
     ModelConfig,
+    SourceConfig,
     SpmConfig,
     TrainConfig,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "validate",
     "Config",
     "DataConfig",
+    "SourceConfig",
     "SpmConfig",
     "ModelConfig",
     "TrainConfig",
@@ -36,5 +39,6 @@ __all__ = [
     "CleanConfig",
     "SECTIONS",
     "CHOICES",
+    "LIST_SECTIONS",
     "RANGES",
 ]

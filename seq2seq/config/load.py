@@ -1,8 +1,9 @@
 """Loading a recipe: YAML plus ``key=value`` overrides into a validated :class:`~seq2seq.config.schema.Config`.
 
 An override names a key either fully (``train.max_steps=200``) or by its bare name when that name is
-unique across sections (``max_steps=200``). Unknown keys and values of the wrong type are a
-:class:`UserError` that names the key.
+unique across sections (``max_steps=200``); a key of one corpus of ``data.sources`` by the corpus's
+name (``data.sources.bt.weight=0.5`` or ``sources.bt.weight=0.5``). Unknown keys and values of the
+wrong type are a :class:`UserError` that names the key.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import yaml
 
 from seq2seq.config.paths import resolve_recipe_paths
 from seq2seq.config.rules import validate
-from seq2seq.config.schema import SECTIONS, Config
+from seq2seq.config.schema import LIST_SECTIONS, SECTIONS, SINGLE_SOURCE_KEYS, Config
 from seq2seq.config.values import build, merge, nest_overrides, read_yaml
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text
@@ -22,7 +23,7 @@ from seq2seq.fileio import atomic_write_text
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict:
     """Turn ``["max_steps=200", "model.dropout=0.1"]`` into a nested dict."""
-    return nest_overrides(overrides, SECTIONS, Config)
+    return nest_overrides(overrides, SECTIONS, Config, LIST_SECTIONS)
 
 
 def from_dict(values: dict) -> Config:
@@ -44,6 +45,13 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     cfg.given_keys = frozenset(
         f"{s}.{k}" for v in (values, extra) for s in SECTIONS if isinstance(v.get(s), dict) for k in v[s]
     )
+    mixed = sorted(k for k in SINGLE_SOURCE_KEYS if f"data.{k}" in cfg.given_keys) if cfg.data.sources else []
+    if mixed:
+        key = "kind" if mixed[0] == "source" else mixed[0]
+        raise UserError(
+            f"config key 'data.{mixed[0]}' is not used with data.sources: give it in the source it is for "
+            f"(data.sources.NAME.{key})"
+        )
     cfg.recipe_path = path.resolve()
     cfg.overrides = tuple(overrides)
     return cfg

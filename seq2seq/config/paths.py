@@ -68,5 +68,17 @@ def resolve_recipe_paths(values: dict, recipe: Path, warn: Callable[[str], None]
                 s: _choose(f"data.splits.{s}", v, base, split_exists, warn) if _is_relative_path(v) else v
                 for s, v in data["splits"].items()
             }
+        if isinstance(data.get("sources"), list):
+            data["sources"] = [_source_paths(s, i, base, warn) for i, s in enumerate(data["sources"])]
         values["data"] = data
     return values
+
+
+def _source_paths(source, index: int, base: Path, warn) -> dict:
+    """One corpus of ``data.sources`` with its relative ``url`` made relative to the recipe's folder."""
+    if not isinstance(source, dict) or source.get("kind", "text") not in LOCAL_SOURCES:
+        return source
+    if not _is_relative_path(source.get("url")):
+        return source
+    key = f"data.sources[{index + 1}].url"
+    return {**source, "url": _choose(key, source["url"], base, Path.exists, warn)}

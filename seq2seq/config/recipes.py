@@ -13,7 +13,7 @@ import tokenize
 from importlib import resources
 from pathlib import Path
 
-from seq2seq.config.schema import SECTIONS
+from seq2seq.config.schema import LIST_SECTIONS, SECTIONS
 from seq2seq.config.values import load_yaml
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text
@@ -96,4 +96,7 @@ def _class_docs(cls) -> dict[str, list[str]]:
 
 def field_docs() -> dict[str, list[str]]:
     """``"section.key"`` -> comment lines, for every documented key of every recipe section."""
-    return {f"{s}.{k}": lines for s, cls in SECTIONS.items() for k, lines in _class_docs(cls).items()}
+    docs = {f"{s}.{k}": lines for s, cls in SECTIONS.items() for k, lines in _class_docs(cls).items()}
+    for key, cls in LIST_SECTIONS.items():  # data.sources.KEY: the keys of each item of the list
+        docs.update({f"{key}.{k}": lines for k, lines in _class_docs(cls).items()})
+    return docs

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from seq2seq.config.schema import CHOICES, RANGES, SECTIONS, Config
+from seq2seq.config.schema import CHOICES, LIST_SECTIONS, RANGES, SECTIONS, Config
 from seq2seq.config.values import check_name, coerce
 from seq2seq.errors import UserError
 
@@ -36,19 +36,26 @@ def check_setting(key: str, raw, name: str = ""):
     return value
 
 
-def _get(cfg: Config, key: str):
-    section, name = key.split(".")
-    return getattr(getattr(cfg, section), name)
+def _values(cfg: Config, key: str) -> list[tuple[str, object]]:
+    """(the name to report, value) of ``key``: one for "section.key", one per item for a key of a list
+    section ("data.sources.weight": that of every source, reported as data.sources[2].weight)."""
+    *path, name = key.split(".")
+    items = getattr(getattr(cfg, path[0]), path[1]) if ".".join(path) in LIST_SECTIONS else None
+    if items is None:
+        return [(key, getattr(getattr(cfg, path[0]), name))]
+    return [(f"{'.'.join(path)}[{i + 1}].{name}", getattr(item, name)) for i, item in enumerate(items)]
 
 
 def validate(cfg: Config) -> None:
     """Every choice and range above, then the rules that tie keys together."""
     for key, allowed in CHOICES.items():
-        if _get(cfg, key) not in allowed:
-            raise UserError(f"config key '{key}': {_get(cfg, key)!r} is not one of {', '.join(allowed)}")
+        for label, value in _values(cfg, key):
+            if value not in allowed:
+                raise UserError(f"config key '{label}': {value!r} is not one of {', '.join(allowed)}")
     for key, interval in RANGES.items():
-        if not in_range(_get(cfg, key), interval):
-            raise UserError(f"config key '{key}' must be in {interval}, got {_get(cfg, key)!r}")
+        for label, value in _values(cfg, key):
+            if not in_range(value, interval):
+                raise UserError(f"config key '{label}' must be in {interval}, got {value!r}")
     check_relations(cfg)
     check_data(cfg)
     check_clean(cfg)
@@ -114,29 +121,73 @@ def check_data(cfg: Config) -> None:
             f"file per language (train.{d.src_lang}), so a same-language task (grammar correction, "
             f"paraphrase) needs two names, e.g. data.src_lang: {d.src_lang}-src"
         )
-    for split, source in cfg.data.splits.items():  # split names become file names: hyp.<split>.<lang>
-        check_name("config key 'data.splits'", split)
-        if not isinstance(source, str) or not source:
+    if d.sources:
+        check_sources(d.sources)
+        return
+    check_source(d.source_list()[0], "data.", need=("train", "dev"))
+
+
+def check_source(source, prefix: str, need: tuple[str, ...] = ()) -> None:
+    """The keys of one corpus (``prefix``: "data." or "data.sources[N]." in messages), whose splits must
+    include ``need``."""
+    kind = "source" if prefix == "data." else "kind"
+    for split, name in source.splits.items():  # split names become file names: hyp.<split>.<lang>
+        check_name(f"config key '{prefix}splits'", split)
+        if not isinstance(name, str) or not name:
             raise UserError(
-                f"config key 'data.splits': the source split of '{split}' must be a name (a string), got {source!r}"
+                f"config key '{prefix}splits': the source split of '{split}' must be a name (a string), got {name!r}"
             )
-    if "train" not in cfg.data.splits or "dev" not in cfg.data.splits:
-        raise UserError("config key 'data.splits' must name a 'train' and a 'dev' split")
-    for split, size in cfg.data.embedded_sizes.items():
+    if any(split not in source.splits for split in need):
+        raise UserError(f"config key '{prefix}splits' must name a {' and a '.join(map(repr, need))} split")
+    for split, size in source.embedded_sizes.items():
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise UserError(
-                f"config key 'data.embedded_sizes': size of '{split}' must be a whole number >= 0, "
+                f"config key '{prefix}embedded_sizes': size of '{split}' must be a whole number >= 0, "
                 f"got {size!r}"
             )
-    if cfg.data.source == "embedded" and set(cfg.data.embedded_sizes) != set(cfg.data.splits):
-        raise UserError("config key 'data.embedded_sizes' must give a size for every split in data.splits")
-    if cfg.data.source in ("hub",) and not cfg.data.dataset:
-        raise UserError("config key 'data.dataset' is required when data.source is hub")
-    if cfg.data.source in ("hub", "tsv", "jsonl") and not (cfg.data.src_field and cfg.data.tgt_field):
+    if source.kind == "embedded" and set(source.embedded_sizes) != set(source.splits):
         raise UserError(
-            f"config keys 'data.src_field' and 'data.tgt_field' are required when data.source is "
-            f"{cfg.data.source}"
+            f"config key '{prefix}embedded_sizes' must give a size for every split in {prefix}splits"
         )
+    if source.kind in ("hub",) and not source.dataset:
+        raise UserError(f"config key '{prefix}dataset' is required when {prefix}{kind} is hub")
+    if source.kind in ("hub", "tsv", "jsonl") and not (source.src_field and source.tgt_field):
+        raise UserError(
+            f"config keys '{prefix}src_field' and '{prefix}tgt_field' are required when {prefix}{kind} is "
+            f"{source.kind}"
+        )
+
+
+def check_sources(sources: list) -> None:
+    """``data.sources``: each corpus's keys, unique names, training pairs from at least one, and every
+    held-out split (dev, tests) from exactly one."""
+    owner: dict[str, str] = {}
+    for i, source in enumerate(sources):
+        prefix = f"data.sources[{i + 1}]."
+        check_name(f"config key '{prefix}name'", source.name)
+        if source.name in [s.name for s in sources[:i]]:
+            raise UserError(f"config key '{prefix}name': '{source.name}' names two sources")
+        check_source(source, prefix)
+        if source.tag and (source.tag != source.tag.strip() or not source.tag.isprintable()):
+            raise UserError(
+                f"config key '{prefix}tag': {source.tag!r} must be printable, without outer spaces"
+            )
+        if (source.skip or source.take) and "train" not in source.splits:
+            raise UserError(
+                f"config keys '{prefix}skip'/'{prefix}take' select train pairs: splits has no train"
+            )
+        for split in source.splits:
+            if split != "train" and split in owner:
+                raise UserError(
+                    f"config key '{prefix}splits': split '{split}' already comes from source '{owner[split]}' "
+                    f"(a held-out split comes from one source)"
+                )
+            if split != "train":
+                owner[split] = source.name
+    if not any("train" in s.splits for s in sources):
+        raise UserError("config key 'data.sources': no source gives a 'train' split")
+    if "dev" not in owner:
+        raise UserError("config key 'data.sources': no source gives a 'dev' split")
 
 
 def check_clean(cfg: Config) -> None:

@@ -18,6 +18,40 @@ from seq2seq.constants import corpus_dir, run_dir
 
 
 @dataclass
+class SourceConfig:
+    """One corpus of ``data.sources`` (docs/data.md#several-corpora): the keys of a single-source data
+    section (``kind`` for ``source``), plus its share of training and how its train pairs are taken."""
+
+    name: str = ""  # a plain name, unique among the sources (the manifest and logs count pairs by it)
+    kind: str = "text"  # embedded | hub | text | tsv | jsonl
+    # each epoch takes round(weight x its pairs) of this source's training pairs: 2 = every pair twice,
+    # 0.5 = a random half (without replacement, drawn from train.seed and the epoch)
+    weight: float = 1.0
+    # prepended with a space to every training source line of this corpus ("<BT>": tagged back-translation)
+    tag: str = ""
+    mirror: bool = True  # false: read where url says even with --mirror (files made here: back-translations)
+    skip: int = 0  # drop this many train pairs at the start of this corpus (held apart: monolingual text)
+    take: int = 0  # then keep at most this many train pairs (0 = all)
+    # our split name -> this corpus's split name or file stem; "train" adds to the training pairs, every
+    # other split (dev, tests) must come from exactly one source
+    splits: dict = field(default_factory=lambda: {"train": "train"})
+    # as the keys of the same name in data
+    url: str = ""
+    file_pattern: str = "{split}.{lang}"
+    dataset: str = ""
+    dataset_config: Optional[str] = None
+    src_field: str = ""
+    tgt_field: str = ""
+    embedded_sizes: dict = field(default_factory=lambda: {"train": 20000})
+    embedded_seed: int = 1
+
+
+# the keys of data that a corpus of data.sources holds for itself (source: its kind)
+SINGLE_SOURCE_KEYS = ("source", "splits", "url", "file_pattern", "dataset", "dataset_config")
+SINGLE_SOURCE_KEYS += ("src_field", "tgt_field", "embedded_sizes", "embedded_seed")
+
+
+@dataclass
 class DataConfig:
     # embedded | hub | text | tsv | jsonl
     source: str = "embedded"
@@ -42,6 +76,21 @@ class DataConfig:
     embedded_sizes: dict = field(default_factory=lambda: {"train": 20000, "dev": 500, "test": 1000})
     embedded_seed: int = 1
     dir: str = ""  # default: data/<name>/corpus
+    # several corpora, each with its own kind, files and weight (docs/data.md#several-corpora); with
+    # them, source/splits/url/file_pattern/dataset/fields/embedded_* belong in each corpus, not here
+    sources: list[SourceConfig] = field(default_factory=list)
+
+    def source_list(self) -> list[SourceConfig]:
+        """The corpora to read: ``sources``, or the single-source keys as one corpus named ``main``."""
+        if self.sources:
+            return list(self.sources)
+        keys = [k for k in SINGLE_SOURCE_KEYS if k != "source"]
+        return [SourceConfig(name="main", kind=self.source, **{k: getattr(self, k) for k in keys})]
+
+    @property
+    def split_names(self) -> list[str]:
+        """Our split names (train, dev, tests), over every source, in order of first appearance."""
+        return list(dict.fromkeys(s for source in self.source_list() for s in source.splits))
 
 
 @dataclass
@@ -216,14 +265,22 @@ class Config:
 
     @property
     def test_sets(self) -> list[str]:
-        return [s for s in self.data.splits if s not in ("train", "dev")]
+        return [s for s in self.data.split_names if s not in ("train", "dev")]
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every setting; ``data.sources`` only when given, so a single-source recipe's settings (its
+        config.yaml, stage stamps and the corpus manifest's record) read as they always have, and then
+        without the single-source keys it does not use."""
+        values = dataclasses.asdict(self)
+        unused = SINGLE_SOURCE_KEYS if values["data"]["sources"] else ("sources",)
+        for key in unused:
+            del values["data"][key]
+        return values
 
 
 SPM_SAMPLING_KEYS = ("subword_sampling", "alpha", "nbest_size")  # spm keys of training, not of the models
 OUTPUT_FORMATS = ("text", "json")  # seq2seq translate --format
+LIST_SECTIONS = {"data.sources": SourceConfig}  # keys holding a list of these, checked item by item
 SECTIONS = {
     "data": DataConfig,
     "spm": SpmConfig,
@@ -234,6 +291,7 @@ SECTIONS = {
 }
 CHOICES = {
     "data.source": ("embedded", "hub", "text", "tsv", "jsonl"),
+    "data.sources.kind": ("embedded", "hub", "text", "tsv", "jsonl"),  # of every source in the list
     "spm.model_type": ("unigram", "bpe"),
     "model.enc_cell": ("gru", "lstm", "rnn"),
     "model.dec_cell": ("lstm", "gru", "rnn"),
@@ -255,6 +313,10 @@ CHOICES = {
 # "(" / ")" exclude it. tests/config/test_config.py checks that every int and float field is listed.
 RANGES = {
     "data.embedded_seed": "[0, inf)",
+    "data.sources.weight": "(0, 1000]",  # of every source in the list (data.sources.KEY)
+    "data.sources.skip": "[0, inf)",
+    "data.sources.take": "[0, inf)",
+    "data.sources.embedded_seed": "[0, inf)",
     "spm.vocab_size": "[8, inf)",  # 4 special pieces + a few; the corpus's characters may need more
     "spm.character_coverage": "(0, 1]",
     "spm.input_sentence_size": "[0, inf)",

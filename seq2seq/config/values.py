@@ -110,6 +110,15 @@ def coerce(key: str, value: Any, typ: Any) -> Any:
         if value is None or isinstance(value, (dict, list)):
             raise UserError(f"config key '{key}': expected a string, got {value!r}")
         return str(value)
+    if origin is list:  # a list of mappings, each built into the item dataclass (data.sources)
+        value = _parse_mapping(key, value, "a list") if isinstance(value, str) else value
+        if not isinstance(value, list):
+            raise UserError(f"config key '{key}': expected a list, got {value!r}")
+        (item,) = typing.get_args(typ)
+        for i, entry in enumerate(value):
+            if not isinstance(entry, (dict, item)):
+                raise UserError(f"config key '{key}': item {i + 1} must be a mapping, got {entry!r}")
+        return [e if isinstance(e, item) else build(item, e, f"{key}.", {}) for e in value]
     if typ is dict:
         value = _parse_mapping(key, value) if isinstance(value, str) else value
         if not isinstance(value, dict):
@@ -118,11 +127,11 @@ def coerce(key: str, value: Any, typ: Any) -> Any:
     raise AssertionError(f"unsupported config type {typ} for {key}")
 
 
-def _parse_mapping(key: str, text: str):
+def _parse_mapping(key: str, text: str, what: str = "a mapping"):
     try:
         return load_yaml(text)
     except yaml.YAMLError as e:
-        raise UserError(f"config key '{key}': expected a mapping, not valid YAML: {yaml_error(e)}") from None
+        raise UserError(f"config key '{key}': expected {what}, not valid YAML: {yaml_error(e)}") from None
 
 
 def build(cls, values: dict, prefix: str, sections: dict):
@@ -174,22 +183,71 @@ def unknown_key(key: str, known: list[str]) -> UserError:
     return UserError(f"unknown config key '{key}'{hint}")
 
 
-def nest_overrides(overrides, sections: dict, root) -> dict:
+class ItemOverrides(dict):
+    """Overrides of the items of a list key by name (``data.sources.bt.weight=0.5``): item name ->
+    {key: value}, applied by :func:`merge` to the item of that ``name``."""
+
+    def apply(self, items, key: str) -> list:
+        items = list(items or [])
+        names = [i.get("name") if isinstance(i, dict) else None for i in items]
+        for name, values in self.items():
+            if name not in names:
+                have = ", ".join(str(n) for n in names) or "none"
+                raise UserError(
+                    f"override of {key}.{name}: no item of {key} is named '{name}' (names: {have})"
+                )
+            at = names.index(name)
+            items[at] = {**items[at], **values}
+        return items
+
+
+def _item_override(key: str, raw: str, lists: dict):
+    """(list key, item name, field, value) of an override ``data.sources.NAME.FIELD=value``, else None."""
+    for list_key, cls in lists.items():
+        section, name = list_key.split(".")
+        for prefix in (f"{list_key}.", f"{name}."):
+            rest = key[len(prefix) :] if key.startswith(prefix) else ""
+            if rest.count(".") == 1:
+                item, field_name = rest.split(".")
+                value = (
+                    raw if typing.get_type_hints(cls).get(field_name) is str else _override_value(raw, key)
+                )
+                return list_key, item, field_name, value
+    return None
+
+
+def _override_value(raw: str, item: str):
+    try:
+        return load_yaml(raw) if raw.strip() else ""
+    except yaml.composer.ComposerError as e:  # an alias
+        raise UserError(f"override '{item}': {yaml_error(e)}") from None
+    except yaml.YAMLError:
+        return raw  # not YAML ("{split}.{lang}"): the text itself, checked by type below
+
+
+def nest_overrides(overrides, sections: dict, root, lists: dict | None = None) -> dict:
     """Turn ``["max_steps=200", "model.dropout=0.1"]`` into a nested dict; ``root`` is the top-level
-    dataclass, ``sections`` its section dataclasses by name."""
+    dataclass, ``sections`` its section dataclasses by name, ``lists`` the list keys whose items are
+    overridden by name (``data.sources.bt.weight=0.5``: :class:`ItemOverrides`)."""
     nested: dict = {}
     for item in overrides:
         if "=" not in item:
             raise UserError(f"override '{item}' is not of the form key=value")
         key, raw = item.split("=", 1)
+        found = _item_override(key.strip(), raw, lists or {})
+        if found:
+            list_key, name, field_name, value = found
+            section, list_name = list_key.split(".")
+            target = nested.setdefault(section, {})
+            items = target.setdefault(list_name, ItemOverrides())
+            if isinstance(items, ItemOverrides):
+                items.setdefault(name, {})[field_name] = value
+            else:  # the whole list was given before: change its item
+                target[list_name] = ItemOverrides({name: {field_name: value}}).apply(items, list_key)
+            continue
         top_level = tuple(k for k in typing.get_type_hints(root) if k not in sections)
         parts = resolve_key(key.strip(), sections, top_level)
-        try:
-            value = load_yaml(raw) if raw.strip() else ""
-        except yaml.composer.ComposerError as e:  # an alias
-            raise UserError(f"override '{item}': {yaml_error(e)}") from None
-        except yaml.YAMLError:
-            value = raw  # not YAML ("{split}.{lang}"): the text itself, checked by type below
+        value = _override_value(raw, item)
         owner = sections[parts[0]] if len(parts) == 2 else root
         if typing.get_type_hints(owner).get(parts[-1]) is str and not isinstance(value, (dict, list)):
             value = raw  # a string key keeps the text as written ("007", "1e3")
@@ -204,7 +262,9 @@ def merge(base: dict, extra: dict, sections: dict) -> dict:
     """``base`` with ``extra``'s values, section by section."""
     out = dict(base)
     for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k in sections:
+        if isinstance(v, ItemOverrides):
+            out[k] = v.apply(out.get(k), k)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict) and k in sections:
             out[k] = merge(out[k], v, sections)
         else:
             out[k] = v

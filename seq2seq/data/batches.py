@@ -1,7 +1,8 @@
 """Token-based, length-bucketed batches of id sequences.
 
 Batches are a pure function of (lengths, batch_tokens, seed, epoch): a resumed run rebuilds an
-epoch's batches and continues at the saved position.
+epoch's batches and continues at the saved position. With several corpora of other weights
+(``data.sources``), :func:`epoch_pairs` first draws the epoch's pairs, as a pure function of the same.
 """
 
 from __future__ import annotations
@@ -88,3 +89,44 @@ def make_batches(
     if shuffle:
         bounds = [bounds[i] for i in rng.permutation(len(bounds))]
     return [order[a:b].tolist() for a, b in bounds]
+
+
+def _drawn(n: int, weight: float) -> tuple[int, int]:
+    """(times every pair is taken, pairs drawn once more) of a corpus of ``n`` pairs and ``weight``."""
+    whole = int(np.floor(weight))
+    return whole, int(np.floor((weight - whole) * n + 0.5))
+
+
+def epoch_size(shares: list[tuple[int, float]]) -> int:
+    """The pairs of one epoch of :func:`epoch_pairs`: the sum of round(weight x pairs)."""
+    return sum(whole * n + extra for n, w in shares for whole, extra in [_drawn(n, w)])
+
+
+def epoch_pairs(shares: list[tuple[int, float]], seed: int, epoch: int) -> np.ndarray:
+    """The pair indices of one epoch over corpora laid out one after the other: ``shares`` holds each
+    corpus's (pairs, weight). A corpus of ``n`` pairs and weight ``w`` gives round(w x n) of them:
+    every pair floor(w) times, then round((w - floor(w)) x n) different pairs drawn without replacement
+    from the generator of (seed, epoch, corpus). In corpus order; :func:`make_batches` shuffles."""
+    out, start = [], 0
+    for i, (n, weight) in enumerate(shares):
+        whole, extra = _drawn(n, weight)
+        pairs = np.arange(start, start + n, dtype=np.int64)
+        out.append(np.tile(pairs, whole))
+        if extra:
+            rng = np.random.default_rng([seed, epoch, i])
+            out.append(np.sort(rng.choice(pairs, size=extra, replace=False)))
+        start += n
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def epoch_batches(
+    src_lens, tgt_lens, batch_tokens: int, seed: int, epoch: int, shares: list[tuple[int, float]] = ()
+) -> list[list[int]]:
+    """The batches (pair indices) of one training epoch: :func:`make_batches` over every pair once, or,
+    with ``shares`` of which a weight is not 1, over the pairs :func:`epoch_pairs` draws (a pair drawn
+    twice is in the epoch twice)."""
+    if all(weight == 1 for _, weight in shares):
+        return make_batches(src_lens, tgt_lens, batch_tokens, seed, epoch)
+    chosen = epoch_pairs(shares, seed, epoch)
+    src, tgt = np.asarray(src_lens)[chosen], np.asarray(tgt_lens)[chosen]
+    return [chosen[b].tolist() for b in map(np.asarray, make_batches(src, tgt, batch_tokens, seed, epoch))]

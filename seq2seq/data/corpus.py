@@ -16,6 +16,12 @@ is a Hub download in any of its layouts (:mod:`seq2seq.data.hub`).
 Output: ``<data_dir>/<split>.<lang>`` for every split and language, and ``manifest.json``. With a rule
 of the ``clean`` section on, the train split is cleaned (:mod:`seq2seq.data.clean`): the manifest's
 "clean" entry counts each rule's drops and ``dropped.tsv`` lists the dropped pairs.
+
+Several corpora (``data.sources``, docs/data.md#several-corpora): each is read as one of the above;
+the train pairs of all of them go into ``train.<lang>`` one corpus after the other (each cut by its
+``skip``/``take``, cleaned, then its source lines prefixed by its ``tag``), and the manifest's ``sources``
+records which lines came from which (``train_lines``: [first, end)) and, with cleaning, each corpus's
+drops. Every other split comes from one corpus.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from seq2seq.runs import ownership as rundir
-from seq2seq.config.schema import Config
+from seq2seq.config.schema import Config, SourceConfig
 from seq2seq.errors import UserError
 from seq2seq.fileio import AtomicOutput, atomic_write_text
 from seq2seq.text import normalize
@@ -40,7 +46,17 @@ from seq2seq.data.clean import Cleaner, clean_entry, rules_on
 from seq2seq.data.embedded import generate
 from seq2seq.config.bleu import check_bleu_tokenizer
 
-__all__ = ["MANIFEST", "corpus_files", "download", "normalize", "read_corpus", "read_split", "text_lines"]
+__all__ = [
+    "MANIFEST",
+    "corpus_files",
+    "corpus_parts",
+    "download",
+    "normalize",
+    "read_corpus",
+    "read_split",
+    "source_streams",
+    "text_lines",
+]
 
 
 
@@ -56,11 +72,18 @@ def _locate(name_or_url: str, mirror: Optional[Path]) -> str:
     return str(local)
 
 
-def _location(cfg: Config, split_name: str, lang: str = "", mirror: Optional[Path] = None) -> str:
-    name = cfg.data.file_pattern.format(split=split_name, lang=lang)
-    base = cfg.data.url
+def _location(
+    source: SourceConfig, split_name: str, lang: str = "", mirror: Optional[Path] = None
+) -> str:
+    name = source.file_pattern.format(split=split_name, lang=lang)
+    base = source.url
     full = name if not base else (base.rstrip("/") + "/" + name)
-    return _locate(full, mirror)
+    if not source.mirror and "://" not in full and not Path(full).exists():
+        raise UserError(
+            f"data file not found: {full} (source '{source.name}' has mirror: false, a corpus made here: "
+            f"seq2seq back-translate writes one, docs/data.md#back-translation)"
+        )
+    return _locate(full, mirror if source.mirror else None)
 
 
 def downloads_dir(cfg: Config) -> Path:
@@ -71,11 +94,11 @@ def downloads_dir(cfg: Config) -> Path:
 Pairs = Callable[[], Iterator[tuple[str, str]]]  # a re-iterable stream of (source, target) lines
 
 
-def _text_pairs(cfg: Config, mirror: Optional[Path]) -> dict[str, Pairs]:
+def _text_pairs(cfg: Config, source: SourceConfig, mirror: Optional[Path]) -> dict[str, Pairs]:
     out = {}
     cache = downloads_dir(cfg)
-    for split, source_split in cfg.data.splits.items():
-        locs = [_location(cfg, source_split, lang, mirror) for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
+    for split, source_split in source.splits.items():
+        locs = [_location(source, source_split, lang, mirror) for lang in (cfg.data.src_lang, cfg.data.tgt_lang)]
 
         def pairs(split=split, locs=locs):
             src, tgt = text_lines(locs[0], cache), text_lines(locs[1], cache)
@@ -95,60 +118,97 @@ def _text_pairs(cfg: Config, mirror: Optional[Path]) -> dict[str, Pairs]:
     return out
 
 
-def _table_pairs(cfg: Config, mirror: Optional[Path]) -> dict[str, Pairs]:
+def _table_pairs(cfg: Config, source: SourceConfig, mirror: Optional[Path]) -> dict[str, Pairs]:
     """tsv/jsonl files: both sides in one file per split, read line by line (no cache)."""
-    d, cache = cfg.data, downloads_dir(cfg)
-    langs = (d.src_lang, d.tgt_lang)
+    cache, fields = downloads_dir(cfg), (source.src_field, source.tgt_field)
+    langs = (cfg.data.src_lang, cfg.data.tgt_lang)
     out = {}
-    for split, source_split in d.splits.items():
-        loc = _location(cfg, source_split, "", mirror)
-        if d.source == "tsv":
-            out[split] = lambda loc=loc: tsv_pairs(loc, d.src_field, d.tgt_field, langs, cache)
+    for split, source_split in source.splits.items():
+        loc = _location(source, source_split, "", mirror)
+        if source.kind == "tsv":
+            out[split] = lambda loc=loc: tsv_pairs(loc, *fields, langs, cache)
         else:
-            out[split] = lambda loc=loc: rows_pairs(jsonl_rows(loc, cache), d.src_field, d.tgt_field)
+            out[split] = lambda loc=loc: rows_pairs(jsonl_rows(loc, cache), *fields)
     return out
 
 
-def _hub_mirror_pairs(cfg: Config, mirror: Path) -> dict[str, Pairs]:
+def _hub_mirror_pairs(source: SourceConfig, mirror: Path) -> dict[str, Pairs]:
     """A hub dataset's split files in a mirror, in any of the Hub's layouts (see hubfiles)."""
-    d = cfg.data
-    files = {split: mirror_files(mirror, d, source_split) for split, source_split in d.splits.items()}
-    return {s: (lambda fs=fs: rows_pairs(file_rows(fs), d.src_field, d.tgt_field)) for s, fs in files.items()}
+    files = {split: mirror_files(mirror, source, name) for split, name in source.splits.items()}
+    fields = (source.src_field, source.tgt_field)
+    return {s: (lambda fs=fs: rows_pairs(file_rows(fs), *fields)) for s, fs in files.items()}
 
 
-def _hub_pairs(cfg: Config) -> dict[str, Pairs]:
-    ds = load_hub(cfg.data)
+def _hub_pairs(source: SourceConfig) -> dict[str, Pairs]:
+    ds = load_hub(source)
     out = {}
-    for split, source_split in cfg.data.splits.items():
+    for split, source_split in source.splits.items():
         if source_split not in ds:
-            raise UserError(
-                f"hub dataset {cfg.data.dataset} has no split '{source_split}' (has: {', '.join(ds)})"
-            )
+            raise UserError(f"hub dataset {source.dataset} has no split '{source_split}' (has: {', '.join(ds)})")
         rows = ds[source_split]  # rows come one at a time from the memory-mapped Arrow table
-        where = f"hub dataset {cfg.data.dataset}, split {source_split}"
+        where = f"hub dataset {source.dataset}, split {source_split}"
         out[split] = lambda rows=rows, w=where: rows_pairs(
-            ((f"{w}, row {i + 1}", r) for i, r in enumerate(rows)), cfg.data.src_field, cfg.data.tgt_field
+            ((f"{w}, row {i + 1}", r) for i, r in enumerate(rows)), source.src_field, source.tgt_field
         )
+    return out
+
+
+def source_streams(cfg: Config, source: SourceConfig, mirror: Optional[Path] = None) -> dict[str, Pairs]:
+    """For each split of one corpus, a function returning a lazy iterator of its (source, target) lines,
+    not yet normalized. Files are located (and missing ones reported) before anything is read."""
+    if source.kind == "embedded":
+        sizes = {s: int(source.embedded_sizes[s]) for s in source.splits}
+        pairs = generate(sizes, source.embedded_seed)
+        return {s: (lambda ps=ps: iter(ps)) for s, ps in pairs.items()}
+    if mirror is not None and source.mirror and not mirror.is_dir():
+        raise UserError(f"mirror folder not found: {mirror}")
+    if source.kind == "text":
+        return _text_pairs(cfg, source, mirror)
+    if source.kind in ("tsv", "jsonl"):
+        return _table_pairs(cfg, source, mirror)
+    if mirror is not None and source.mirror:
+        return _hub_mirror_pairs(source, mirror)
+    return _hub_pairs(source)
+
+
+def tagged(src: str, tag: str) -> str:
+    """A source line of a corpus with ``tag`` (data.sources), the tag in front; an empty line stays empty."""
+    return f"{tag} {src}" if tag and src.strip() else src
+
+
+def _selected(pairs: Pairs, source: SourceConfig, with_tag: bool = True) -> Pairs:
+    """The train pairs of a corpus of ``data.sources``: ``skip``/``take`` applied, and (``with_tag``)
+    its ``tag`` prepended."""
+
+    def stream():
+        stop = source.skip + source.take if source.take else None
+        for src, tgt in itertools.islice(pairs(), source.skip, stop):
+            yield (tagged(src, source.tag) if with_tag else src), tgt
+
+    return stream
+
+
+def corpus_parts(
+    cfg: Config, mirror: Optional[Path] = None, with_tags: bool = True
+) -> dict[str, list[tuple[str, Pairs]]]:
+    """For each of our splits, its parts in order as (corpus name, pairs): one part for a single-source
+    recipe; with ``data.sources``, train has a part per corpus that gives one (its source lines tagged,
+    unless ``with_tags`` is False)."""
+    out: dict[str, list[tuple[str, Pairs]]] = {}
+    for source in cfg.data.source_list():
+        for split, pairs in source_streams(cfg, source, mirror).items():
+            part = _selected(pairs, source, with_tags) if split == "train" else pairs
+            out.setdefault(split, []).append((source.name, part))
     return out
 
 
 def corpus_streams(cfg: Config, mirror: Optional[Path] = None) -> dict[str, Pairs]:
     """For each split, a function returning a lazy iterator of (source, target) lines, not yet
-    normalized. Files are located (and missing ones reported) before anything is read."""
-    source = cfg.data.source
-    if source == "embedded":
-        sizes = {s: int(cfg.data.embedded_sizes[s]) for s in cfg.data.splits}
-        pairs = generate(sizes, cfg.data.embedded_seed)
-        return {s: (lambda ps=ps: iter(ps)) for s, ps in pairs.items()}
-    if mirror is not None and not mirror.is_dir():
-        raise UserError(f"mirror folder not found: {mirror}")
-    if source == "text":
-        return _text_pairs(cfg, mirror)
-    if source in ("tsv", "jsonl"):
-        return _table_pairs(cfg, mirror)
-    if mirror is not None:
-        return _hub_mirror_pairs(cfg, mirror)
-    return _hub_pairs(cfg)
+    normalized: the parts of :func:`corpus_parts` one after the other."""
+    return {
+        split: (lambda parts=parts: itertools.chain.from_iterable(p() for _, p in parts))
+        for split, parts in corpus_parts(cfg, mirror).items()
+    }
 
 
 def read_corpus(cfg: Config, mirror: Optional[Path] = None) -> dict[str, tuple[list[str], list[str]]]:
@@ -187,11 +247,12 @@ def _download(
     """
     mirror_path = Path(mirror) if mirror else None
     cleaner = Cleaner(cfg.clean, cfg.data.src_lang, cfg.data.tgt_lang) if rules_on(cfg.clean) else None
-    streams = corpus_streams(cfg, mirror_path)
+    parts = corpus_parts(cfg, mirror_path, with_tags=False)
+    tags = {s.name: s.tag for s in cfg.data.source_list()}  # of the train pairs, added after cleaning
     out_dir = cfg.data_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
-        "source": cfg.data.source,
+        "source": "sources" if cfg.data.sources else cfg.data.source,
         "src_lang": cfg.data.src_lang,
         "tgt_lang": cfg.data.tgt_lang,
         "mirror": str(mirror_path) if mirror_path else None,
@@ -200,8 +261,10 @@ def _download(
     }
     langs = (cfg.data.src_lang, cfg.data.tgt_lang)
     pending, counts = [], {}  # every split is written before any replaces the previous download's files
+    per_source: dict[str, dict[str, int]] = {s.name: {} for s in cfg.data.source_list()}
+    cleaned: dict[str, dict] = {}  # each corpus's share of the cleaning of train
     try:
-        for split, pairs in streams.items():
+        for split, split_parts in parts.items():
             outs = [AtomicOutput(out_dir / f"{split}.{lang}") for lang in langs]
             pending += outs
             cleaning = cleaner if split == "train" else None  # dev and test sets are never cleaned
@@ -210,20 +273,31 @@ def _download(
                 pending.append(report)
                 report.write("rule\tsource\ttarget\n")
             count = 0
-            stream = pairs()
-            if sys.stderr.isatty():  # a bar per split on terminals; log lines only elsewhere
-                from tqdm import tqdm
+            for name, pairs in split_parts:
+                stream = pairs()
+                if sys.stderr.isatty():  # a bar per split on terminals; log lines only elsewhere
+                    from tqdm import tqdm
 
-                stream = tqdm(stream, desc=f"download {split}", unit=" pairs", leave=False, file=sys.stderr)
-            for src, tgt in stream:
-                src, tgt = normalize(src), normalize(tgt)
-                rule = cleaning.reason(src, tgt) if cleaning else None
-                if rule is not None:
-                    report.write(f"{rule}\t{src}\t{tgt}\n")
-                    continue
-                outs[0].write(src + "\n")
-                outs[1].write(tgt + "\n")
-                count += 1
+                    label = f"download {split}" + (f" ({name})" if cfg.data.sources else "")
+                    stream = tqdm(stream, desc=label, unit=" pairs", leave=False, file=sys.stderr)
+                first, before = count, _clean_counts(cleaning)
+                for src, tgt in stream:
+                    src, tgt = normalize(src), normalize(tgt)
+                    rule = cleaning.reason(src, tgt) if cleaning else None
+                    if rule is not None:
+                        report.write(f"{rule}\t{src}\t{tgt}\n")
+                        continue
+                    if split == "train" and tags[name]:
+                        src = normalize(tagged(src, tags[name]))
+                    outs[0].write(src + "\n")
+                    outs[1].write(tgt + "\n")
+                    count += 1
+                if not count - first and cfg.data.sources:
+                    after = " after cleaning" if cleaning else ""
+                    raise UserError(f"split '{split}' of source '{name}' is empty{after}")
+                per_source[name][split] = count - first
+                if cleaning:
+                    cleaned[name] = _clean_delta(before, _clean_counts(cleaning))
             if not count:
                 raise UserError(f"split '{split}' is empty" + (" after cleaning" if cleaning else ""))
             counts[split] = count
@@ -248,9 +322,63 @@ def _download(
                 "sha256": _sha256(path),
             }
         log(f"{split}: {count} pairs")
+    manifest["sources"] = source_records(cfg, per_source, cleaned if cfg.data.sources else None)
+    if cfg.data.sources:
+        for record in manifest["sources"]:
+            drops = f" (cleaning kept {c['kept']} of {c['read']})" if (c := record.get("clean")) else ""
+            log(f"  {record['name']}: " + ", ".join(f"{s} {n}" for s, n in record["pairs"].items()) + drops)
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     log(f"wrote {out_dir / MANIFEST}")
     return manifest
+
+
+def _clean_counts(cleaner: Optional[Cleaner]) -> dict:
+    """A snapshot of a cleaner's counts: pairs read and kept, drops per rule."""
+    if cleaner is None:
+        return {}
+    return {"read": cleaner.read, "kept": cleaner.kept, "dropped": dict(cleaner.counts)}
+
+
+def _clean_delta(before: dict, after: dict) -> dict:
+    """What a cleaner counted between two snapshots of :func:`_clean_counts` (one corpus's pairs)."""
+    return {
+        "read": after["read"] - before["read"],
+        "kept": after["kept"] - before["kept"],
+        "dropped": {r: n - before["dropped"][r] for r, n in after["dropped"].items()},
+    }
+
+
+def made_here(cfg: Config) -> list[Path]:
+    """The local files of the corpora of ``data.sources`` read without the mirror (``mirror: false``:
+    files made on this machine, such as back-translations); the pipeline reads them again when one is
+    newer than the corpus."""
+    out = []
+    for source in cfg.data.sources:
+        if source.mirror or source.kind not in ("text", "tsv", "jsonl") or "://" in source.url:
+            continue
+        langs = (cfg.data.src_lang, cfg.data.tgt_lang) if source.kind == "text" else ("",)
+        for stem in source.splits.values():
+            names = (source.file_pattern.format(split=stem, lang=lang) for lang in langs)
+            out += [Path(source.url) / name if source.url else Path(name) for name in names]
+    return out
+
+
+def source_records(
+    cfg: Config, pairs: dict[str, dict[str, int]], cleaned: Optional[dict[str, dict]] = None
+) -> list[dict]:
+    """The manifest's ``sources``: for each corpus in order, its pairs per split and the lines
+    [first, end) of train.<lang> that came from it, and (``cleaned``) its train pairs' cleaning counts."""
+    records, line = [], 0
+    for source in cfg.data.source_list():
+        counts = pairs[source.name]
+        record = {"name": source.name, "kind": source.kind, "weight": source.weight, "pairs": counts}
+        if "train" in counts:
+            record["train_lines"] = [line, line + counts["train"]]
+            line += counts["train"]
+        if cleaned and source.name in cleaned:
+            record["clean"] = cleaned[source.name]
+        records.append(record)
+    return records
 
 
 _VERIFIED: dict[tuple, str] = {}  # (path, inode, size, mtime) -> its sha256: each file hashed once per process

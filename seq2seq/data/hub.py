@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Iterator, Optional
 
-from seq2seq.config.schema import DataConfig
+from seq2seq.config.schema import SourceConfig
 from seq2seq.errors import UserError
 from seq2seq.data.sources import jsonl_rows
 
@@ -43,7 +43,7 @@ def _snapshot(repo: Path) -> Optional[Path]:
     return found[-1] if found else None
 
 
-def _bases(mirror: Path, dc: DataConfig) -> list[Path]:
+def _bases(mirror: Path, dc: SourceConfig) -> list[Path]:
     """Folders that may hold the split files, most specific first."""
     roots = [mirror]
     for repo in (mirror, mirror / ("datasets--" + dc.dataset.replace("/", "--"))):
@@ -93,7 +93,7 @@ def _available(base: Path) -> list[str]:
     return sorted(names)
 
 
-def mirror_files(mirror: Path, dc: DataConfig, split: str) -> list[Path]:
+def mirror_files(mirror: Path, dc: SourceConfig, split: str) -> list[Path]:
     """The files of ``split`` (the dataset's own split name) of hub dataset ``dc.dataset`` in ``mirror``."""
     bases = _bases(mirror, dc)
     for base in bases:
@@ -160,7 +160,7 @@ def _offline_reason(dataset: str) -> Optional[str]:
     return None
 
 
-def load_hub(dc: DataConfig):
+def load_hub(dc: SourceConfig):
     """``datasets.load_dataset(dataset, dataset_config)``; offline, only what the Hugging Face cache
     holds (``HF_HOME``, default ``~/.cache/huggingface``), with one clear error when it holds nothing."""
     import datasets

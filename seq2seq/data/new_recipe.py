@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 import yaml
 
-from seq2seq.config.schema import SECTIONS, Config
+from seq2seq.config.schema import SECTIONS, Config, SourceConfig
 from seq2seq.config.load import load_config
 from seq2seq.errors import UserError
 from seq2seq.fileio import atomic_write_text
@@ -188,8 +188,21 @@ def _key_lines(key: str, value, docs: list[str]) -> list[str]:
     return [f"  # {d}" for d in docs if d] + ["  " + text.strip()[1:-1]]
 
 
+def sources_lines(docs: dict[str, list[str]]) -> list[str]:
+    """``data.sources`` as comment lines: its comment, then one corpus with every key, its default and
+    its comment, ready to uncomment (docs/data.md#several-corpora)."""
+    out = [f"  # {d}" for d in docs.get("data.sources", []) if d] + ["  # sources:"]
+    for i, f in enumerate(dataclasses.fields(SourceConfig)):
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        default = {"name": "NAME"}.get(f.name, default)
+        out += [f"  #     # {d}" for d in docs.get(f"data.sources.{f.name}", []) if d]
+        out += [("  #   - " if i == 0 else "  #     ") + _key_lines(f.name, default, [])[-1].strip()]
+    return out
+
+
 def render(cfg: Config, data_keys: tuple[str, ...] = DATA_KEYS) -> str:
-    """The recipe text: every key of every section (for data: ``data_keys``) with its comments."""
+    """The recipe text: every key of every section (for data: ``data_keys``, then ``sources`` commented
+    out) with its comments."""
     docs, values = field_docs(), cfg.to_dict()
     out = []
     for section in SECTIONS:
@@ -197,6 +210,8 @@ def render(cfg: Config, data_keys: tuple[str, ...] = DATA_KEYS) -> str:
         keys = data_keys if section == "data" else [f.name for f in dataclasses.fields(SECTIONS[section])]
         for key in keys:
             out += _key_lines(key, values[section][key], docs.get(f"{section}.{key}", []))
+        if section == "data":
+            out += sources_lines(docs)
     return "\n".join(out) + "\n"
 
 

@@ -4,11 +4,12 @@
 SentencePiece models, drops empty, too long (``train.max_len``), badly proportioned
 (``train.filter_ratio``) and, with ``train.dedupe``, repeated pairs, and writes
 ``<run_dir>/bin/train.{src,tgt}.bin`` (uint16 or int32 ids) plus their lengths. A ``meta.json``
-records what they were built from, so they are rebuilt only when that changes. With
-``spm.subword_sampling`` the kept pairs' text lines go beside them too (``train.{src,tgt}.txt`` and their
-byte offsets), memory-mapped as :class:`TextLines` for sampling segmentations afresh
-(:mod:`seq2seq.data.sampling`). ``drop_reason`` is the pair filter alone, a pure function for any
-caller that filters pairs.
+records what they were built from, so they are rebuilt only when that changes, and how many pairs of
+each corpus were kept (``source_counts``: with ``data.sources`` the kept pairs of a corpus are one
+contiguous run, in the order of the sources). With ``spm.subword_sampling`` the kept pairs' text lines
+go beside them too (``train.{src,tgt}.txt`` and their byte offsets), memory-mapped as :class:`TextLines`
+for sampling segmentations afresh (:mod:`seq2seq.data.sampling`). ``drop_reason`` is the pair filter
+alone, a pure function for any caller that filters pairs.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class TextLines:
 def _meta(cfg: Config, fingerprint: str) -> dict:
     manifest = cfg.data_dir / MANIFEST
     files = json.loads(manifest.read_text(encoding="utf-8"))["files"] if manifest.is_file() else {}
-    return {
+    meta = {
         "tokenizers": fingerprint,
         "max_len": cfg.train.max_len,
         "filter_ratio": cfg.train.filter_ratio,
@@ -78,6 +79,10 @@ def _meta(cfg: Config, fingerprint: str) -> dict:
         "text": cfg.spm.subword_sampling,  # the kept lines' text beside the ids
         "train": {k: v.get("sha256") for k, v in files.items() if v.get("split") == "train"},
     }
+    ends = train_sources(cfg)
+    if len(ends) > 1:  # several corpora: which lines are whose is part of what the ids were built from
+        meta["sources"] = [list(e) for e in ends]
+    return meta
 
 
 def drop_reason(
@@ -113,19 +118,36 @@ def _line_chunks(files: list[Path]) -> Iterator[tuple[list[str], list[str]]]:
             yield src_lines, tgt_lines
 
 
+def train_sources(cfg: Config) -> list[tuple[str, int]]:
+    """(corpus name, end line) of each corpus's train lines in train.<lang>, in order, from the manifest
+    (a corpus without one, written by hand or before data.sources: one corpus, "main", to the end)."""
+    manifest = cfg.data_dir / MANIFEST
+    records = json.loads(manifest.read_text(encoding="utf-8")).get("sources") if manifest.is_file() else None
+    ends = [(r["name"], r["train_lines"][1]) for r in records or () if "train_lines" in r]
+    return ends or [("main", -1)]
+
+
 def _write_ids(
     cfg: Config, files: list[Path], src_tok, tgt_tok, outs: dict[str, AtomicOutput], dtype: str
-) -> tuple[dict[str, int], dict[str, array], dict[str, array]]:
+) -> tuple[dict, dict[str, array], dict[str, array]]:
     """Encode, filter and append the kept pairs' ids to ``outs`` (and, with ``outs["src.txt"]``, their
-    text lines); returns (counts, lengths per side, text byte lengths per side: empty without text)."""
+    text lines); returns (counts, with the kept pairs per corpus in "sources"; lengths per side; text
+    byte lengths per side: empty without text)."""
     tc = cfg.train
     seen: set[bytes] = set()
     lens = {"src": array("i"), "tgt": array("i")}
     text_lens = {"src": array("q"), "tgt": array("q")}
     stats = {"read": 0, "empty": 0, "too_long": 0, "ratio": 0, "duplicate": 0}
+    ends = train_sources(cfg)
+    kept = {name: 0 for name, _ in ends}
+    which = 0  # the corpus of the current line
     for src_lines, tgt_lines in _line_chunks(files):
+        first = stats["read"]
         stats["read"] += len(src_lines)
-        for s, t, a, b in zip(src_tok.encode(src_lines), tgt_tok.encode(tgt_lines), src_lines, tgt_lines):
+        pairs = zip(src_tok.encode(src_lines), tgt_tok.encode(tgt_lines), src_lines, tgt_lines)
+        for line, (s, t, a, b) in enumerate(pairs, start=first):
+            while ends[which][1] != -1 and line >= ends[which][1] and which + 1 < len(ends):
+                which += 1
             reason = drop_reason(s, t, tc.max_len, tc.filter_ratio)
             if reason is None and tc.dedupe:
                 key = hashlib.blake2b(f"{a}\t{b}".encode(), digest_size=12).digest()
@@ -134,14 +156,15 @@ def _write_ids(
             if reason is not None:
                 stats[reason] += 1
                 continue
-            for side, ids, line in (("src", s, a), ("tgt", t, b)):
+            for side, ids, text in (("src", s, a), ("tgt", t, b)):
                 outs[side].write(np.asarray(ids, dtype=dtype).tobytes())
                 lens[side].append(len(ids))
                 if f"{side}.txt" in outs:
-                    raw = line.encode("utf-8") + b"\n"
+                    raw = text.encode("utf-8") + b"\n"
                     outs[f"{side}.txt"].write(raw)
                     text_lens[side].append(len(raw))
-    return stats, lens, text_lens
+            kept[ends[which][0]] += 1
+    return {**stats, "sources": [[name, n] for name, n in kept.items()]}, lens, text_lens
 
 
 def _reusable(old: dict, meta: dict) -> bool:
@@ -213,8 +236,17 @@ def build_pairs(
         _save_npy(texts[side][1], offsets)
     kept = len(lens["src"])
     atomic_write_text(meta_path, json.dumps({**meta, "stats": {**stats, "kept": kept}}, indent=2) + "\n")
+    if len(stats["sources"]) > 1:
+        log("training pairs kept per source: " + ", ".join(f"{name} {n}" for name, n in stats["sources"]))
     log(
         f"training pairs: {kept} of {stats['read']} kept (empty {stats['empty']}, longer than {cfg.train.max_len} "
         f"{stats['too_long']}, length ratio {stats['ratio']}, duplicates {stats['duplicate']}) -> {folder}"
     )
     return IdSeqs(*names["src"], dtype), IdSeqs(*names["tgt"], dtype)
+
+
+def source_counts(cfg: Config) -> list[tuple[str, int]]:
+    """(corpus name, kept training pairs) of each corpus, in the order of the pairs in ``<run_dir>/bin``
+    (as :func:`build_pairs` last recorded them)."""
+    stats = json.loads((cfg.run_path / "bin" / "meta.json").read_text(encoding="utf-8")).get("stats", {})
+    return [(name, int(n)) for name, n in stats.get("sources", [])] or [("main", int(stats.get("kept", 0)))]

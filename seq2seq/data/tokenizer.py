@@ -189,6 +189,9 @@ def _train_one(files: list[Path], prefix: Path, cfg: Config) -> None:
         hard_vocab_limit=False,
         minloglevel=2,
     )
+    tags = sorted({s.tag for s in cfg.data.sources if s.tag})  # "<BT>": one piece, never split
+    if tags:
+        kwargs["user_defined_symbols"] = tags
     try:
         spm.SentencePieceTrainer.Train(**kwargs)
     except RuntimeError as e:

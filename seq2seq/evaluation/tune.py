@@ -33,7 +33,7 @@ def tune_decode(
     """
     if split in cfg.test_sets:
         raise UserError(f"tune-decode never tunes on a test set, and '{split}' is one: use --split dev")
-    if split not in cfg.data.splits or split == "train":
+    if split not in cfg.data.split_names or split == "train":
         raise UserError(f"tune-decode needs a held-out split of data.splits, not '{split}'")
     for beam in beams:
         check_setting("decode.beam_size", beam, "--beams")

@@ -103,18 +103,28 @@ def _lang(code: str) -> str:
 
 
 def dataset_name(cfg: Config) -> str:
-    d = cfg.data
-    if d.source == "hub":
-        return d.dataset + (f" ({d.dataset_config})" if d.dataset_config else "")
-    if d.source == "embedded":
+    """The corpus in words; with data.sources, each corpus by its name and weight."""
+    if cfg.data.sources:
+        return "; ".join(f"{s.name}: {_corpus_words(s)} (weight {s.weight:g})" for s in cfg.data.sources)
+    return _corpus_words(cfg.data.source_list()[0])
+
+
+def _corpus_words(s) -> str:
+    if s.kind == "hub":
+        return s.dataset + (f" ({s.dataset_config})" if s.dataset_config else "")
+    if s.kind == "embedded":
         return "seq2seq's embedded synthetic corpus (numbers and dates)"
-    return f"{d.source} files" + (f" from {d.url}" if d.url.startswith(("http://", "https://")) else "")
+    return f"{s.kind} files" + (f" from {s.url}" if s.url.startswith(("http://", "https://")) else "")
 
 
 def front_matter(cfg: Config, facts: dict, license: str) -> dict:
     d = cfg.data
     tests = (facts["results"].get("tests") or {}) if facts["results"] else {}
-    dataset_id = d.dataset if d.source == "hub" and d.dataset else f"{cfg.name}-{d.source}"
+    hub = [s.dataset for s in d.source_list() if s.kind == "hub" and s.dataset]
+    if d.sources:
+        dataset_id = f"{cfg.name}-sources"
+    else:
+        dataset_id = d.dataset if d.source == "hub" and d.dataset else f"{cfg.name}-{d.source}"
     meta: dict = {
         "language": [d.src_lang, d.tgt_lang],
         "license": license,
@@ -122,8 +132,8 @@ def front_matter(cfg: Config, facts: dict, license: str) -> dict:
         "tags": ["translation", "seq2seq", "safetensors"],
         "pipeline_tag": "translation",
     }
-    if d.source == "hub" and d.dataset:
-        meta["datasets"] = [d.dataset]
+    if hub:
+        meta["datasets"] = hub
     meta["metrics"] = ["bleu", "chrf", "ter"] if any("ter" in s for s in tests.values()) else ["bleu", "chrf"]
     if tests:
         results = []

@@ -20,7 +20,7 @@ from seq2seq.config.load import save_config
 from seq2seq.config.schema import Config
 from seq2seq.config.values import read_yaml
 from seq2seq.constants import AVERAGED, CONFIG, checkpoint_file, checkpoints_dir
-from seq2seq.data.batches import make_batches
+from seq2seq.data.batches import epoch_batches, epoch_size
 from seq2seq.data.tokenizer import fingerprint_matches, tokenizers_fingerprint
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import UserError
@@ -249,7 +249,7 @@ class Trainer:
         p = self.progress
         self.log(
             f"{'resuming at step ' + str(p.step) if resumed else 'training'}: {count_parameters(self.model):,} "
-            f"parameters, {len(self.data.train_src)} training pairs, device {self.device}"
+            f"parameters, {len(self.data.train_src)} training pairs{self._epoch_note()}, device {self.device}"
             f"{f' x {self.dist.world} processes' if self.dist.world > 1 else ''}"
             f"{', amp ' + str(self.parts.amp_dtype).replace('torch.', '') if self.parts.amp_dtype else ''}, "
             f"{torch.get_num_threads()} threads"
@@ -273,12 +273,13 @@ class Trainer:
         try:
             with _interrupt_flag() as flag:
                 while self.budget_left():
-                    batches = make_batches(
+                    batches = epoch_batches(
                         self.data.train_src.lengths,
                         self.data.train_tgt.lengths,
                         self.cfg.train.batch_tokens,
                         self.cfg.train.seed,
                         self.progress.epoch,
+                        self.data.shares,
                     )
                     while self.progress.batch < len(batches) and self.budget_left():
                         due = self._step(batches, window, ahead)
@@ -332,6 +333,11 @@ class Trainer:
             f"averaged {len(paths)} checkpoints ({', '.join(names)}) -> {out}{fewer}: dev loss {dev_loss:.4f} "
             f"BLEU {bleu:.2f} (best.pt {self.progress.best_bleu:.2f})"
         )
+
+    def _epoch_note(self) -> str:
+        """With weighted corpora (data.sources): how many pairs an epoch draws."""
+        shares = self.data.shares
+        return f" ({epoch_size(shares)} an epoch by the sources' weights)" if shares else ""
 
     def _refuse_other_settings(self) -> None:
         """A finished run given other settings: name every differing key; config.yaml stays as it is."""

@@ -22,7 +22,7 @@ import yaml
 
 from seq2seq.config.schema import Config
 from seq2seq.constants import MANIFEST, RESULTS_JSON, RESULTS_TXT, checkpoint_file, stamps_dir
-from seq2seq.data.corpus import download
+from seq2seq.data.corpus import download, made_here
 from seq2seq.data.tokenizer import spm_paths, train_tokenizers
 from seq2seq.errors import UserError
 from seq2seq.evaluation.stage import evaluate
@@ -66,7 +66,10 @@ def stale_reason(cfg: Config, stage: str) -> Optional[str]:
         return "no output yet"
     if stage == "data":
         recorded = read_owner(cfg.data_dir, in_manifest=True).get("stages", {}).get("data")
-        return None if recorded == stage_settings(cfg, "data") else "data settings changed"
+        if recorded != stage_settings(cfg, "data"):
+            return "data settings changed"
+        newer = [p for p in made_here(cfg) if _mtime(p) > _mtime(output_of(cfg, "data"))]
+        return f"{newer[0]} is newer than the corpus" if newer else None
     stamp = stamp_path(cfg, stage)
     if not stamp.is_file():
         return "not finished before"

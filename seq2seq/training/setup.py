@@ -16,7 +16,7 @@ from seq2seq.config.schema import Config, TrainConfig
 from seq2seq.constants import checkpoint_file
 from seq2seq.data.corpus import read_split
 from seq2seq.data.sampling import SampledPairs
-from seq2seq.data.token_ids import build_pairs, drop_reason, load_text
+from seq2seq.data.token_ids import build_pairs, drop_reason, load_text, source_counts
 from seq2seq.data.tokenizer import (
     Tokenizer,
     copy_parent_tokenizers,
@@ -118,7 +118,16 @@ def setup_data(
     if cfg.spm.subword_sampling:
         toks, ids = (src_tok, tgt_tok), (train_src, train_tgt)
         sampled = SampledPairs(load_text(cfg), ids, toks, cfg.spm, cfg.train.seed, cfg.train.max_len)
-    return TrainData(train_src, train_tgt, dev_lines, dev_refs, dev_src, dev_tgt, sampled)
+    shares = source_shares(cfg)
+    return TrainData(train_src, train_tgt, dev_lines, dev_refs, dev_src, dev_tgt, sampled, shares)
+
+
+def source_shares(cfg: Config) -> tuple[tuple[int, float], ...]:
+    """(kept training pairs, weight) of each corpus of ``data.sources``; () for a single corpus."""
+    if not cfg.data.sources:
+        return ()
+    weights = {s.name: s.weight for s in cfg.data.sources}
+    return tuple((n, weights.get(name, 1.0)) for name, n in source_counts(cfg))
 
 
 def load_tokenizers_of(cfg: Config, dist: Dist, log: Optional[Callable[[str], None]]):

@@ -52,6 +52,8 @@ class TrainData:
     sampled: Optional[SampledPairs] = (
         None  # spm.subword_sampling: the training pairs segmented afresh each epoch
     )
+    # (kept pairs, weight) of each corpus of data.sources, in the order of train_src (): each pair once
+    shares: tuple = ()
 
     def pairs(self, idx: list[int], epoch: int) -> tuple[list[list[int]], list[list[int]]]:
         """(source ids, target ids) of the training pairs ``idx`` at ``epoch``: sampled with spm.subword_sampling,

@@ -168,6 +168,11 @@ def test_new_recipe_spells_out_every_key_with_its_comment(tmp_path: Path):
             assert set(values[section]) == {f for f in cls.__dataclass_fields__}
     lines = text.splitlines()
     for key, docs in field_docs().items():
+        if key.startswith("data.sources."):  # the keys of one corpus of data.sources, commented out
+            name = key.split(".")[-1]
+            at = next(i for i, line in enumerate(lines) if re.match(rf"  #   (- |  ){name}:", line))
+            assert [line.removeprefix("  #     # ") for line in lines[at - len(docs) : at]] == docs, key
+            continue
         section, name = key.split(".")
         if section == "data" and name not in values["data"]:
             continue

@@ -440,6 +440,12 @@ def test_every_number_in_a_recipe_has_a_checked_range():
         for f in dataclasses.fields(cls)
         if f.type in ("int", "float", int, float)
     }
+    numeric |= {  # the keys of every item of a list (data.sources.weight)
+        f"{key}.{f.name}"
+        for key, cls in config_mod.LIST_SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        if f.type in ("int", "float", int, float)
+    }
     assert numeric == set(config_mod.RANGES)
     for key, interval in config_mod.RANGES.items():  # the bounds themselves behave as written
         low, high = (float(x) for x in interval[1:-1].split(","))
