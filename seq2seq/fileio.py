@@ -16,6 +16,7 @@ No torch, no click: the download and config code import this without the model s
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -282,3 +283,12 @@ def read_lines(
             raise UserError(
                 f"{name}: line {number} is not valid UTF-8 (byte {e.start})" + (f"; {hint}" if hint else "")
             ) from None
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -37,7 +37,7 @@ from typing import Callable, Iterator, Optional
 from seq2seq.runs import ownership as rundir
 from seq2seq.config.schema import Config, SourceConfig
 from seq2seq.errors import UserError
-from seq2seq.fileio import AtomicOutput, atomic_write_text
+from seq2seq.fileio import AtomicOutput, atomic_write_text, file_sha256
 from seq2seq.text import normalize
 from seq2seq.data.hub import file_rows, load_hub, mirror_files
 from seq2seq.data.sources import jsonl_rows, rows_pairs, text_lines, tsv_pairs
@@ -220,14 +220,6 @@ def read_corpus(cfg: Config, mirror: Optional[Path] = None) -> dict[str, tuple[l
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def download(
     cfg: Config, mirror: Optional[str | os.PathLike] = None, log: Callable[[str], None] = print
 ) -> dict:
@@ -319,7 +311,7 @@ def _download(
                 "split": split,
                 "lang": lang,
                 "lines": count,
-                "sha256": _sha256(path),
+                "sha256": file_sha256(path),
             }
         log(f"{split}: {count} pairs")
     manifest["sources"] = source_records(cfg, per_source, cleaned if cfg.data.sources else None)
@@ -414,7 +406,7 @@ def _checked_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _VERIFIED:
-        _VERIFIED[key] = _sha256(path)
+        _VERIFIED[key] = file_sha256(path)
     return _VERIFIED[key]
 
 

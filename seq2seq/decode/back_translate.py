@@ -12,7 +12,6 @@ files (the download stage of ``seq2seq run`` sees them newer than the corpus and
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -25,7 +24,7 @@ from seq2seq.constants import BACK_TRANSLATION_RECORD, checkpoint_file
 from seq2seq.data.sources import text_lines
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import UserError
-from seq2seq.fileio import AtomicOutput, atomic_write_text
+from seq2seq.fileio import AtomicOutput, atomic_write_text, file_sha256
 from seq2seq.text import normalize
 
 CHUNK = 2000  # monolingual lines translated at a time
@@ -54,14 +53,6 @@ def synthetic_files(cfg: Config, source: SourceConfig) -> tuple[Path, Path]:
         Path(source.url) / source.file_pattern.format(split=stem, lang=lang)
         for lang in (cfg.data.src_lang, cfg.data.tgt_lang)
     )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _input_id(mono: str) -> dict:
@@ -110,7 +101,7 @@ def back_translate(
     weights = Path(checkpoint) if Path(checkpoint).is_file() else checkpoint_file(model_dir, checkpoint)
     record = {
         "model": str(Path(model_dir).resolve()),
-        "checkpoint_sha256": _sha256(weights),
+        "checkpoint_sha256": file_sha256(weights),
         **_input_id(mono),
         "skip": skip,
         "take": take,

@@ -26,7 +26,6 @@ revision it came from.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,6 +40,7 @@ from seq2seq.config.schema import Config
 from seq2seq.config.values import read_yaml
 from seq2seq.data.tokenizer import fingerprint_matches, load_tokenizers
 from seq2seq.errors import UserError
+from seq2seq.fileio import file_sha256
 from seq2seq.model.network import build_model
 
 MANIFEST = "seq2seq.json"
@@ -134,14 +134,6 @@ def describe(ref) -> str:
     return pinned or str(path)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _safe_name(name) -> bool:
     """A manifest's file name: relative, inside the folder (no .., no absolute path)."""
     if not isinstance(name, str) or not name or "\\" in name:
@@ -193,7 +185,7 @@ def read(ref) -> ModelFolder:
             raise UserError(
                 f"{name}: {rel} is missing: the folder is incomplete (export or download it again)"
             )
-        if sha256(f) != digest:
+        if file_sha256(f) != digest:
             raise UserError(
                 f"{name}: {rel} is damaged or was changed (sha256 differs from {MANIFEST}): export or "
                 f"download it again"

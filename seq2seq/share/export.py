@@ -22,7 +22,7 @@ from seq2seq.data.tokenizer import spm_paths, tokenizers_fingerprint
 from seq2seq.decode import model_folder as mf
 from seq2seq.decode.loading import load_run_with_tokenizers
 from seq2seq.errors import UserError
-from seq2seq.fileio import default_file_mode, temp_prefix
+from seq2seq.fileio import default_file_mode, file_sha256, temp_prefix
 from seq2seq.model.network import count_parameters
 from seq2seq.runs import checkpoint as ckpt_io
 from seq2seq.runs.ownership import load_run_config
@@ -115,7 +115,7 @@ def _write(folder: Path, run_dir, cfg, model, toks, ckpt, which, path, license, 
             "step": progress.get("step"),
             "best_dev_bleu": progress.get("best_bleu"),
         },
-        "files": {f: mf.sha256(folder / f) for f in files},
+        "files": {f: file_sha256(folder / f) for f in files},
     }
     (folder / mf.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     facts = gather(cfg, run_dir, count_parameters(model), (len(toks[0]), len(toks[1])), ckpt, which)

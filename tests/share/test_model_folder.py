@@ -16,6 +16,7 @@ from seq2seq.cli import main
 from seq2seq.decode import model_folder as mf
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import UserError
+from seq2seq.fileio import file_sha256
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -144,7 +145,7 @@ def test_tampered_or_truncated_weights(evaluated, tmp_path, damage):
     # even with the manifest's hash updated, safetensors itself refuses a cut file
     if damage == "truncate":
         manifest = json.loads((folder / "seq2seq.json").read_text())
-        manifest["files"]["weights.safetensors"] = mf.sha256(weights)
+        manifest["files"]["weights.safetensors"] = file_sha256(weights)
         (folder / "seq2seq.json").write_text(json.dumps(manifest))
         with pytest.raises(UserError, match="does not hold this model's parameters"):
             Translator.load(folder)
@@ -161,7 +162,7 @@ def test_a_pickle_is_never_unpickled(evaluated, tmp_path):
 
     (folder / "weights.safetensors").write_bytes(pickle.dumps(Evil()))
     manifest = json.loads((folder / "seq2seq.json").read_text())
-    manifest["files"]["weights.safetensors"] = mf.sha256(folder / "weights.safetensors")
+    manifest["files"]["weights.safetensors"] = file_sha256(folder / "weights.safetensors")
     (folder / "seq2seq.json").write_text(json.dumps(manifest))
     with pytest.raises(UserError, match="does not hold"):
         Translator.load(folder)
@@ -229,7 +230,7 @@ def hub_cache(cache: Path, folder: Path, repo: str = "someone/tiny-en-de") -> Pa
     snap = root / "snapshots" / COMMIT
     for f in folder.rglob("*"):
         if f.is_file():
-            blob = root / "blobs" / mf.sha256(f)
+            blob = root / "blobs" / file_sha256(f)
             blob.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, blob)
             link = snap / f.relative_to(folder)
