@@ -10,6 +10,15 @@ import click
 from seq2seq.cli.common import CONTEXT, OVERRIDES, PRECISION, RECIPE, Setting, checkpoint_option, load_recipe
 from seq2seq.config.schema import OUTPUT_FORMATS
 
+# translate and back-translate take the same beam option
+BEAM_SIZE = click.option(
+    "-b",
+    "--beam-size",
+    type=Setting("decode.beam_size"),
+    default=None,
+    help="Beam size (default: the run's).",
+)
+
 
 @click.command(context_settings=CONTEXT)
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIRS... [KEY=VALUE]...")
@@ -29,13 +38,7 @@ from seq2seq.config.schema import OUTPUT_FORMATS
     default=None,
     help="Output file, one translation per input line (default: standard output).",
 )
-@click.option(
-    "-b",
-    "--beam-size",
-    type=Setting("decode.beam_size"),
-    default=None,
-    help="Beam size (default: the run's).",
-)
+@BEAM_SIZE
 @click.option(
     "-a",
     "--length-penalty",
@@ -212,13 +215,7 @@ def translate(
 @click.option(
     "--take", type=click.IntRange(0), default=0, show_default=True, help="Lines to translate (0: all)."
 )
-@click.option(
-    "-b",
-    "--beam-size",
-    type=Setting("decode.beam_size"),
-    default=None,
-    help="Beam size (default: the run's).",
-)
+@BEAM_SIZE
 @click.option("--sampling/--no-sampling", default=None, help="Sample each piece instead of beam search.")
 @click.option("--temperature", type=Setting("decode.temperature"), default=None, help="Sampling temperature.")
 @click.option(
