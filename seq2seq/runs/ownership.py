@@ -162,8 +162,6 @@ def owner_entry(cfg: Config, folder: Path, stage: str, in_manifest: bool = False
     if new.get("recipe") is None:
         new["recipe"] = _recipe(cfg, folder)
     new["name"] = new.get("name") or cfg.name
-    if stage == "train":  # a run remembers them (seq2seq.runs.settings)
-        new["overrides"] = list(getattr(cfg, "overrides", ()))
     new["stages"] = {
         **new.get("stages", {}),
         stage: stage_settings(cfg, stage) if stage in STAGE_KEYS else {},
@@ -178,6 +176,14 @@ def record(folder: Path, cfg: Optional[Config], stage: str) -> None:
     new = owner_entry(cfg, folder, stage)
     if new != read_owner(folder):
         atomic_write_text(folder / OWNER, json.dumps(new, indent=2, ensure_ascii=False) + "\n")
+
+
+def remember_overrides(folder: Path, cfg: Config) -> None:
+    """Record the ``key=value`` overrides ``cfg`` was loaded with, when training writes the run's
+    config.yaml from it: the two always describe the same settings (a finished run trains nothing and
+    keeps those it was trained with; :mod:`seq2seq.runs.settings` reads them back)."""
+    new = {**read_owner(folder), "overrides": list(getattr(cfg, "overrides", ()))}
+    atomic_write_text(folder / OWNER, json.dumps(new, indent=2, ensure_ascii=False) + "\n")
 
 
 @contextlib.contextmanager

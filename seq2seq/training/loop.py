@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import torch
 
 from seq2seq.config.load import save_config
-from seq2seq.config.schema import Config
+from seq2seq.config.schema import Config, TrainConfig
 from seq2seq.config.values import read_yaml
 from seq2seq.constants import AVERAGED, CONFIG, checkpoint_file, checkpoints_dir
 from seq2seq.data.batches import epoch_batches, epoch_size
@@ -28,6 +28,7 @@ from seq2seq.evaluation.metrics import score
 from seq2seq.model.network import count_parameters
 from seq2seq.model.precision import load_scaler_state
 from seq2seq.runs import checkpoint as ckpt_io
+from seq2seq.runs.ownership import remember_overrides
 from seq2seq.runs.settings import differences, refuse_differences, settings_differences
 from seq2seq.training import rng
 from seq2seq.training import signals as stopping
@@ -48,6 +49,31 @@ class Progress:
     best_step: int = 0
     bad_validations: int = 0
     stopped_early: bool = False
+
+
+def budget_spent(p: Progress, tc: TrainConfig) -> bool:
+    """Whether a run at progress ``p`` has nothing left to train under ``tc`` (its steps, epochs or
+    early stopping)."""
+    spent = (tc.max_steps and p.step >= tc.max_steps) or (tc.max_epochs and p.epoch >= tc.max_epochs)
+    return bool(p.stopped_early or spent)
+
+
+def refuse_other_settings_if_finished(cfg: Config) -> None:
+    """A finished run given other settings: name every differing key before anything is built or
+    written (token ids, logs), so its files stay as they are; a run with budget left resumes."""
+    last, path = checkpoint_file(cfg.run_path, "last"), cfg.run_path / CONFIG
+    if not (last.is_file() and path.is_file()):
+        return
+    saved = ckpt_io.load(last).get("progress") or {}
+    progress = Progress(**{f.name: saved[f.name] for f in dataclasses.fields(Progress) if f.name in saved})
+    if not budget_spent(progress, cfg.train):
+        return
+    refuse_differences(
+        cfg.run_path,
+        settings_differences(read_yaml(path, "run config"), cfg),
+        f"it ended at step {progress.step}, so nothing was trained and {path} is unchanged; give "
+        f"run_dir=... to train a new run with these settings (or raise max_steps/max_epochs to continue)",
+    )
 
 
 def is_improvement(metric: str, bleu: float, loss: float, best: Progress) -> bool:
@@ -201,9 +227,7 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------
     def budget_left(self) -> bool:
-        p, tc = self.progress, self.cfg.train
-        spent = (tc.max_steps and p.step >= tc.max_steps) or (tc.max_epochs and p.epoch >= tc.max_epochs)
-        return not (p.stopped_early or spent)
+        return not budget_spent(self.progress, self.cfg.train)
 
     def _prepare(self, micro: list[list[int]], epoch: int = 0) -> tuple[list, int]:
         """This rank's collated shares of ``micro`` (batches of ``epoch``) and the global target tokens
@@ -258,7 +282,6 @@ class Trainer:
         if self.parts.precision:
             self.log(f"precision: {self.parts.precision}")
         if not self.budget_left():
-            self._refuse_other_settings()
             self.log(
                 f"nothing to do: the run already ended at step {p.step} (best dev BLEU {p.best_bleu:.2f})"
             )
@@ -266,6 +289,7 @@ class Trainer:
             return p
         if self.dist.main:
             save_config(self.cfg, self.run / CONFIG)
+            remember_overrides(self.run, self.cfg)
         self.model.train()
         window = Window(torch.zeros((), device=self.device), torch.zeros((), device=self.device))
         validated_at = -1
@@ -338,19 +362,6 @@ class Trainer:
         """With weighted corpora (data.sources): how many pairs an epoch draws."""
         shares = self.data.shares
         return f" ({epoch_size(shares)} an epoch by the sources' weights)" if shares else ""
-
-    def _refuse_other_settings(self) -> None:
-        """A finished run given other settings: name every differing key; config.yaml stays as it is."""
-        path = self.run / CONFIG
-        if not self.dist.main or not path.is_file():
-            return
-        found = settings_differences(read_yaml(path, "run config"), self.cfg)
-        refuse_differences(
-            self.run,
-            found,
-            f"it ended at step {self.progress.step}, so nothing was trained and {path} is unchanged; give "
-            f"run_dir=... to train a new run with these settings (or raise max_steps/max_epochs to continue)",
-        )
 
     def _step(self, batches: list[list[int]], window: Window, ahead: Ahead) -> bool:
         """One training step at the current position of this epoch's ``batches`` and its log line; True

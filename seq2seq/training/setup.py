@@ -33,7 +33,7 @@ from seq2seq.runs import ownership as rundir
 from seq2seq.training import finetune
 from seq2seq.training.cpumem import keep_freed_memory
 from seq2seq.training.distributed import Dist, data_parallel, process_device
-from seq2seq.training.loop import Progress, Trainer
+from seq2seq.training.loop import Progress, Trainer, refuse_other_settings_if_finished
 from seq2seq.training.loss import TrainingLoss
 from seq2seq.training.schedule import Schedule
 from seq2seq.training.step import Parts, TrainData
@@ -158,4 +158,5 @@ def train(cfg: Config, log: Optional[Callable[[str], None]] = None) -> Progress:
     """Train (or resume) the run of ``cfg``, holding its run directory (rank 0); returns the final progress."""
     cfg = finetune.inherit_model(cfg, log or print)
     with rundir.claim(cfg.run_path, cfg, "train"):
+        refuse_other_settings_if_finished(cfg)  # before token ids or logs are written
         return build_trainer(cfg, log).train()

@@ -53,6 +53,25 @@ def ctx(tmp_path_factory) -> Ctx:
 SPM_WRITES = ("owner.json",)  # what a successful spm stage may rewrite besides spm/
 
 
+def finished_run_given_decode_keys(ctx: Ctx, tmp: Path) -> Prepared:
+    """train on a copy of the finished run with decode keys: nothing to do, and nothing it keeps (its
+    config.yaml and the overrides it remembers stay those it was trained with; the log grows, and
+    owner.json names the recipe, which the fixture's run, built in code, lacks)."""
+    prep = on_copy("train", "beam_size=3", "max_len_ratio=9")(ctx, tmp)
+    prep.may_change = {tmp / "run" / name for name in ("train.log", "tensorboard", "owner.json")}
+    return prep
+
+
+def check_decode_keys_not_kept(prep: Prepared, outcome: Outcome, tmp: Path) -> None:
+    from seq2seq.runs.settings import load_for_run
+
+    assert b"nothing to do" in outcome.stdout
+    saved = yaml.safe_load((tmp / "run" / "config.yaml").read_text())["decode"]
+    cfg = load_for_run(prep.argv[1])  # what evaluate and translate decode with afterwards
+    assert (cfg.decode.beam_size, cfg.decode.max_len_ratio) == (saved["beam_size"], saved["max_len_ratio"])
+    assert (saved["beam_size"], saved["max_len_ratio"]) != (3, 9)
+
+
 def spm_again(ctx: Ctx, tmp: Path) -> Prepared:
     """spm run a second time, same corpus and settings, while checkpoints depend on the tokenizer."""
     prep = on_copy("spm")(ctx, tmp)
@@ -710,6 +729,20 @@ CASES = [
         duplicated("key"),
         2,
         error=("duplicate key 'max_steps'", "line"),
+    ),
+    # s: a finished run's settings are its own (nothing rewritten: the harness compares every file)
+    Case(
+        "s06-train-a-finished-run-with-another-max-len",
+        on_copy("train", "max_len=12", "label_smoothing=0.2"),
+        2,
+        error=("train.max_len", "12 given", "train.label_smoothing"),
+    ),
+    Case(
+        "s06b-train-a-finished-run-with-another-beam-size",
+        finished_run_given_decode_keys,
+        0,
+        prefix="",
+        check=check_decode_keys_not_kept,
     ),
 ]
 
