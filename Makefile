@@ -38,7 +38,8 @@ $(INSTALLED): pyproject.toml
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q torch==2.13.0
 	$(VENV)/bin/python -m pip uninstall -q -y seq2seq 2>/dev/null || true  # the old distribution name
-	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	# setuptools' 'Editable installation' BuildBackendWarning is advice for package authors, not a failure
+	PYTHONWARNINGS='ignore:Editable installation' $(VENV)/bin/python -m pip install -q -e '.[dev]'
 	touch $@
 
 data spm: | $(INSTALLED)
