@@ -182,8 +182,11 @@ def remember_overrides(folder: Path, cfg: Config) -> None:
     """Record the ``key=value`` overrides ``cfg`` was loaded with, when training writes the run's
     config.yaml from it: the two always describe the same settings (a finished run trains nothing and
     keeps those it was trained with; :mod:`seq2seq.runs.settings` reads them back)."""
-    new = {**read_owner(folder), "overrides": list(getattr(cfg, "overrides", ()))}
-    atomic_write_text(folder / OWNER, json.dumps(new, indent=2, ensure_ascii=False) + "\n")
+    owner = read_owner(folder)
+    overrides = list(getattr(cfg, "overrides", ()))
+    if owner.get("overrides") != overrides:  # the same ones: the file stays as it is
+        new = {**owner, "overrides": overrides}
+        atomic_write_text(folder / OWNER, json.dumps(new, indent=2, ensure_ascii=False) + "\n")
 
 
 @contextlib.contextmanager

@@ -176,9 +176,12 @@ def prep_disk_full_on_save(ctx: Ctx, tmp: Path) -> Prepared:
     fake = DiskFullOs()
     return Prepared(
         ["train", ctx.recipe(tmp / "r.yaml", run_dir=str(run)), "max_steps=8"],
-        # monitoring, written before the save: config.yaml (the new max_steps), train.log,
-        # metrics.jsonl (the step-8 validation; a resume drops it again), TensorBoard events
-        may_change={run / "config.yaml", run / "train.log", run / "metrics.jsonl", run / "tensorboard"},
+        # monitoring, written before the save: config.yaml (the new max_steps) and with it owner.json
+        # (the overrides it came from), train.log, metrics.jsonl (the step-8 validation; a resume
+        # drops it again), TensorBoard events
+        may_change={
+            run / n for n in ("config.yaml", "owner.json", "train.log", "metrics.jsonl", "tensorboard")
+        },
         patch=lambda: mock.patch.object(fileio, "os", fake),
         info={"fake": fake, "run": run},
     )
