@@ -64,13 +64,16 @@ def refuse_other_settings_if_finished(cfg: Config) -> None:
     last, path = checkpoint_file(cfg.run_path, "last"), cfg.run_path / CONFIG
     if not (last.is_file() and path.is_file()):
         return
+    found = settings_differences(read_yaml(path, "run config"), cfg)
+    if not found:  # the run's own settings: last.pt is read once, by the resume
+        return
     saved = ckpt_io.load(last).get("progress") or {}
     progress = Progress(**{f.name: saved[f.name] for f in dataclasses.fields(Progress) if f.name in saved})
     if not budget_spent(progress, cfg.train):
         return
     refuse_differences(
         cfg.run_path,
-        settings_differences(read_yaml(path, "run config"), cfg),
+        found,
         f"it ended at step {progress.step}, so nothing was trained and {path} is unchanged; give "
         f"run_dir=... to train a new run with these settings (or raise max_steps/max_epochs to continue)",
     )
