@@ -8,13 +8,16 @@ requests in flight are answered (for at most ``drain_s`` seconds), exit status 0
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
+import signal
 import socket
 import sys
+import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 import uvicorn
@@ -110,12 +113,28 @@ def is_loopback(host: str) -> bool:
 
 class _Server(uvicorn.Server):
     """uvicorn's server, but a SIGTERM/SIGINT that shut it down gracefully ends the process with status 0
-    (uvicorn re-raises the signal after the drain: status 143/130)."""
+    (uvicorn re-raises the signal after the drain: status 143/130), and so does a repeated one that
+    arrives while the process exits (uvicorn puts the default handlers back: killed, status 143)."""
+
+    stopped_by_signal = False
 
     def handle_exit(self, sig, frame) -> None:
-        if self.should_exit and sig == 2:  # a second Ctrl-C: no more waiting
+        if self.should_exit and sig == signal.SIGINT:  # a second Ctrl-C: no more waiting
             self.force_exit = True
         self.should_exit = True
+        self.stopped_by_signal = True
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():  # stopping as asked: further signals change nothing
+                signal.signal(sig, signal.SIG_IGN if self.stopped_by_signal else handler)
 
 
 def serve(
